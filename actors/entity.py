@@ -1,0 +1,96 @@
+"""Entity actors: one Dramatiq actor per registry spec, all running ``apply_item``.
+
+Each message carries a sync item id; the item and its inbox event in PostgreSQL are the truth. The
+effect (the upsert) and the item's completion commit in one transaction, so a redelivered message
+for a completed item finds nothing to claim and does nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import dramatiq
+from sqlalchemy import exc
+
+from tds_daemon import entities, intake, syncqueue, upsert
+from tds_daemon.db import is_transient
+from tds_daemon.metrics import sync_items, webhook_apply_seconds
+
+from . import runtime
+
+log = logging.getLogger(__name__)
+
+
+def apply_item(item_id: int) -> None:
+    rt = runtime.get()
+    cfg = rt.config
+    with rt.engine.begin() as conn:
+        item = syncqueue.claim(conn, item_id, cfg.workers.lease_s)
+    if item is None:
+        log.debug("nothing to do: item=%s (completed, taken or dead)", item_id)
+        return
+    spec = entities.BY_NAME.get(item.entity_type)
+    try:
+        if spec is None:
+            raise upsert.InvalidObject(f"entity type {item.entity_type!r} is not known to this TDS version")
+        change = upsert.Change(obj=intake.extract_object(spec, item.payload), version_at=item.received_at,
+                               deleted=item.event_type == "deleted")
+        with rt.engine.begin() as conn:
+            outcome = upsert.apply(conn, spec, cfg.database.entity_schema, [change])[item.zoho_id]
+            syncqueue.complete(conn, item.id, outcome)
+    except upsert.InvalidObject as e:
+        _finish_failed(rt, item, permanent=True, code=e.code, message=str(e))
+    except Exception as e:  # classified below; nothing escapes to Dramatiq, whose retries we do not use
+        if is_transient(e):
+            _finish_failed(rt, item, permanent=item.attempt_count >= cfg.workers.max_attempts,
+                           code="retries_exhausted" if item.attempt_count >= cfg.workers.max_attempts
+                           else "database_unavailable", message=_describe(e), transient=True)
+        else:
+            log.exception("unexpected error applying item=%s entity=%s", item.id, item.entity_type)
+            _finish_failed(rt, item, permanent=True, code="internal_error",
+                           message=f"{_describe(e)}; this is a TDS bug: report it with the worker log, "
+                                   f"then replay the item")
+        return
+    name = spec.name
+    sync_items.labels(name, outcome).inc()
+    webhook_apply_seconds.labels(name).observe(
+        max(0.0, (dt.datetime.now(dt.UTC) - item.received_at).total_seconds()))
+    log.info("applied: entity=%s zoho_id=%s item=%s outcome=%s", name, item.zoho_id, item.id, outcome)
+
+
+def _describe(e: Exception) -> str:
+    orig = getattr(e, "orig", None)
+    text = str(orig or e).strip().splitlines()
+    return f"{type(orig or e).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _finish_failed(rt, item, *, permanent: bool, code: str, message: str, transient: bool = False) -> None:
+    cfg = rt.config.workers
+    try:
+        with rt.engine.begin() as conn:
+            if permanent:
+                if transient:
+                    message = f"gave up after {item.attempt_count} attempts; last error: {message}"
+                syncqueue.dead_letter(conn, item.id, code, message)
+            else:
+                delay = syncqueue.backoff_s(item.attempt_count, cfg.min_backoff_ms, cfg.max_backoff_ms)
+                syncqueue.fail(conn, item.id, code, message, delay)
+    except exc.SQLAlchemyError as e:
+        # Still 'processing' in the database: its lease runs out and recovery dispatches it again.
+        log.warning("could not record failure of item=%s: %s", item.id, type(e).__name__)
+        return
+    outcome = "dead_letter" if permanent else "failed"
+    sync_items.labels(item.entity_type, outcome).inc()
+    level = logging.ERROR if permanent else logging.WARNING
+    log.log(level, "%s: entity=%s zoho_id=%s item=%s attempt=%s code=%s message=%s", outcome,
+            item.entity_type, item.zoho_id, item.id, item.attempt_count, code, message)
+
+
+def declare(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
+    """Declare every entity actor on the broker; their names and queues come from the registry."""
+    return {
+        spec.name: dramatiq.actor(apply_item, actor_name=spec.actor_name, queue_name=spec.queue,
+                                  broker=broker)
+        for spec in entities.ENTITIES
+    }

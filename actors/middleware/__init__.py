@@ -1,0 +1,5 @@
+"""Cross-cutting concerns of the worker processes, one middleware per module."""
+
+from .recovery import Recovery
+
+__all__ = ["Recovery"]

@@ -1,0 +1,34 @@
+"""What an actor needs from its process: configuration, a database engine, a dispatcher.
+
+Set once per worker process by ``actors.worker`` before any message is consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from tds_daemon.config import Config
+from tds_daemon.dispatch import Dispatcher
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    dispatcher: Dispatcher
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _current
+    _current = runtime
+
+
+def get() -> Runtime:
+    if _current is None:
+        raise RuntimeError("actors.runtime.install() has not been called in this process")
+    return _current

@@ -1,0 +1,1 @@
+"""The main process of ``tds run``: children, their restarts, and (later) the scheduler."""

@@ -1,0 +1,1 @@
+"""The HTTP API: Falcon resources as plain classes, assembled by ``app.create_app``."""

@@ -1,0 +1,54 @@
+"""``GET /metrics``: every process's metrics, aggregated, plus gauges read from PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import text
+
+from .. import __version__, entities
+from ..schema import STATUSES
+
+log = logging.getLogger(__name__)
+_COUNTS = text("SELECT entity_type, status, count(*) AS n FROM tds_sync_queue GROUP BY 1, 2")
+
+
+class DatabaseCollector:
+    """Queue states are facts in PostgreSQL, read at scrape time rather than tracked in memory."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        build = GaugeMetricFamily("tds_build_info", "TDS version", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        try:
+            with self.engine.connect() as conn:
+                counts = {(r.entity_type, r.status): r.n for r in conn.execute(_COUNTS)}
+        except Exception as e:
+            log.warning("metrics: queue counts unavailable: %s", type(e).__name__)
+            return
+        items = GaugeMetricFamily("tds_queue_items", "Sync items by entity and status",
+                                  labels=["entity", "status"])
+        dead = GaugeMetricFamily("tds_dead_letter_items", "Sync items in dead_letter", labels=["entity"])
+        for spec in entities.ENTITIES:
+            for status in STATUSES:
+                items.add_metric([spec.name, status], counts.get((spec.name, status), 0))
+            dead.add_metric([spec.name], counts.get((spec.name, "dead_letter"), 0))
+        yield items
+        yield dead
+
+
+class MetricsResource:
+    def __init__(self, engine):
+        self.registry = CollectorRegistry()
+        MultiProcessCollector(self.registry)
+        self.registry.register(DatabaseCollector(engine))
+
+    def on_get(self, req, resp):
+        resp.data = generate_latest(self.registry)
+        resp.content_type = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,0 +1,51 @@
+"""Running the Falcon app under gunicorn, configured from the TDS configuration."""
+
+from __future__ import annotations
+
+from gunicorn.app.base import BaseApplication
+from prometheus_client import multiprocess
+
+from .. import logs
+from ..config import Config
+
+
+def _child_exit(server, worker) -> None:
+    # Without this, a dead gunicorn worker's gauges would be summed forever.
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class ApiServer(BaseApplication):
+    def __init__(self, config: Config):
+        self.tds_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self.tds_config
+        settings = {
+            "bind": [c.api.bind],
+            "workers": c.api.processes,
+            "worker_class": "sync",
+            "timeout": c.api.timeout_s,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "backlog": 2048,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": c.log.level.lower(),
+            "proc_name": "tds-api",
+            "control_socket_disable": True,
+            "child_exit": _child_exit,
+            "post_worker_init": lambda worker: logs.setup(c.log.level),
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Imported and built in each worker after fork: no connection is shared across processes.
+        from .app import create_app
+
+        return create_app(self.tds_config)
+
+
+def run(config: Config) -> None:
+    ApiServer(config).run()

@@ -1,0 +1,103 @@
+"""``POST /api/tds/webhooks/{entity}``: check, store durably, then dispatch."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+import falcon
+from sqlalchemy import exc
+
+from .. import entities, inbox, intake
+from ..db import is_transient
+from ..metrics import webhooks_received
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+RETRY_AFTER_S = "30"
+
+
+class WebhookResource:
+    def __init__(self, config, engine, dispatcher):
+        self.token = config.api.webhook_token.encode()
+        self.secret = config.api.webhook_secret.encode()
+        self.max_body = config.api.max_body_bytes
+        self.engine = engine
+        self.dispatcher = dispatcher
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
+        spec = entities.resolve(entity)
+        label = spec.name if spec else "unknown"
+        try:
+            stored, delivery = self._accept(req, spec, entity)
+        except ApiError as e:
+            webhooks_received.labels(label, e.code).inc()
+            raise
+        outcome = "duplicate" if stored.duplicate else "accepted"
+        webhooks_received.labels(label, outcome).inc()
+        log.info("webhook %s: entity=%s zoho_id=%s event=%s event_id=%s item=%s", outcome, spec.name,
+                 delivery.zoho_id, delivery.event_type, stored.event_id, stored.item_id)
+        resp.status = falcon.HTTP_200 if stored.duplicate else falcon.HTTP_202
+        resp.media = {"status": outcome, "event_id": stored.event_id}
+
+    def _accept(self, req, spec, entity):
+        length = req.content_length
+        if length is None:
+            raise ApiError(411, "length_required", "send a Content-Length header")
+        if length > self.max_body:
+            raise ApiError(413, "body_too_large", f"body is {length} bytes; the limit is {self.max_body}")
+        self._authenticate(req)
+        if spec is None:
+            raise ApiError(404, "unknown_entity", f"no entity type {entity[:60]!r}; known: "
+                           + ", ".join(e.name for e in entities.ENTITIES))
+        raw = req.bounded_stream.read(length) if length else b""
+        if self.secret:
+            self._verify_signature(req, raw)
+        try:
+            body = intake.parse_body(raw, req.content_type)
+            delivery = intake.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
+        except intake.Rejected as e:
+            raise ApiError(e.status, e.code, e.message) from None
+        payload_json = intake.dump_body(body)
+        will_dispatch = self.dispatcher.available
+        try:
+            stored = inbox.store(self.engine, delivery, payload_json, will_dispatch)
+        except exc.DataError as e:
+            raise ApiError(400, "unstorable_payload", "PostgreSQL cannot store this body: "
+                           + str(e.orig).splitlines()[0]) from None
+        except exc.SQLAlchemyError as e:
+            if not is_transient(e):
+                raise
+            log.warning("database unavailable, webhook refused with 503: entity=%s error=%s", spec.name,
+                        type(e.orig if hasattr(e, "orig") else e).__name__)
+            raise ApiError(503, "database_unavailable", "TDS cannot reach its database; nothing was "
+                           "stored, send it again later", headers={"Retry-After": RETRY_AFTER_S}) from None
+        if not stored.duplicate and will_dispatch:
+            if not self.dispatcher.send(spec, stored.item_id):
+                try:
+                    inbox.mark_undispatched(self.engine, stored.item_id)
+                except exc.SQLAlchemyError:
+                    pass  # the item is stored; recovery re-dispatches it after redispatch_after_s
+        return stored, delivery
+
+    def _authenticate(self, req: falcon.Request) -> None:
+        if not self.token:
+            raise ApiError(401, "webhooks_disabled", "this TDS has no api.webhook_token configured; "
+                           "set it (or TDS_API_WEBHOOK_TOKEN) and reload")
+        given = (req.get_header("X-TDS-Webhook-Token") or req.get_header("X-Webhook-Key")
+                 or req.get_param("token"))
+        if not given:
+            raise ApiError(401, "token_missing", "send the webhook token in the X-TDS-Webhook-Token header, "
+                           "the X-Webhook-Key header or the token query parameter")
+        if not hmac.compare_digest(given.encode(), self.token):
+            raise ApiError(401, "token_invalid", "the webhook token is wrong")
+
+    def _verify_signature(self, req: falcon.Request, raw: bytes) -> None:
+        given = (req.get_header("X-Zoho-Webhook-Signature") or "").strip().lower()
+        if not given:
+            raise ApiError(401, "signature_missing", "X-Zoho-Webhook-Signature is required: the hex "
+                           "HMAC-SHA256 of the body under the shared secret")
+        expected = hmac.new(self.secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(401, "signature_invalid", "X-Zoho-Webhook-Signature does not match the body")

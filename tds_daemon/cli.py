@@ -1,0 +1,166 @@
+"""The ``tds`` command line.
+
+Operator errors (bad configuration, database unreachable, unknown entity) end with one readable
+line on stderr and a non-zero exit, never a traceback. Components in other packages (the worker in
+``actors``, the supervisor in ``supervisor``) are imported by name when their command runs, so the
+core library never depends on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import tempfile
+
+from . import __version__
+from .config import SCHEMA, Config, ConfigError, load, resolve_path
+
+
+class Failure(Exception):
+    """An operator-facing failure: printed as one line, exit status 1."""
+
+
+def prepare_metrics_dir(fresh: bool) -> str:
+    """Set PROMETHEUS_MULTIPROC_DIR before prometheus_client is imported anywhere in this process."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="tds-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    elif fresh and os.path.isdir(path):
+        # A new daemon must not inherit a dead one's counters.
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _load(args) -> Config:
+    try:
+        return load(args.config)
+    except ConfigError as e:
+        for key, why in e.problems:
+            print(f"tds: config: {key}: {why}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_check_config(args) -> int:
+    path = resolve_path(args.config, os.environ)
+    try:
+        config = load(args.config)
+    except ConfigError as e:
+        for key, why in e.problems:
+            print(f"{key}: {why}", file=sys.stderr)
+        print(f"configuration {path or '(defaults)'} is invalid: {len(e.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"configuration {config.source} is valid")
+    if args.verbose:
+        for s in SCHEMA:
+            print(f"  {s.name} = {config.redacted()[s.name]!r}  ({config.sources[s.name]})")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from .db import DatabaseUnavailable
+    from .migrate import upgrade
+
+    config = _load(args)
+    try:
+        before, after = upgrade(config)
+    except DatabaseUnavailable as e:
+        raise Failure(f"{e}; is PostgreSQL running and database.url right?") from None
+    if before == after:
+        print(f"schema already at {after}")
+    else:
+        print(f"schema migrated from {before or 'empty'} to {after}")
+    return 0
+
+
+def _require_schema(config: Config) -> None:
+    from sqlalchemy import exc
+
+    from .db import make_engine
+    from .migrate import current_revision, head_revision
+
+    engine = make_engine(config, pool_size=1, application_name="tds-check")
+    try:
+        with engine.connect() as conn:
+            current = current_revision(conn)
+    except exc.OperationalError as e:
+        raise Failure(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
+                      f"{str(e.orig).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current != head:
+        raise Failure(f"database schema is at {current or 'nothing'}, this TDS needs {head}: run `tds migrate`")
+
+
+def cmd_api(args) -> int:
+    config = _load(args)
+    prepare_metrics_dir(fresh=False)
+    from . import logs
+    from .api import server
+
+    logs.setup(config.log.level)
+    server.run(config)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    config = _load(args)
+    prepare_metrics_dir(fresh=False)
+    from . import logs
+
+    logs.setup(config.log.level)
+    return importlib.import_module("actors.worker").run(config)
+
+
+def cmd_run(args) -> int:
+    config = _load(args)
+    _require_schema(config)
+    prepare_metrics_dir(fresh=True)
+    from . import logs
+
+    logs.setup(config.log.level)
+    return importlib.import_module("supervisor.run").run(config, resolve_path(args.config, os.environ))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tds", description="Zoho to PostgreSQL sync daemon")
+    parser.add_argument("--version", action="version", version=f"tds {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", metavar="PATH", help="TOML file (default: $TDS_CONFIG, /etc/tds/tds.toml)")
+        p.set_defaults(func=func)
+        return p
+
+    command("run", cmd_run, "the daemon: API server and worker processes")
+    command("api", cmd_api, "the API server alone, in the foreground")
+    command("worker", cmd_worker, "one worker process, in the foreground")
+    command("migrate", cmd_migrate, "bring the database schema to the current version")
+    p = command("check-config", cmd_check_config, "validate the configuration")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every value (secrets hidden)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Failure as e:
+        print(f"tds: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+

@@ -1,0 +1,309 @@
+"""Configuration: one schema, a TOML file, ``TDS_<SECTION>_<KEY>`` environment overrides.
+
+The schema below is the single description of every setting: loading, validation, the
+``check-config`` report and the README's reference table all come from it. Validation is done as
+a whole so that an operator sees every bad key at once, and a bad file never half-applies.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = "/etc/tds/tds.toml"
+ENV_PREFIX = "TDS_"
+REGIONS = ("com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists ``(key, reason)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{k}: {why}" for k, why in problems))
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str
+    key: str
+    kind: type
+    default: Any
+    doc: str
+    secret: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns the reason it is bad, or None
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def env(self) -> str:
+        return f"{ENV_PREFIX}{self.section}_{self.key}".upper()
+
+
+def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}"
+
+
+def _url(*schemes: str) -> Callable[[Any], str | None]:
+    def check(v: str) -> str | None:
+        parts = urlsplit(v)
+        if parts.scheme not in schemes:
+            return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {v!r}"
+        if not parts.netloc and parts.scheme not in ("postgresql", "postgresql+psycopg2"):
+            return f"must name a host, got {v!r}"
+        return None
+
+    return check
+
+
+def _bind(v: str) -> str | None:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"must be HOST:PORT with a port from 1 to 65535, got {v!r}"
+    return None
+
+
+def _identifier(v: str) -> str | None:
+    if not v.replace("_", "").isalnum() or not v[:1].isalpha() or v.lower() != v:
+        return f"must be a lower-case SQL identifier, got {v!r}"
+    return None
+
+
+def _optional_url(v: str) -> str | None:
+    return None if v == "" else _url("https", "http")(v)
+
+
+def _secret(min_len: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v == "" or len(v) >= min_len else f"must be at least {min_len} characters"
+
+
+def _choice(*values: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in values else f"must be one of {', '.join(values)}, got {v!r}"
+
+
+SCHEMA: tuple[Setting, ...] = (
+    Setting("database", "url", str, "postgresql+psycopg2://localhost/tds",
+            "SQLAlchemy URL of the PostgreSQL database", check=_url("postgresql", "postgresql+psycopg2")),
+    Setting("database", "entity_schema", str, "zoho", "schema holding the entity tables", check=_identifier),
+    Setting("database", "statement_timeout_ms", int, 15000,
+            "server-side limit on any one SQL statement", check=_range(100, 600000)),
+    Setting("database", "connect_timeout_s", int, 5, "TCP connect timeout to PostgreSQL", check=_range(1, 60)),
+    Setting("redis", "url", str, "redis://127.0.0.1:6379/0", "Redis URL of the Dramatiq broker",
+            check=_url("redis", "rediss", "unix")),
+    Setting("redis", "socket_timeout_s", float, 5.0, "Redis socket connect/read timeout",
+            check=_range(0.1, 60)),
+    Setting("api", "bind", str, "127.0.0.1:8080", "HOST:PORT the API listens on", check=_bind),
+    Setting("api", "webhook_token", str, "", "shared token Zoho sends with each webhook; "
+            "webhooks are refused until set", secret=True, check=_secret(8)),
+    Setting("api", "webhook_secret", str, "", "when set, X-Zoho-Webhook-Signature (hex HMAC-SHA256 of "
+            "the body) is required", secret=True, check=_secret(12)),
+    Setting("api", "admin_token", str, "", "bearer token of the admin API; refused until set",
+            secret=True, check=_secret(8)),
+    Setting("api", "max_body_bytes", int, 1048576, "largest webhook body accepted",
+            check=_range(1024, 64 * 1048576)),
+    Setting("api", "processes", int, 2, "gunicorn worker processes", check=_range(1, 64)),
+    Setting("api", "timeout_s", int, 30, "gunicorn request timeout", check=_range(5, 600)),
+    Setting("workers", "processes", int, 2, "Dramatiq worker processes", check=_range(1, 64)),
+    Setting("workers", "threads", int, 8, "threads per worker process", check=_range(1, 256)),
+    Setting("workers", "max_attempts", int, 10,
+            "attempts for a transient failure before the item goes to dead_letter", check=_range(1, 100)),
+    Setting("workers", "min_backoff_ms", int, 500, "first retry delay", check=_range(10, 600000)),
+    Setting("workers", "max_backoff_ms", int, 60000, "longest retry delay", check=_range(100, 3600000)),
+    Setting("workers", "lease_s", int, 60, "how long an item may stay in processing before it is "
+            "presumed lost and dispatched again", check=_range(5, 3600)),
+    Setting("workers", "redispatch_after_s", int, 60, "a pending item with no progress this long is "
+            "dispatched again (lost message)", check=_range(5, 3600)),
+    Setting("workers", "sweep_interval_s", float, 2.0, "how often each worker looks for lost items",
+            check=_range(0.2, 300)),
+    Setting("zoho", "region", str, "com", "Zoho data centre", check=_choice(*REGIONS)),
+    Setting("zoho", "accounts_url", str, "", "default https://accounts.zoho.<region>", check=_optional_url),
+    Setting("zoho", "books_url", str, "", "default https://www.zohoapis.<region>/books/v3",
+            check=_optional_url),
+    Setting("zoho", "inventory_url", str, "", "default https://www.zohoapis.<region>/inventory/v1",
+            check=_optional_url),
+    Setting("zoho", "client_id", str, "", "OAuth client id", secret=True),
+    Setting("zoho", "client_secret", str, "", "OAuth client secret", secret=True),
+    Setting("zoho", "refresh_token", str, "", "OAuth refresh token", secret=True),
+    Setting("zoho", "organization_id", str, "", "Zoho organization id"),
+    Setting("zoho", "requests_per_minute", int, 100, "Zoho API requests per minute per app, shared by "
+            "every process", check=_range(1, 10000)),
+    Setting("log", "level", str, "INFO", "log level", check=_choice("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+
+SECTIONS = tuple(dict.fromkeys(s.section for s in SCHEMA))
+_BY_NAME = {s.name: s for s in SCHEMA}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated configuration: ``config.api.bind``, ``config.get('api.bind')``."""
+
+    values: Mapping[str, Any]
+    source: str = "defaults"
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any:
+        return self.values[name]
+
+    def __getattr__(self, section: str) -> _Section:
+        if section not in SECTIONS:
+            raise AttributeError(section)
+        return _Section(section, self.values)
+
+    def redacted(self) -> dict[str, Any]:
+        return {
+            s.name: ("(set)" if self.values[s.name] else "(not set)") if s.secret else self.values[s.name]
+            for s in SCHEMA
+        }
+
+    # Derived values (kept here so that every process derives them the same way).
+    @property
+    def zoho_accounts_url(self) -> str:
+        return self.values["zoho.accounts_url"] or f"https://accounts.zoho.{self.values['zoho.region']}"
+
+    @property
+    def zoho_books_url(self) -> str:
+        return self.values["zoho.books_url"] or f"https://www.zohoapis.{self.values['zoho.region']}/books/v3"
+
+    @property
+    def zoho_inventory_url(self) -> str:
+        return (self.values["zoho.inventory_url"]
+                or f"https://www.zohoapis.{self.values['zoho.region']}/inventory/v1")
+
+
+class _Section:
+    def __init__(self, section: str, values: Mapping[str, Any]):
+        self._section, self._values = section, values
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[f"{self._section}.{key}"]
+        except KeyError:
+            raise AttributeError(f"{self._section}.{key}") from None
+
+
+def resolve_path(path: str | None, environ: Mapping[str, str]) -> str | None:
+    """--config, else $TDS_CONFIG, else /etc/tds/tds.toml if it exists, else None (defaults)."""
+    if path:
+        return path
+    if environ.get("TDS_CONFIG"):
+        return environ["TDS_CONFIG"]
+    return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+def _coerce(setting: Setting, raw: Any, from_env: bool) -> Any:
+    kind = setting.kind
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_env and str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return str(raw).lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"must be true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool):
+            raise ValueError(f"must be an integer, got {raw!r}")
+        if isinstance(raw, int):
+            return raw
+        if from_env and str(raw).strip().lstrip("-").isdigit():
+            return int(raw)
+        raise ValueError(f"must be an integer, got {raw!r}")
+    if kind is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if from_env:
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise ValueError(f"must be a number, got {raw!r}")
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, got {raw!r}")
+    return raw
+
+
+def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate; raise ConfigError naming every bad key."""
+    environ = os.environ if environ is None else environ
+    path = resolve_path(path, environ)
+    problems: list[tuple[str, str]] = []
+    raw: dict[str, tuple[Any, bool, str]] = {}  # name -> (value, from_env, where)
+
+    if path:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError([("config", f"file {path} does not exist")]) from None
+        except PermissionError:
+            raise ConfigError([("config", f"file {path} is not readable")]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([("config", f"{path} is not valid TOML: {e}")]) from None
+        for section, body in doc.items():
+            if section not in SECTIONS:
+                problems.append((section, f"unknown section in {path}"))
+                continue
+            if not isinstance(body, dict):
+                problems.append((section, f"must be a [{section}] table in {path}"))
+                continue
+            for key, value in body.items():
+                name = f"{section}.{key}"
+                if name not in _BY_NAME:
+                    problems.append((name, f"unknown key in {path}"))
+                else:
+                    raw[name] = (value, False, path)
+
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == "TDS_CONFIG":
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            continue  # not a setting (e.g. a test harness variable); only known sections are checked
+        name = f"{section}.{rest[len(section) + 1:]}"
+        if name not in _BY_NAME:
+            problems.append((name, f"unknown key set by environment variable {var}"))
+        else:
+            raw[name] = (value, True, var)
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SCHEMA:
+        if s.name not in raw:
+            values[s.name] = s.default
+            sources[s.name] = "default"
+            continue
+        value, from_env, where = raw[s.name]
+        sources[s.name] = where
+        try:
+            value = _coerce(s, value, from_env)
+        except ValueError as e:
+            problems.append((s.name, f"{e} (from {where})" if not s.secret else f"wrong type (from {where})"))
+            continue
+        reason = s.check(value) if s.check else None
+        if reason:
+            if s.secret:
+                reason = reason.split(", got")[0]
+            problems.append((s.name, f"{reason} (from {where})"))
+            continue
+        values[s.name] = value
+
+    if not problems and values["workers.min_backoff_ms"] > values["workers.max_backoff_ms"]:
+        problems.append(("workers.min_backoff_ms", "must not exceed workers.max_backoff_ms"))
+    if problems:
+        raise ConfigError(problems)
+    return Config(values=values, source=path or "defaults", sources=sources)
+
+
+def reference_table() -> str:
+    """The README's configuration reference, generated from SCHEMA."""
+    lines = ["| key | env | default | meaning |", "|---|---|---|---|"]
+    for s in SCHEMA:
+        default = "(none)" if s.default == "" else f"`{s.default}`"
+        lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.doc} |")
+    return "\n".join(lines)

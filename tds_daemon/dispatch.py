@@ -1,0 +1,55 @@
+"""Sending "apply sync item N" messages, by the queue and actor names of the entity registry.
+
+The API never imports the actors: a message names its actor, and any worker that declared it
+consumes it. PostgreSQL holds the item; the message is only a wake-up call, so a failed send is
+recorded (``dispatched_at`` left NULL) and the recovery sweep sends it again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from dramatiq import Message
+from dramatiq.brokers.redis import RedisBroker
+
+from .entities import EntitySpec
+from .metrics import dispatches
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Sends messages; after a Redis failure, stops trying for ``pause_s`` so intake stays fast."""
+
+    def __init__(self, broker: RedisBroker, origin: str, pause_s: float = 2.0):
+        self.broker = broker
+        self.origin = origin
+        self.pause_s = pause_s
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def send(self, spec: EntitySpec, item_id: int) -> bool:
+        """True if the message reached Redis."""
+        if not self.available:
+            dispatches.labels(self.origin, "skipped").inc()
+            return False
+        message = Message(queue_name=spec.queue, actor_name=spec.actor_name, args=(item_id,), kwargs={},
+                          options={})
+        try:
+            self.broker.enqueue(message)
+        except (redis.RedisError, OSError) as e:
+            with self._lock:
+                self._down_until = time.monotonic() + self.pause_s
+            log.warning("broker unavailable, item left for recovery: item=%s entity=%s error=%s",
+                        item_id, spec.name, type(e).__name__)
+            dispatches.labels(self.origin, "failed").inc()
+            return False
+        dispatches.labels(self.origin, "sent").inc()
+        return True

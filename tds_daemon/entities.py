@@ -1,0 +1,144 @@
+"""The entity registry: one EntitySpec per Zoho entity type, the single source of truth.
+
+Tables, webhook routes, Dramatiq queues and actors, metric labels and (later) sync jobs and breaker
+names are all derived from these specs; nothing per entity is written anywhere else. Adding an
+entity type is one spec here and one migration.
+
+Facts marked *unconfirmed* in ZOHO.md (last-modified fields of price lists, users, branches) are
+expressed as data (``last_modified=None`` ordering falls back to arrival), so being wrong about them
+costs a one-line change here, not a rewrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    """A typed column copied out of the Zoho object for querying; ``raw`` keeps everything."""
+
+    name: str
+    type: str  # text | numeric | date | timestamptz | boolean
+    source: str | None = None  # Zoho field name, default: the column name
+
+    @property
+    def field(self) -> str:
+        return self.source or self.name
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str
+    app: str  # books | inventory
+    list_path: str
+    list_key: str
+    object_key: str  # key of Zoho's default webhook payload
+    id_field: str
+    last_modified: str | None
+    table: str
+    columns: tuple[Column, ...]
+    aliases: tuple[str, ...] = ()
+    list_params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def queue(self) -> str:
+        return f"tds.{self.name}"
+
+    @property
+    def actor_name(self) -> str:
+        return f"apply_{self.name}"
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+def _cols(*specs: str) -> tuple[Column, ...]:
+    """'name:type' or 'name:type:zoho_field' → Columns (a compact table, read top to bottom)."""
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        out.append(Column(parts[0], parts[1], parts[2] if len(parts) > 2 else None))
+    return tuple(out)
+
+
+_CONTACT = _cols("contact_name:text", "company_name:text", "email:text", "phone:text", "status:text",
+                 "currency_code:text", "outstanding_receivable_amount:numeric",
+                 "outstanding_payable_amount:numeric", "created_time:timestamptz")
+
+ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec("product", "inventory", "/items", "items", "item", "item_id", "last_modified_time", "products",
+               _cols("name:text", "sku:text", "status:text", "unit:text", "rate:numeric",
+                     "purchase_rate:numeric", "stock_on_hand:numeric", "available_stock:numeric",
+                     "category_name:text", "brand:text", "created_time:timestamptz"),
+               aliases=("products", "items", "item")),
+    EntitySpec("customer", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
+               "customers", _CONTACT, aliases=("customers", "contacts"),
+               list_params=(("contact_type", "customer"),)),
+    EntitySpec("vendor", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
+               "vendors", _CONTACT, aliases=("vendors",), list_params=(("contact_type", "vendor"),)),
+    EntitySpec("invoice", "books", "/invoices", "invoices", "invoice", "invoice_id", "last_modified_time",
+               "invoices",
+               _cols("invoice_number:text", "customer_id:text", "customer_name:text", "status:text",
+                     "date:date", "due_date:date", "currency_code:text", "total:numeric",
+                     "balance:numeric"),
+               aliases=("invoices",)),
+    EntitySpec("sales_order", "inventory", "/salesorders", "salesorders", "salesorder", "salesorder_id",
+               "last_modified_time", "sales_orders",
+               _cols("salesorder_number:text", "customer_id:text", "customer_name:text", "status:text",
+                     "date:date", "shipment_date:date", "currency_code:text", "total:numeric"),
+               aliases=("orders", "salesorders", "sales-orders")),
+    EntitySpec("payment", "books", "/customerpayments", "customerpayments", "payment", "payment_id",
+               "last_modified_time", "payments",
+               _cols("payment_number:text", "customer_id:text", "customer_name:text", "payment_mode:text",
+                     "date:date", "amount:numeric", "unused_amount:numeric", "currency_code:text"),
+               aliases=("payments", "customerpayments")),
+    EntitySpec("bill", "books", "/bills", "bills", "bill", "bill_id", "last_modified_time", "bills",
+               _cols("bill_number:text", "vendor_id:text", "vendor_name:text", "status:text", "date:date",
+                     "due_date:date", "currency_code:text", "total:numeric", "balance:numeric"),
+               aliases=("bills",)),
+    EntitySpec("credit_note", "books", "/creditnotes", "creditnotes", "creditnote", "creditnote_id",
+               "last_modified_time", "credit_notes",
+               _cols("creditnote_number:text", "customer_id:text", "customer_name:text", "status:text",
+                     "date:date", "currency_code:text", "total:numeric", "balance:numeric"),
+               aliases=("credit-notes", "creditnotes")),
+    EntitySpec("stock_adjustment", "inventory", "/inventoryadjustments", "inventory_adjustments",
+               "inventory_adjustment", "inventory_adjustment_id", "last_modified_time", "stock_adjustments",
+               _cols("reference_number:text", "date:date", "reason:text", "adjustment_type:text",
+                     "status:text", "total:numeric"),
+               aliases=("stock", "inventory-adjustments")),
+    EntitySpec("price_list", "books", "/pricebooks", "pricebooks", "pricebook", "pricebook_id", None,
+               "price_lists",
+               _cols("name:text", "currency_code:text", "pricebook_type:text", "status:text",
+                     "is_default:boolean"),
+               aliases=("prices", "pricebooks", "pricelists")),
+    EntitySpec("user", "books", "/users", "users", "user", "user_id", None, "users",
+               _cols("name:text", "email:text", "role_id:text", "status:text", "user_role:text"),
+               aliases=("users",)),
+    EntitySpec("branch", "books", "/branches", "branches", "branch", "branch_id", None, "branches",
+               _cols("branch_name:text", "email:text", "is_primary_branch:boolean", "status:text"),
+               aliases=("branches",)),
+)
+
+BY_NAME: dict[str, EntitySpec] = {e.name: e for e in ENTITIES}
+_ROUTES: dict[str, EntitySpec] = {alias: e for e in ENTITIES for alias in e.route_names}
+# Two specs sharing a route would silently shadow one another; refuse at import instead.
+assert len(_ROUTES) == sum(len(e.route_names) for e in ENTITIES), "an alias is claimed twice"
+
+COLUMN_TYPES = ("text", "numeric", "date", "timestamptz", "boolean")
+assert all(c.type in COLUMN_TYPES for e in ENTITIES for c in e.columns)
+
+
+def resolve(name: str) -> EntitySpec | None:
+    """Entity by name or alias (case-insensitive), or None."""
+    return _ROUTES.get(name.lower())
+
+
+def get(name: str) -> EntitySpec:
+    """Entity by canonical name; KeyError names the valid ones."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown entity {name!r}; known: {', '.join(BY_NAME)}") from None
+

@@ -1,0 +1,23 @@
+"""Prometheus metrics written by every process (multiprocess mode) and served by the API.
+
+``PROMETHEUS_MULTIPROC_DIR`` must be set before prometheus_client is first imported: the CLI does
+that (``tds_daemon.cli.prepare_metrics_dir``) before importing anything that imports this module.
+Labels are bounded: entity names, outcomes and statuses, never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+webhooks_received = Counter(
+    "tds_webhooks_received", "Webhook deliveries by entity and outcome (accepted, duplicate or the "
+    "error code)", ["entity", "outcome"])
+sync_items = Counter(
+    "tds_sync_items", "Sync items finished by entity and outcome (created, updated, unchanged, stale, "
+    "deleted, failed, dead_letter)", ["entity", "outcome"])
+dispatches = Counter(
+    "tds_dispatches", "Messages sent to the broker by origin (intake, recovery) and result",
+    ["origin", "result"])
+webhook_apply_seconds = Histogram(
+    "tds_webhook_apply_seconds", "Time from webhook receipt to its row applied", ["entity"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))

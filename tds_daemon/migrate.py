@@ -1,0 +1,71 @@
+"""``tds migrate``: Alembic ``upgrade head`` on the configured database, safe to repeat."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import exc
+
+from .config import Config
+from .db import DatabaseUnavailable, make_engine
+
+_HERE = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def _alembic_config(config: Config) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _HERE)
+    cfg.attributes["entity_schema"] = config.database.entity_schema
+    return cfg
+
+
+def _connect(config: Config):
+    engine = make_engine(config, pool_size=1, application_name="tds-migrate")
+    try:
+        return engine, engine.connect()
+    except exc.OperationalError as e:
+        engine.dispose()
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
+                                  f"{reason}") from None
+
+
+def upgrade(config: Config) -> tuple[str | None, str]:
+    """Upgrade to head; returns (revision before, revision after)."""
+    engine, conn = _connect(config)
+    try:
+        with conn:
+            # One migrator at a time: two daemons starting together must not race.
+            conn.exec_driver_sql("SELECT pg_advisory_lock(7415007)")
+            before = MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
+                                                ).get_current_revision()
+            cfg = _alembic_config(config)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+            after = MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
+                                               ).get_current_revision()
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(7415007)")
+            conn.commit()
+        return before, after
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config_stub()).get_current_head()
+
+
+def _alembic_config_stub() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _HERE)
+    return cfg
+
+
+def current_revision(conn) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
+                                      ).get_current_revision()

@@ -1,0 +1,120 @@
+"""Database schema as SQLAlchemy Core metadata: bookkeeping tables and the entity tables.
+
+Entity tables are derived from the registry and live in ``database.entity_schema`` (default
+``zoho``), which is why they are built per schema name rather than declared once at import.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+
+from . import entities
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("pending", "processing", "completed", "failed", "dead_letter")
+OUTCOMES = ("created", "updated", "unchanged", "stale", "deleted")
+TZ = TIMESTAMP(timezone=True)
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+inbox_events = Table(
+    "tds_inbox_events", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("entity_type", Text, nullable=False),
+    Column("zoho_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False, unique=True),
+    Column("zoho_last_modified", TZ),
+    Column("payload", JSONB, nullable=False),
+    Column("received_at", TZ, nullable=False, server_default=func.now()),
+    CheckConstraint("event_type IN ('created', 'updated', 'deleted')", name="event_type"),
+)
+Index(None, inbox_events.c.received_at)
+
+sync_queue = Table(
+    "tds_sync_queue", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", BigInteger, ForeignKey("tds_inbox_events.id"), nullable=False, unique=True),
+    Column("entity_type", Text, nullable=False),
+    Column("zoho_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("outcome", Text),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+    Column("dispatched_at", TZ),
+    Column("lease_until", TZ),
+    Column("next_attempt_at", TZ),
+    Column("completed_at", TZ),
+    Column("first_failed_at", TZ),
+    Column("last_failed_at", TZ),
+    CheckConstraint("status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES)), name="status"),
+    CheckConstraint("outcome IS NULL OR outcome IN ({})".format(", ".join(f"'{o}'" for o in OUTCOMES)),
+                    name="outcome"),
+)
+# The sweeper's three questions, each answered from a small partial index.
+Index("ix_tds_sync_queue_pending", sync_queue.c.dispatched_at, postgresql_where=text("status = 'pending'"))
+Index("ix_tds_sync_queue_processing", sync_queue.c.lease_until, postgresql_where=text("status = 'processing'"))
+Index("ix_tds_sync_queue_failed", sync_queue.c.next_attempt_at, postgresql_where=text("status = 'failed'"))
+# Counts by state for metrics and monitoring; lookups of an object's history.
+Index(None, sync_queue.c.status, sync_queue.c.entity_type)
+Index(None, sync_queue.c.entity_type, sync_queue.c.zoho_id)
+
+_SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(20, 6), "date": Date, "timestamptz": lambda: TZ,
+              "boolean": Boolean}
+
+
+def entity_columns(spec: entities.EntitySpec) -> list[Column]:
+    """The columns of one entity table: fixed bookkeeping columns, then the spec's typed columns."""
+    return [
+        Column("zoho_id", Text, primary_key=True),
+        Column("zoho_last_modified", TZ),
+        # What "newer" means for this row: Zoho's last-modified time, or the arrival time where the
+        # entity has none (price lists, users, branches).
+        Column("version_at", TZ, nullable=False),
+        Column("raw", JSONB, nullable=False),
+        Column("synced_at", TZ, nullable=False, server_default=func.now()),
+        Column("deleted_at", TZ),
+        *(Column(c.name, _SQL_TYPES[c.type]()) for c in spec.columns),
+    ]
+
+
+@lru_cache(maxsize=8)
+def entity_metadata(schema: str) -> MetaData:
+    md = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+    for spec in entities.ENTITIES:
+        t = Table(spec.table, md, *entity_columns(spec))
+        Index(None, t.c.zoho_last_modified)
+    return md
+
+
+def entity_table(spec: entities.EntitySpec, schema: str) -> Table:
+    return entity_metadata(schema).tables[f"{schema}.{spec.table}"]

@@ -1,0 +1,127 @@
+"""The life of a sync item in ``tds_sync_queue``: claim, complete, fail, dead-letter, recover.
+
+pending ──claim──▶ processing ──▶ completed
+   ▲                  │  └──transient──▶ failed ──(next_attempt_at)──▶ pending
+   └──recovery sweep──┘  └──permanent / attempts used up──▶ dead_letter
+
+PostgreSQL, not the broker, is what guarantees every item ends applied: the sweep re-dispatches
+pending items whose message was lost, processing items whose lease ran out (a killed worker), and
+failed items whose retry time has come.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+_CLAIM = text("""
+UPDATE tds_sync_queue q
+SET status = 'processing', attempt_count = q.attempt_count + 1, updated_at = now(),
+    lease_until = now() + make_interval(secs => :lease_s)
+FROM tds_inbox_events e
+WHERE q.id = :id AND e.id = q.event_id AND q.status IN ('pending', 'failed')
+RETURNING q.id, q.entity_type, q.zoho_id, q.attempt_count, e.event_type, e.payload, e.received_at,
+          e.zoho_last_modified
+""")
+_COMPLETE = text("""
+UPDATE tds_sync_queue
+SET status = 'completed', outcome = :outcome, completed_at = now(), updated_at = now(), lease_until = NULL,
+    error_code = NULL, error_message = NULL
+WHERE id = :id AND status = 'processing'
+""")
+_FAIL = text("""
+UPDATE tds_sync_queue
+SET status = 'failed', error_code = :code, error_message = :message, updated_at = now(),
+    lease_until = NULL, next_attempt_at = now() + make_interval(secs => :delay_s),
+    first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
+WHERE id = :id AND status = 'processing'
+""")
+_DEAD = text("""
+UPDATE tds_sync_queue
+SET status = 'dead_letter', error_code = :code, error_message = :message, updated_at = now(),
+    lease_until = NULL, next_attempt_at = NULL,
+    first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
+WHERE id = :id AND status = 'processing'
+""")
+# A processing item whose lease ran out and that has used every attempt is not tried again: a
+# message that kills its worker every time must not take the workers down forever.
+_BURY_LOST = text("""
+UPDATE tds_sync_queue
+SET status = 'dead_letter', error_code = 'worker_lost', updated_at = now(), lease_until = NULL,
+    error_message = 'the worker applying this item stopped (killed or crashed) ' || attempt_count ||
+        ' times; look for crashes in the worker logs, then replay it',
+    first_failed_at = coalesce(first_failed_at, now()), last_failed_at = now()
+WHERE status = 'processing' AND lease_until < now() AND attempt_count >= :max_attempts
+""")
+_RECOVER = text("""
+WITH lost AS (
+    (SELECT id FROM tds_sync_queue WHERE status = 'pending'
+        AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => :after_s))
+     ORDER BY dispatched_at NULLS FIRST LIMIT :limit)
+    UNION ALL
+    (SELECT id FROM tds_sync_queue WHERE status = 'processing' AND lease_until < now() LIMIT :limit)
+    UNION ALL
+    (SELECT id FROM tds_sync_queue WHERE status = 'failed' AND next_attempt_at <= now() LIMIT :limit)
+), picked AS (
+    SELECT q.id FROM tds_sync_queue q JOIN lost ON lost.id = q.id
+    FOR UPDATE OF q SKIP LOCKED
+)
+UPDATE tds_sync_queue q
+SET status = 'pending', dispatched_at = now(), lease_until = NULL, updated_at = now()
+FROM picked WHERE q.id = picked.id
+RETURNING q.id, q.entity_type
+""")
+_UNDISPATCH = text("UPDATE tds_sync_queue SET dispatched_at = NULL WHERE id = ANY(:ids) AND status = 'pending'")
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    entity_type: str
+    zoho_id: str
+    attempt_count: int
+    event_type: str
+    payload: dict
+    received_at: Any
+    zoho_last_modified: Any
+
+
+def claim(conn: Connection, item_id: int, lease_s: int) -> Claimed | None:
+    """Take an item for processing; None if it is done, taken, or dead (a redelivery: do nothing)."""
+    row = conn.execute(_CLAIM, {"id": item_id, "lease_s": lease_s}).first()
+    return Claimed(**row._mapping) if row else None
+
+
+def complete(conn: Connection, item_id: int, outcome: str) -> None:
+    conn.execute(_COMPLETE, {"id": item_id, "outcome": outcome})
+
+
+def backoff_s(attempt: int, min_ms: int, max_ms: int) -> float:
+    """Exponential backoff with full jitter over the upper half, bounded by max_ms."""
+    ceiling = min(max_ms, min_ms * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling) / 1000
+
+
+def fail(conn: Connection, item_id: int, code: str, message: str, delay_s: float) -> None:
+    conn.execute(_FAIL, {"id": item_id, "code": code, "message": message[:2000], "delay_s": delay_s})
+
+
+def dead_letter(conn: Connection, item_id: int, code: str, message: str) -> None:
+    conn.execute(_DEAD, {"id": item_id, "code": code, "message": message[:2000]})
+
+
+def recover(conn: Connection, redispatch_after_s: int, max_attempts: int, limit: int = 500
+            ) -> tuple[int, list[tuple[int, str]]]:
+    """Dead-letter hopeless lost items; return (buried, [(item id, entity)]) to dispatch again."""
+    buried = conn.execute(_BURY_LOST, {"max_attempts": max_attempts}).rowcount
+    rows = conn.execute(_RECOVER, {"after_s": redispatch_after_s, "limit": limit}).all()
+    return buried, [(r.id, r.entity_type) for r in rows]
+
+
+def undispatch(conn: Connection, item_ids: list[int]) -> None:
+    if item_ids:
+        conn.execute(_UNDISPATCH, {"ids": item_ids})

@@ -1,0 +1,118 @@
+"""The one way rows are written: a batched upsert guarded by the Zoho version (newer wins).
+
+Webhooks (a batch of one) and pulls (pages of 200) both come through ``apply``, so duplicates and
+out-of-order deliveries can never regress a row, whatever brought them.
+
+Version: Zoho's last-modified time where the entity has one, else the time the object reached us
+(arrival order). A write with an older version is ``stale``; an equal version changes the row only
+if the content differs (else ``unchanged``). A delete sets ``deleted_at`` and never removes a row;
+a deleted row comes back only with a strictly newer version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from . import zohovalues
+from .entities import EntitySpec
+from .schema import entity_table
+
+
+class InvalidObject(Exception):
+    """The object cannot be stored as it is (a permanent error, with a message a person can act on)."""
+
+    code = "invalid_field"
+
+
+@dataclass(frozen=True)
+class Change:
+    obj: dict
+    version_at: dt.datetime  # arrival time, used when the object has no last-modified time
+    deleted: bool = False
+
+
+def _row(spec: EntitySpec, change: Change, now: dt.datetime) -> dict[str, Any]:
+    obj = change.obj
+    zoho_id = zohovalues.zoho_id(obj.get(spec.id_field))
+    if zoho_id is None:
+        raise InvalidObject(f"{spec.name} object has no {spec.id_field}; it cannot be stored")
+    row: dict[str, Any] = {"zoho_id": zoho_id, "raw": obj, "synced_at": now,
+                           "deleted_at": now if change.deleted else None}
+    modified = None
+    for col in spec.columns:
+        try:
+            row[col.name] = zohovalues.convert(col.type, obj.get(col.field))
+        except zohovalues.InvalidValue as e:
+            raise InvalidObject(f"{spec.name} {zoho_id}: field {col.field} {e}; correct it in Zoho "
+                                f"(the next change or sync brings it) or replay after a fix") from None
+    if spec.last_modified:
+        try:
+            modified = zohovalues.parse_timestamp(obj.get(spec.last_modified))
+        except zohovalues.InvalidValue as e:
+            raise InvalidObject(f"{spec.name} {zoho_id}: field {spec.last_modified} {e}") from None
+    row["zoho_last_modified"] = modified
+    row["version_at"] = modified or change.version_at
+    return row
+
+
+def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per id (PostgreSQL refuses a batch touching a row twice): the newest, later on ties."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kept = best.get(row["zoho_id"])
+        if kept is None or row["version_at"] >= kept["version_at"]:
+            best[row["zoho_id"]] = row
+    return list(best.values())
+
+
+def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]) -> dict[str, str]:
+    """Write the changes; return {zoho_id: outcome} with outcome created|updated|deleted|unchanged|stale."""
+    if not changes:
+        return {}
+    now = dt.datetime.now(dt.UTC)
+    table = entity_table(spec, schema)
+    rows = [_row(spec, c, now) for c in changes]
+    outcomes: dict[str, str] = {}
+    for deleted in (False, True):
+        batch = _dedupe([r for r in rows if (r["deleted_at"] is not None) == deleted])
+        if batch:
+            outcomes.update(_write(conn, table, batch, deleted))
+    return outcomes
+
+
+def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool) -> dict[str, str]:
+    stmt = insert(table).values(batch)
+    new, old = stmt.excluded, table.c
+    if deleted:
+        # Keep what we know of the object; only mark it gone. Not stale if the delete is as new.
+        set_ = {"deleted_at": new.deleted_at, "synced_at": new.synced_at,
+                "version_at": func.greatest(old.version_at, new.version_at)}
+        where = (old.deleted_at.is_(None)) & (new.version_at >= old.version_at)
+    else:
+        set_ = {c.name: new[c.name] for c in table.columns if c.name != "zoho_id"}
+        where = or_(
+            new.version_at > old.version_at,
+            (new.version_at == old.version_at) & old.deleted_at.is_(None) & old.raw.is_distinct_from(new.raw),
+        )
+    stmt = stmt.on_conflict_do_update(index_elements=[old.zoho_id], set_=set_, where=where)
+    # xmax is 0 for a freshly inserted tuple and non-zero for an updated one.
+    stmt = stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"))
+    written = {r.zoho_id: r.inserted for r in conn.execute(stmt)}
+    outcomes: dict[str, str] = {}
+    for zid, inserted in written.items():
+        outcomes[zid] = "deleted" if deleted else ("created" if inserted else "updated")
+    missing = [r for r in batch if r["zoho_id"] not in written]
+    if missing:
+        current = dict(conn.execute(
+            select(old.zoho_id, old.version_at).where(old.zoho_id.in_([r["zoho_id"] for r in missing]))).all())
+        for r in missing:
+            stored = current.get(r["zoho_id"])
+            outcomes[r["zoho_id"]] = "stale" if stored is not None and stored > r["version_at"] else "unchanged"
+    return outcomes
+
