@@ -1,0 +1,97 @@
+"""Configuration: TOML + environment, validated as a whole, secrets never shown."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import ROOT, TDS
+
+from tds_daemon import config
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "tds.toml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_defaults_match_the_contract():
+    c = config.load(environ={})
+    assert c.database.url == "postgresql+psycopg2://localhost/tds"
+    assert c.database.entity_schema == "zoho"
+    assert c.redis.url == "redis://127.0.0.1:6379/0"
+    assert c.api.bind == "127.0.0.1:8080"
+    assert c.api.max_body_bytes == 1048576
+    assert (c.workers.processes, c.workers.threads) == (2, 8)
+    assert c.zoho.region == "com" and c.zoho.requests_per_minute == 100
+    assert c.zoho_books_url == "https://www.zohoapis.com/books/v3"
+    assert c.zoho_inventory_url == "https://www.zohoapis.com/inventory/v1"
+    assert c.zoho_accounts_url == "https://accounts.zoho.com"
+    assert c.api.webhook_token == "" and c.api.admin_token == ""
+
+
+def test_file_then_environment(tmp_path):
+    path = write(tmp_path, '[api]\nbind = "0.0.0.0:9000"\nmax_body_bytes = 4096\n[zoho]\nregion = "eu"\n')
+    c = config.load(path, environ={"TDS_API_MAX_BODY_BYTES": "8192", "TDS_WORKERS_THREADS": "3"})
+    assert c.api.bind == "0.0.0.0:9000"
+    assert c.api.max_body_bytes == 8192 and c.workers.threads == 3
+    assert c.zoho_books_url == "https://www.zohoapis.eu/books/v3"
+    assert c.sources["api.max_body_bytes"] == "TDS_API_MAX_BODY_BYTES"
+
+
+def test_tds_config_variable_names_the_file(tmp_path):
+    path = write(tmp_path, '[log]\nlevel = "DEBUG"\n')
+    assert config.load(environ={"TDS_CONFIG": path}).log.level == "DEBUG"
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path):
+    path = write(tmp_path, '[api]\nbind = "nohost"\nmax_body_bytes = "big"\nwebhok_token = "x"\n'
+                 '[zoho]\nregion = "mars"\n[nonsense]\na = 1\n')
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path, environ={"TDS_WORKERS_PROCESSES": "0", "TDS_REDIS_URL": "http://x"})
+    keys = {k for k, _ in info.value.problems}
+    assert keys == {"api.bind", "api.max_body_bytes", "api.webhok_token", "zoho.region", "nonsense",
+                    "workers.processes", "redis.url"}
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(config.ConfigError, match="not valid TOML"):
+        config.load(write(tmp_path, "[api\n"), environ={})
+    with pytest.raises(config.ConfigError, match="does not exist"):
+        config.load(str(tmp_path / "absent.toml"), environ={})
+
+
+def test_check_config_cli_names_keys_and_never_prints_secrets(tmp_path):
+    secret = "super-secret-value-42"
+    path = write(tmp_path, f'[api]\nwebhook_token = "{secret}"\nmax_body_bytes = -1\n')
+    bad = subprocess.run([*TDS, "check-config", "--config", path], capture_output=True, text=True, cwd=ROOT,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 1
+    assert "api.max_body_bytes" in bad.stderr and "Traceback" not in bad.stderr
+    good_path = write(tmp_path, f'[api]\nwebhook_token = "{secret}"\n')
+    good = subprocess.run([*TDS, "check-config", "--config", good_path, "-v"], capture_output=True, text=True,
+                          cwd=ROOT, env={"PATH": "/usr/bin:/bin"})
+    assert good.returncode == 0, good.stderr
+    assert "api.webhook_token = '(set)'" in good.stdout
+    assert secret not in good.stdout + good.stderr + bad.stdout + bad.stderr
+
+
+def test_short_secret_is_refused_without_echoing_it(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
+        config.load(environ={"TDS_API_WEBHOOK_TOKEN": "abc"})
+    assert "abc" not in str(info.value)
+
+
+def test_readme_reference_matches_the_schema():
+    readme = (ROOT / "README.md").read_text()
+    assert config.reference_table() in readme, "README's configuration reference is out of date: " \
+        "paste tds_daemon.config.reference_table()"
+
+
+def test_example_config_is_valid_and_names_every_key():
+    path = ROOT / "ops" / "tds.example.toml"
+    assert config.load(str(path), environ={}).values == config.load(environ={}).values
+    text = path.read_text()
+    for s in config.SCHEMA:
+        assert f"{s.key} =" in text, s.name

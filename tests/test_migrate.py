@@ -1,0 +1,60 @@
+"""`tds migrate`: idempotent, complete, and clear when the database is unreachable."""
+
+from __future__ import annotations
+
+import subprocess
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from conftest import ROOT, TDS, free_port
+from sqlalchemy import inspect
+
+from tds_daemon import entities, schema
+
+
+def test_migrate_is_idempotent(migrated):
+    again = subprocess.run([*TDS, "migrate"], env=migrated, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "already at" in again.stdout
+
+
+def test_migrated_database_matches_the_schema_and_the_registry(engine):
+    insp = inspect(engine)
+    assert set(insp.get_table_names(schema="zoho")) == {e.table for e in entities.ENTITIES}
+    assert {"tds_inbox_events", "tds_sync_queue"} <= set(insp.get_table_names())
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn)
+        diff = compare_metadata(ctx, schema.metadata)
+        for md in (schema.entity_metadata("zoho"),):
+            ctx = MigrationContext.configure(conn, opts={"include_schemas": True,
+                                                         "include_name": lambda n, t, p: t != "schema" or n == "zoho"})
+            diff += compare_metadata(ctx, md)
+    # Only differences that are not differences: the version table is Alembic's own.
+    diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == "tds_alembic_version")]
+    assert diff == [], f"a migration is missing for: {diff}"
+
+
+def test_migrate_refuses_clearly_when_the_database_is_unreachable(migrated):
+    env = {**migrated, "TDS_DATABASE_URL": f"postgresql+psycopg2://127.0.0.1:{free_port()}/nowhere"}
+    r = subprocess.run([*TDS, "migrate"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.startswith("tds: cannot connect to PostgreSQL") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_run_refuses_an_unmigrated_database(migrated, tmp_path):
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_empty"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        env = {**migrated, "TDS_DATABASE_URL": migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name}
+        r = subprocess.run([*TDS, "run"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert r.returncode == 1
+        assert "run `tds migrate`" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
