@@ -7,8 +7,6 @@ from dramatiq.brokers.redis import RedisBroker
 
 from .config import Config
 
-NAMESPACE = "tds"
-
 
 def redis_client(config: Config) -> redis.Redis:
     timeout = config.redis.socket_timeout_s
@@ -19,4 +17,4 @@ def redis_client(config: Config) -> redis.Redis:
 def make_broker(config: Config, middleware=()) -> RedisBroker:
     # The client is built here (not from url=) so that the socket timeouts apply: Dramatiq passes
     # its own keyword arguments only when it builds the client itself from parameters.
-    return RedisBroker(client=redis_client(config), namespace=NAMESPACE, middleware=list(middleware))
+    return RedisBroker(client=redis_client(config), namespace=config.redis.namespace, middleware=list(middleware))

@@ -96,6 +96,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("database", "connect_timeout_s", int, 5, "TCP connect timeout to PostgreSQL", check=_range(1, 60)),
     Setting("redis", "url", str, "redis://127.0.0.1:6379/0", "Redis URL of the Dramatiq broker",
             check=_url("redis", "rediss", "unix")),
+    Setting("redis", "namespace", str, "tds", "prefix of every Redis key TDS uses (lets two installations "
+            "share one Redis)", check=_identifier),
     Setting("redis", "socket_timeout_s", float, 5.0, "Redis socket connect/read timeout",
             check=_range(0.1, 60)),
     Setting("api", "bind", str, "127.0.0.1:8080", "HOST:PORT the API listens on", check=_bind),

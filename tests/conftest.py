@@ -132,12 +132,18 @@ def pg_url():
 
 
 @pytest.fixture(scope="session")
-def redis_url():
+def redis_namespace():
+    # A namespace of its own, not FLUSHDB: two test sessions (or a benchmark) may share the server.
+    return f"tds_test_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_namespace):
     url = f"{REDIS_BASE}/{REDIS_DB}"
-    client = redis_lib.Redis.from_url(url)
-    client.flushdb()
     yield url
-    client.flushdb()
+    client = redis_lib.Redis.from_url(url)
+    for key in client.scan_iter(match=f"{redis_namespace}*", count=1000):
+        client.delete(key)
     client.close()
 
 
@@ -149,12 +155,13 @@ def session_dir():
 
 
 @pytest.fixture(scope="session")
-def base_env(pg_url, redis_url, session_dir):
+def base_env(pg_url, redis_url, redis_namespace, session_dir):
     """Environment for every TDS process the tests start; recovery is fast so faults heal quickly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TDS_") and k != "NOTIFY_SOCKET"}
     env.update({
         "TDS_DATABASE_URL": pg_url,
         "TDS_REDIS_URL": redis_url,
+        "TDS_REDIS_NAMESPACE": redis_namespace,
         "TDS_API_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN,
         "TDS_API_PROCESSES": "2",
