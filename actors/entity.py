@@ -25,8 +25,14 @@ log = logging.getLogger(__name__)
 def apply_item(item_id: int) -> None:
     rt = runtime.get()
     cfg = rt.config
-    with rt.engine.begin() as conn:
-        item = syncqueue.claim(conn, item_id, cfg.workers.lease_s)
+    try:
+        with rt.engine.begin() as conn:
+            item = syncqueue.claim(conn, item_id, cfg.workers.lease_s)
+    except exc.SQLAlchemyError as e:
+        # Not claimed, so still pending in PostgreSQL: recovery dispatches it again once the
+        # database answers. Nothing to retry here.
+        log.warning("could not claim item=%s: %s", item_id, _describe(e))
+        return
     if item is None:
         log.debug("nothing to do: item=%s (completed, taken or dead)", item_id)
         return
