@@ -32,6 +32,18 @@ class ApiServer(BaseApplication):
             "accesslog": None,
             "errorlog": "-",
             "loglevel": c.log.level.lower(),
+            # gunicorn's own lines in the same one-line format as the rest of TDS
+            "logconfig_dict": {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"tds": {"format": logs.FORMAT}},
+                "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "tds",
+                                        "stream": "ext://sys.stderr"}},
+                "root": {"handlers": ["stderr"], "level": c.log.level},
+                "loggers": {"gunicorn.error": {"handlers": [], "level": c.log.level, "propagate": True},
+                            # one line per request is the reverse proxy's job, not ours
+                            "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False}},
+            },
             "proc_name": "tds-api",
             "control_socket_disable": True,
             "child_exit": _child_exit,
