@@ -16,10 +16,11 @@ from .db import DatabaseUnavailable, make_engine
 _HERE = os.path.join(os.path.dirname(__file__), "migrations")
 
 
-def _alembic_config(config: Config) -> AlembicConfig:
+def _alembic_config(config: Config | None = None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", _HERE)
-    cfg.attributes["entity_schema"] = config.database.entity_schema
+    if config is not None:
+        cfg.attributes["entity_schema"] = config.database.entity_schema
     return cfg
 
 
@@ -41,14 +42,12 @@ def upgrade(config: Config) -> tuple[str | None, str]:
         with conn:
             # One migrator at a time: two daemons starting together must not race.
             conn.exec_driver_sql("SELECT pg_advisory_lock(7415007)")
-            before = MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
-                                                ).get_current_revision()
+            before = current_revision(conn)
             cfg = _alembic_config(config)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
-            after = MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
-                                               ).get_current_revision()
+            after = current_revision(conn)
             conn.exec_driver_sql("SELECT pg_advisory_unlock(7415007)")
             conn.commit()
         return before, after
@@ -57,13 +56,7 @@ def upgrade(config: Config) -> tuple[str | None, str]:
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config_stub()).get_current_head()
-
-
-def _alembic_config_stub() -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", _HERE)
-    return cfg
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def current_revision(conn) -> str | None:
