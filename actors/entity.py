@@ -14,7 +14,7 @@ import dramatiq
 from sqlalchemy import exc
 
 from tds_daemon import entities, intake, syncqueue, upsert
-from tds_daemon.db import is_transient
+from tds_daemon.db import transient_code
 from tds_daemon.metrics import sync_items, webhook_apply_seconds
 
 from . import runtime
@@ -48,10 +48,11 @@ def apply_item(item_id: int) -> None:
     except upsert.InvalidObject as e:
         _finish_failed(rt, item, permanent=True, code=e.code, message=str(e))
     except Exception as e:  # classified below; nothing escapes to Dramatiq, whose retries we do not use
-        if is_transient(e):
-            _finish_failed(rt, item, permanent=item.attempt_count >= cfg.workers.max_attempts,
-                           code="retries_exhausted" if item.attempt_count >= cfg.workers.max_attempts
-                           else "database_unavailable", message=_describe(e), transient=True)
+        code = transient_code(e)
+        if code:
+            exhausted = item.attempt_count >= cfg.workers.max_attempts
+            _finish_failed(rt, item, permanent=exhausted, code="retries_exhausted" if exhausted else code,
+                           message=_describe(e), transient=True)
         else:
             log.exception("unexpected error applying item=%s entity=%s", item.id, item.entity_type)
             _finish_failed(rt, item, permanent=True, code="internal_error",

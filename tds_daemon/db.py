@@ -28,32 +28,40 @@ def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "
             # Every statement and lock wait is bounded: a blocked socket is something Dramatiq's
             # time limit cannot interrupt.
             "options": f"-c statement_timeout={config.database.statement_timeout_ms}"
-                       f" -c lock_timeout={config.database.statement_timeout_ms}",
+                       f" -c lock_timeout={max(1, config.database.statement_timeout_ms // 2)}",
             "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
         },
     )
 
 
-_UNAVAILABLE_PGCODES = {
-    "57P01", "57P02", "57P03",  # admin shutdown, crash shutdown, cannot connect now
-    "53300",  # too many connections
-    "08000", "08003", "08006", "08001", "08004",  # connection exceptions
-    "57014",  # statement timeout (query_canceled): the server is overloaded or locked
-    "55P03",  # lock not available
-    "40001", "40P01",  # serialization failure, deadlock: retry
+_TRANSIENT_PGCODES = {
+    "57P01": "database_unavailable", "57P02": "database_unavailable",  # admin / crash shutdown
+    "57P03": "database_unavailable",  # cannot connect now (starting up)
+    "53300": "database_unavailable",  # too many connections
+    "08000": "database_unavailable", "08003": "database_unavailable", "08006": "database_unavailable",
+    "08001": "database_unavailable", "08004": "database_unavailable",  # connection exceptions
+    "57014": "database_timeout",  # statement timeout: the server is overloaded or a row is locked
+    "55P03": "database_timeout",  # lock_timeout
+    "40001": "database_conflict", "40P01": "database_conflict",  # serialization failure, deadlock
 }
 
 
-def is_transient(error: BaseException) -> bool:
-    """True when retrying later may succeed (connection lost, timeouts, shutdown, deadlock)."""
+def transient_code(error: BaseException) -> str | None:
+    """An error code when retrying later may succeed (connection lost, timeouts, deadlock), else None."""
     if isinstance(error, DatabaseUnavailable):
-        return True
+        return "database_unavailable"
     if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
         code = getattr(error.orig, "pgcode", None)
-        if code in _UNAVAILABLE_PGCODES:
-            return True
+        if code in _TRANSIENT_PGCODES:
+            return _TRANSIENT_PGCODES[code]
+        if error.connection_invalidated:
+            return "database_unavailable"
         if isinstance(error, exc.OperationalError | exc.InterfaceError) and code is None:
-            return True  # no server answer at all: refused, reset, DNS, timeout
-    return isinstance(error, exc.TimeoutError)  # pool exhausted
+            return "database_unavailable"  # no server answer at all: refused, reset, DNS, timeout
+    if isinstance(error, exc.TimeoutError):
+        return "database_busy"  # no pooled connection free in time
+    return None
+
+
+def is_transient(error: BaseException) -> bool:
+    return transient_code(error) is not None
