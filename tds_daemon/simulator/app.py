@@ -1,0 +1,273 @@
+"""The Falcon app: Zoho's accounts server, Books v3 and Inventory v1, and the control API.
+
+Zoho's side, in the order a request meets it (``Gate``):
+
+1. ``down`` fault: 503 for OAuth and API alike (``refuse`` is handled by the server, before HTTP);
+2. ``latency_ms`` fault (API only);
+3. ``Authorization: Zoho-oauthtoken <token>``: missing → 401 code 14, unknown or expired → 401 code 57;
+4. ``organization_id`` query parameter (not for ``/organizations``): missing → 400 code 6042,
+   not the simulated organization → 400 code 6041;
+5. the limit: per app per organization, 429 code 44 with ``Retry-After``;
+6. ``error_rate`` fault: 500 ``{"code": 1000, "message": "Internal error"}`` or 503 (HTML);
+7. the resource: list ``GET /<app>/<list path>`` or get ``GET /<app>/<list path>/<id>``.
+
+List parameters: ``page`` (1-based), ``per_page`` (default and max 200), ``sort_column``
+(``last_modified_time``, ``created_time`` or any field of the rows; default ``created_time``),
+``sort_order`` (``A``/``D``, default ``D``), the entity's ``list_params`` (``contact_type``), and
+``last_modified_time``: objects modified at or after it (any Zoho timestamp form; an unencoded
+``+`` is tolerated). Whether real Zoho honours a ``last_modified_time`` filter on list endpoints is
+*unconfirmed* (ZOHO.md): a client must also work without it, newest first with a stored cursor.
+Sorting by ``last_modified_time`` is documented for contacts (Books' "List Contacts").
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+
+import falcon
+
+from . import errors
+from .control import add_control_routes
+from .data import list_row
+from .errors import ZohoError
+from .sim import APPS, Simulator, routes
+from .zohotime import parse_param
+
+MAX_PER_PAGE = 200
+_SKIP_ORG = {"organizations"}
+
+
+def _app_of(path: str) -> str | None:
+    for app, prefix in APPS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return app
+    return None
+
+
+def _int_param(req: falcon.Request, name: str, default: int) -> int:
+    raw = req.get_param(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.invalid_value(name) from None
+    if value < 1:
+        raise errors.invalid_value(name)
+    return value
+
+
+def _render(resp: falcon.Response, err: ZohoError) -> None:
+    resp.status = err.status
+    resp.media = err.body
+    for k, v in err.headers.items():
+        resp.set_header(k, v)
+
+
+def _unavailable(resp: falcon.Response) -> None:
+    resp.status = 503
+    resp.content_type = "text/html"
+    resp.text = errors.UNAVAILABLE_HTML
+
+
+class Gate:
+    """Middleware: everything Zoho checks before a resource answers (see the module docstring)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        app = _app_of(req.path)
+        req.context.app = app
+        oauth = req.path.startswith("/oauth/")
+        if app is None and not oauth:
+            return
+        faults = self.sim.faults.snapshot()
+        if faults.down:
+            self.sim.stats.inc("down", "answered_503")
+            _unavailable(resp)
+            resp.complete = True
+            return
+        if oauth:
+            return
+        stats = self.sim.stats
+        stats.inc("apps", app, "requests")
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        try:
+            self._check(req, app)
+        except ZohoError as e:
+            _render(resp, e)
+            resp.complete = True
+            return
+        injected = self.sim.faults.roll()
+        if injected:
+            stats.inc("apps", app, "injected_errors")
+            if injected == 500:
+                _render(resp, errors.internal())
+            else:
+                _unavailable(resp)
+            resp.complete = True
+
+    def _check(self, req: falcon.Request, app: str) -> None:
+        header = req.get_header("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "zoho-oauthtoken" or not token.strip():
+            raise errors.no_auth()
+        if not self.sim.tokens.valid(token.strip()):
+            raise errors.bad_token()
+        rest = req.path[len(APPS[app]):].strip("/")
+        if rest.split("/", 1)[0] in _SKIP_ORG:
+            return
+        org = req.get_param("organization_id")
+        if not org:
+            raise errors.missing_org()
+        if org != self.sim.settings.organization_id:
+            if not org.isdigit():
+                raise errors.invalid_value("organization_id")
+            raise errors.foreign_org(org)
+        self.sim.limiter.check(app, org)
+
+    def process_response(self, req, resp, resource, req_succeeded) -> None:
+        app = getattr(req.context, "app", None)
+        if app is not None:
+            self.sim.stats.inc("apps", app, "status", str(resp.status_code))
+
+
+class TokenResource:
+    """``POST /oauth/v2/token`` (Zoho's accounts server)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        form = {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
+        raw = req.bounded_stream.read()
+        if raw:
+            form.update(urllib.parse.parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        status, body, outcome = self.sim.tokens.grant(form, req.prefix, self.sim.faults.snapshot().token_ttl_s)
+        self.sim.stats.inc("oauth", outcome)
+        resp.status = status
+        resp.media = body
+
+
+class Collection:
+    """``GET /<app>/<collection>`` (list) and ``GET /<app>/<collection>/<id>`` (get)."""
+
+    def __init__(self, sim: Simulator, app: str):
+        self.sim, self.app = sim, app
+        self.routes = routes(app)
+
+    def _specs(self, collection: str):
+        specs = self.routes.get(collection)
+        if not specs:
+            raise errors.bad_url()
+        return specs
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str) -> None:
+        specs = self._specs(collection)
+        chosen = [s for s in specs if all(req.get_param(k) in (None, "", v) for k, v in s.list_params)]
+        if not chosen:  # e.g. contact_type=partner
+            bad = next(k for s in specs for k, _ in s.list_params if req.get_param(k))
+            raise errors.invalid_value(bad)
+        page = _int_param(req, "page", 1)
+        per_page = min(_int_param(req, "per_page", MAX_PER_PAGE), MAX_PER_PAGE)
+        sort_column = req.get_param("sort_column") or "created_time"
+        lm_fields = {self.sim.store.factory.last_modified_field(s) for s in chosen} - {None}
+        if sort_column not in lm_fields | {"created_time"} and not self.sim.store.has_field(chosen, sort_column):
+            raise errors.invalid_value("sort_column")
+        order = (req.get_param("sort_order") or "D").upper()
+        if order not in ("A", "D"):
+            raise errors.invalid_value("sort_order")
+        since = None
+        for field in sorted(lm_fields):
+            raw = req.get_param(field)
+            if raw:
+                try:
+                    since = parse_param(raw)
+                except ValueError:
+                    raise errors.invalid_value(field) from None
+        rows = self.sim.store.select(chosen, sort_column=sort_column, descending=order == "D", since=since)
+        start = (page - 1) * per_page
+        window = rows[start:start + per_page]
+        for spec in chosen:
+            self.sim.stats.inc("entities", spec.name, "list")
+        resp.media = {
+            "code": 0, "message": "success", chosen[0].list_key: [list_row(o) for o in window],
+            "page_context": {"page": page, "per_page": per_page, "has_more_page": len(rows) > start + per_page,
+                             "report_name": chosen[0].list_key.replace("_", " ").title(),
+                             "applied_filter": "Status.All", "sort_column": sort_column, "sort_order": order},
+        }
+
+    def on_get_object(self, req: falcon.Request, resp: falcon.Response, collection: str, object_id: str) -> None:
+        specs = self._specs(collection)
+        for spec in specs:
+            obj = self.sim.store.get(spec, object_id)
+            if obj is not None:
+                self.sim.stats.inc("entities", spec.name, "get")
+                resp.media = {"code": 0, "message": "success", spec.object_key: obj}
+                return
+        raise errors.not_found(specs[0].object_key.replace("_", " ").title())
+
+
+class Organizations:
+    """``GET /<app>/organizations``: the one simulated organization (no organization_id needed)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def _org(self) -> dict:
+        s = self.sim.settings
+        return {"organization_id": s.organization_id, "name": s.organization_name, "contact_name": "TDS",
+                "email": "admin@example.com", "is_default_org": True, "language_code": "ar", "time_zone": "Asia/Riyadh",
+                "currency_code": "SAR", "currency_symbol": "ر.س", "is_org_active": True}
+
+    def on_get(self, req, resp) -> None:
+        resp.media = {"code": 0, "message": "success", "organizations": [self._org()]}
+
+    def on_get_one(self, req, resp, org_id: str) -> None:
+        if org_id != self.sim.settings.organization_id:
+            raise errors.foreign_org(org_id)
+        resp.media = {"code": 0, "message": "success", "organization": self._org()}
+
+
+def _zoho_error(req, resp, ex: ZohoError, params) -> None:
+    _render(resp, ex)
+
+
+def _http_error(req, resp, ex: falcon.HTTPError, params) -> None:
+    """Falcon's own errors (no route, wrong method, bad body) in the shape the path speaks."""
+    if _app_of(req.path) is not None or req.path.startswith("/oauth/"):
+        err = errors.bad_method() if ex.status_code == 405 else errors.bad_url() if ex.status_code == 404 else \
+            ZohoError(ex.status_code, 2, ex.title or "Invalid request")
+        _render(resp, err)
+        return
+    resp.status = ex.status_code
+    resp.media = {"error": (ex.title or "error").lower().replace(" ", "_"), "message": ex.description or ex.title}
+
+
+def _unexpected(req, resp, ex: Exception, params) -> None:
+    if isinstance(ex, (falcon.HTTPError, ZohoError)):
+        raise ex
+    resp.status = 500
+    resp.media = errors.internal().body if _app_of(req.path) else {"error": "internal", "message": repr(ex)}
+
+
+def create_app(sim: Simulator) -> falcon.App:
+    app = falcon.App(middleware=[Gate(sim)])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.keep_blank_qs_values = False
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(ZohoError, _zoho_error)
+    app.add_route("/oauth/v2/token", TokenResource(sim))
+    orgs = Organizations(sim)
+    for name, prefix in APPS.items():
+        collection = Collection(sim, name)
+        app.add_route(prefix + "/organizations", orgs)
+        app.add_route(prefix + "/organizations/{org_id}", orgs, suffix="one")
+        app.add_route(prefix + "/{collection}", collection)
+        app.add_route(prefix + "/{collection}/{object_id}", collection, suffix="object")
+    add_control_routes(app, sim)
+    return app

@@ -1,0 +1,221 @@
+"""The control API under ``/_sim/`` (JSON in, JSON out; no authentication: bind it privately).
+
+=========================================  ==================================================================
+``GET  /_sim/info``                        base URLs, credentials accepted, counts (also the readiness probe)
+``POST /_sim/reset``                       ``{seed, scale, counts, last_modified_everywhere}``: new data,
+                                           fresh stats and limit windows (tokens and faults stay)
+``GET  /_sim/stats``                       requests per app and status, 429s, max requests in any 60 s, ...
+``GET  /_sim/faults``                      current faults
+``POST /_sim/faults``                      ``{error_rate, latency_ms, down, token_ttl_s, rate_limit,
+                                           daily_limit, refresh_limit, fire_webhooks, expire_tokens}``
+``GET  /_sim/objects/{entity}``            ``{count, objects: [{id, last_modified_time}], deleted: [ids]}``
+``POST /_sim/objects/{entity}``            create (fields optional, generated otherwise) → the object
+``GET  /_sim/objects/{entity}/{id}``       the full object
+``PATCH /_sim/objects/{entity}/{id}``      change fields; last-modified time moves to now
+``DELETE /_sim/objects/{entity}/{id}``     delete (gone from list and get, listed in ``deleted``)
+``POST /_sim/webhooks/fire``               ``{url, token, entity, id, event, format, secret, timeout}`` →
+                                           ``{url, status, body}`` as TDS answered (502 with ``error``
+                                           when it did not answer)
+=========================================  ==================================================================
+
+``{entity}`` is a registry name (``product``, ``customer``, ...) or one of its aliases. Creating,
+changing and deleting answer ``{"object": ..., "webhook": <fire result or null>}``; the webhook is
+posted when ``fire_webhooks`` is set (``POST /_sim/faults``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import falcon
+
+from .. import entities
+from ..entities import EntitySpec
+from .faults import FaultState
+from .sim import APPS, Simulator
+from .webhooks import EVENTS
+
+_LIMITS = ("rate_limit", "daily_limit", "refresh_limit")
+
+
+def _fail(status: int, code: str, message: str):
+    raise falcon.HTTPError(status, title=code, description=message)
+
+
+def _spec(name: str) -> EntitySpec:
+    spec = entities.resolve(name)
+    if spec is None:
+        _fail(404, "Unknown Entity", f"unknown entity {name!r}; known: {', '.join(entities.BY_NAME)}")
+    return spec
+
+
+def _body(req: falcon.Request) -> dict:
+    try:
+        body = req.get_media(default_when_empty={})
+    except falcon.MediaMalformedError:
+        _fail(400, "Bad Json", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        _fail(400, "Bad Json", "the body must be a JSON object")
+    return body
+
+
+class Info:
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_get(self, req, resp):
+        s = self.sim.settings
+        resp.media = {
+            "accounts_url": req.prefix, "token_url": req.prefix + "/oauth/v2/token",
+            **{f"{app}_url": req.prefix + prefix for app, prefix in APPS.items()},
+            "credentials": {"client_id": s.client_id, "client_secret": s.client_secret,
+                            "refresh_token": s.refresh_token, "organization_id": s.organization_id},
+            "seed": s.seed, "scale": s.scale, "rate_limit": self.sim.limiter.per_minute,
+            "counts": {e.name: self.sim.store.count(e) for e in entities.ENTITIES},
+        }
+
+
+class Reset:
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_post(self, req, resp):
+        body = _body(req)
+        try:
+            resp.media = self.sim.reset(body.get("seed"), body.get("scale"), body.get("counts"),
+                                        body.get("last_modified_everywhere"))
+        except (KeyError, TypeError, ValueError) as e:
+            _fail(400, "Bad Reset", str(e))
+
+
+class StatsResource:
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_get(self, req, resp):
+        stats = self.sim.stats.snapshot()
+        limits = self.sim.limiter.snapshot()
+        apps = stats.setdefault("apps", {})
+        for app in APPS:
+            node = apps.setdefault(app, {})
+            node.setdefault("requests", 0)
+            node.update(limits.get(app, {"max_window": 0, "max_window_accepted": 0, "window_now": 0, "limited": 0}))
+        stats["rate_limit"] = self.sim.limiter.per_minute
+        stats["active_tokens"] = self.sim.tokens.active()
+        resp.media = stats
+
+
+class FaultsResource:
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def _view(self) -> dict:
+        s = self.sim.settings
+        return {**vars(self.sim.faults.snapshot()), "rate_limit": self.sim.limiter.per_minute,
+                "daily_limit": self.sim.limiter.per_day, "refresh_limit": s.refresh_limit}
+
+    def on_get(self, req, resp):
+        resp.media = self._view()
+
+    def on_post(self, req, resp):
+        body = dict(_body(req))
+        known = {f.name for f in fields(FaultState)} | set(_LIMITS) | {"expire_tokens"}
+        if set(body) - known:
+            _fail(400, "Bad Faults", f"unknown fault(s) {sorted(set(body) - known)}; known: {sorted(known)}")
+        expire = bool(body.pop("expire_tokens", False))
+        limits = {k: body.pop(k) for k in _LIMITS if k in body}
+        try:
+            limits = {k: int(v) for k, v in limits.items()}
+            if any(v < 0 for v in limits.values()):
+                raise ValueError(f"{', '.join(limits)} must be zero (off) or more")
+            self.sim.faults.update(body)
+        except (TypeError, ValueError) as e:
+            _fail(400, "Bad Faults", str(e))
+        self.sim.limiter.configure(limits.get("rate_limit"), limits.get("daily_limit"))
+        if "refresh_limit" in limits:
+            self.sim.settings.refresh_limit = limits["refresh_limit"]
+        view = self._view()
+        if expire:
+            view["expired_tokens"] = self.sim.tokens.expire_all()
+        resp.media = view
+
+
+class Objects:
+    """``/_sim/objects/{entity}`` and ``/_sim/objects/{entity}/{object_id}``."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_get(self, req, resp, entity):
+        resp.media = self.sim.store.truth(_spec(entity))
+
+    def on_post(self, req, resp, entity):
+        spec = _spec(entity)
+        try:
+            obj, hook = self.sim.create(spec, _body(req))
+        except ValueError as e:
+            _fail(409, "Exists", str(e))
+        resp.status = 201
+        resp.media = {"object": obj, "webhook": hook}
+
+    def on_get_one(self, req, resp, entity, object_id):
+        spec = _spec(entity)
+        obj = self.sim.store.get(spec, object_id)
+        if obj is None:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        resp.media = obj
+
+    def on_patch_one(self, req, resp, entity, object_id):
+        spec = _spec(entity)
+        try:
+            obj, hook = self.sim.modify(spec, object_id, _body(req))
+        except KeyError:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        resp.media = {"object": obj, "webhook": hook}
+
+    def on_delete_one(self, req, resp, entity, object_id):
+        spec = _spec(entity)
+        try:
+            obj, hook = self.sim.delete(spec, object_id)
+        except KeyError:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        resp.media = {"object": obj, "webhook": hook}
+
+
+class Fire:
+    """``POST /_sim/webhooks/fire``: post one object (current, or last state if deleted) to TDS."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def on_post(self, req, resp):
+        body = _body(req)
+        for key in ("url", "entity", "id"):
+            if not body.get(key):
+                _fail(400, "Missing Field", f"{key} is required")
+        spec = _spec(str(body["entity"]))
+        oid = str(body["id"])
+        event = body.get("event", "updated")
+        if event not in EVENTS:
+            _fail(400, "Bad Event", f"event must be one of {EVENTS}")
+        obj = self.sim.store.get(spec, oid) or self.sim.store.tombstone(spec, oid)
+        if obj is None:
+            _fail(404, "Not Found", f"no {spec.name} {oid}")
+        try:
+            result = self.sim.fire(str(body["url"]), body.get("token"), spec, obj, event,
+                                   body.get("format", "default"), body.get("secret"), float(body.get("timeout", 10)))
+        except ValueError as e:
+            _fail(400, "Bad Webhook", str(e))
+        resp.status = 200 if result.get("status") is not None else 502  # 502: TDS did not answer
+        resp.media = result
+
+
+def add_control_routes(app: falcon.App, sim: Simulator) -> None:
+    objects = Objects(sim)
+    app.add_route("/_sim/info", Info(sim))
+    app.add_route("/_sim/reset", Reset(sim))
+    app.add_route("/_sim/stats", StatsResource(sim))
+    app.add_route("/_sim/faults", FaultsResource(sim))
+    app.add_route("/_sim/objects/{entity}", objects)
+    app.add_route("/_sim/objects/{entity}/{object_id}", objects, suffix="one")
+    app.add_route("/_sim/webhooks/fire", Fire(sim))

@@ -1,0 +1,373 @@
+"""The Zoho simulator, run as ``tds simulator`` and spoken to over real HTTP.
+
+Two simulator processes per module: ``sim_base`` at the default volumes with no limits (each test
+resets it to seed 1 and no faults), ``limited_base`` small, with 10 requests/min and 3 token
+refreshes per 10 minutes, for the limit tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from conftest import TDS, free_port
+
+from tds_daemon import entities
+from tds_daemon.zohovalues import parse_timestamp
+
+ORG = "600000001"
+CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sim-client", "client_secret": "sim-secret",
+               "refresh_token": "sim-refresh"}
+NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "token_ttl_s": 3600, "fire_webhooks": None,
+             "rate_limit": 0, "daily_limit": 0, "refresh_limit": 0}
+APP_PREFIX = {"books": "/books/v3", "inventory": "/inventory/v1"}
+
+
+def start_simulator(procs, *args: str) -> str:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    procs.start("simulator", [*TDS, "simulator", "--port", str(port), *args],
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
+    return base
+
+
+class Sim:
+    """A simulator and a client holding one access token."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.http = httpx.Client(base_url=base, timeout=10)
+        self.token = self.grant().json()["access_token"]
+
+    def grant(self, **overrides) -> httpx.Response:
+        return self.http.post("/oauth/v2/token", data={**CREDENTIALS, **overrides})
+
+    def api(self, app: str, path: str, token: str | None = None, org: str | None = ORG, **params) -> httpx.Response:
+        headers = {"Authorization": f"Zoho-oauthtoken {token or self.token}"}
+        if org is not None:
+            params["organization_id"] = org
+        return self.http.get(APP_PREFIX[app] + path, headers=headers, params=params)
+
+    def control(self, method: str, path: str, body=None) -> dict:
+        r = self.http.request(method, f"/_sim/{path}", json=body)
+        assert r.status_code < 300, r.text
+        return r.json()
+
+    def pages(self, spec: entities.EntitySpec, **params) -> list[dict]:
+        rows, page = [], 1
+        while True:
+            r = self.api(spec.app, spec.list_path, page=page, per_page=200, **dict(spec.list_params), **params)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["code"] == 0 and body["message"] == "success"
+            assert body["page_context"]["page"] == page and body["page_context"]["per_page"] == 200
+            rows += body[spec.list_key]
+            if not body["page_context"]["has_more_page"]:
+                return rows
+            assert len(body[spec.list_key]) == 200
+            page += 1
+
+
+@pytest.fixture(scope="module")
+def sim_base(module_processes):
+    started = time.monotonic()
+    base = start_simulator(module_processes, "--seed", "1", "--rate-limit", "0", "--refresh-limit", "0")
+    assert time.monotonic() - started < 15, "startup at the default volumes must take seconds"
+    return base
+
+
+@pytest.fixture(scope="module")
+def limited_base(module_processes):
+    return start_simulator(module_processes, "--seed", "1", "--scale", "0.05", "--rate-limit", "10",
+                           "--refresh-limit", "3")
+
+
+@pytest.fixture
+def sim(sim_base):
+    s = Sim(sim_base)
+    s.control("POST", "faults", NO_FAULTS)
+    s.control("POST", "reset", {"seed": 1, "scale": 1.0, "counts": {}, "last_modified_everywhere": False})
+    yield s
+    s.http.close()
+
+
+@pytest.fixture
+def limited(limited_base):
+    httpx.post(f"{limited_base}/_sim/reset", json={}).raise_for_status()  # fresh limit windows and refresh counts
+    s = Sim(limited_base)
+    yield s
+    s.http.close()
+
+
+def lm(row: dict) -> float:
+    return parse_timestamp(row["last_modified_time"]).timestamp()
+
+
+# --- OAuth and the checks before any answer ---
+
+def test_token_flow(sim):
+    r = sim.grant()
+    body = r.json()
+    assert r.status_code == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    assert body["access_token"].startswith("1000.") and body["api_domain"] == sim.base
+    assert sim.api("inventory", "/items", token=body["access_token"], per_page=1).status_code == 200
+    # Zoho answers bad credentials with HTTP 200 and an "error" key
+    assert sim.grant(client_id="nope").json() == {"error": "invalid_client"}
+    assert sim.grant(client_secret="nope").json() == {"error": "invalid_client_secret"}
+    assert sim.grant(refresh_token="nope").json() == {"error": "invalid_code"}
+
+
+def test_unauthorized_without_or_with_expired_token(sim):
+    r = sim.http.get("/books/v3/invoices", params={"organization_id": ORG})
+    assert r.status_code == 401 and r.json()["code"] == 14
+    r = sim.api("books", "/invoices", token="1000.dead.beef")
+    assert r.status_code == 401
+    assert r.json() == {"code": 57, "message": "You are not authorized to perform this operation"}
+    assert sim.api("books", "/invoices").status_code == 200
+    assert sim.control("POST", "faults", {"expire_tokens": True})["expired_tokens"] >= 1
+    r = sim.api("books", "/invoices")
+    assert r.status_code == 401 and r.json()["code"] == 57
+    fresh = sim.grant().json()["access_token"]
+    assert sim.api("books", "/invoices", token=fresh).status_code == 200
+
+
+def test_organization_id_required(sim):
+    r = sim.api("books", "/invoices", org=None)
+    assert r.status_code == 400 and r.json()["code"] != 0
+    r = sim.api("books", "/invoices", org="700000002")
+    assert r.status_code == 400 and r.json()["code"] == 6041
+    assert sim.api("books", "/invoices").status_code == 200
+    assert sim.http.get("/books/v3/organizations", headers={"Authorization": f"Zoho-oauthtoken {sim.token}"}) \
+        .json()["organizations"][0]["organization_id"] == ORG
+
+
+def test_token_refresh_is_limited(limited):
+    limited.control("POST", "reset", {})  # forget the fixture's own refresh
+    assert [limited.grant().status_code for _ in range(3)] == [200, 200, 200]
+    r = limited.grant()
+    assert r.status_code == 400
+    assert r.json()["error"] == "Access Denied" and "too many requests continuously" in r.json()["error_description"]
+    assert limited.control("GET", "stats")["oauth"]["throttled"] == 1
+
+
+# --- lists and objects ---
+
+@pytest.mark.parametrize("entity", ["product", "customer", "vendor"])
+def test_pagination_covers_exactly_the_objects(sim, entity):
+    spec = entities.get(entity)
+    rows = sim.pages(spec)
+    truth = sim.control("GET", f"objects/{entity}")
+    ids = [row[spec.id_field] for row in rows]
+    assert len(ids) == len(set(ids)) == truth["count"]
+    assert set(ids) == {o["id"] for o in truth["objects"]}
+    assert truth["count"] == {"product": 1312, "customer": 2503, "vendor": 180}[entity]
+
+
+def test_every_entity_serves_the_fields_tds_reads(sim):
+    for spec in entities.ENTITIES:
+        r = sim.api(spec.app, spec.list_path, per_page=5, **dict(spec.list_params))
+        assert r.status_code == 200, (spec.name, r.text)
+        rows = r.json()[spec.list_key]
+        assert rows, spec.name
+        for row in rows:
+            zoho_id = row[spec.id_field]
+            assert isinstance(zoho_id, str) and len(zoho_id) == 19 and zoho_id.isdigit()
+            if spec.last_modified:
+                assert parse_timestamp(row[spec.last_modified]) is not None
+                assert row[spec.last_modified][-5] in "+-" and ":" not in row[spec.last_modified][-5:]
+            missing = [c.field for c in spec.columns if c.field not in row]
+            assert not missing, (spec.name, missing)
+            for key, value in spec.list_params:
+                assert row[key] == value
+        one = sim.api(spec.app, f"{spec.list_path}/{rows[0][spec.id_field]}")
+        assert one.status_code == 200 and one.json()[spec.object_key][spec.id_field] == rows[0][spec.id_field]
+
+
+def test_last_modified_may_be_absent(sim):
+    spec = entities.get("price_list")
+    assert spec.last_modified is None
+    row = sim.api(spec.app, spec.list_path).json()[spec.list_key][0]
+    assert "last_modified_time" not in row and "pricebook_items" not in row
+    assert sim.api(spec.app, f"{spec.list_path}/{row[spec.id_field]}").json()[spec.object_key]["pricebook_items"]
+    sim.control("POST", "reset", {"seed": 1, "scale": 0.05, "last_modified_everywhere": True})
+    assert "last_modified_time" in sim.api(spec.app, spec.list_path).json()[spec.list_key][0]
+    sim.control("POST", "reset", {"last_modified_everywhere": False})
+
+
+def test_get_returns_the_full_object_and_unknown_ids_are_not_found(sim):
+    item = sim.api("inventory", "/items", per_page=1).json()["items"][0]
+    assert "locations" not in item and {"stock_on_hand", "available_stock"} <= set(item)
+    full = sim.api("inventory", f"/items/{item['item_id']}").json()["item"]
+    assert sum(loc["location_stock_on_hand"] for loc in full["locations"]) == full["stock_on_hand"]
+    invoice = sim.api("books", "/invoices", per_page=1).json()["invoices"][0]
+    assert sim.api("books", f"/invoices/{invoice['invoice_id']}").json()["invoice"]["line_items"]
+    r = sim.api("inventory", "/items/1234567890123456789")
+    assert r.status_code == 404 and r.json()["code"] == 1002
+    r = sim.api("inventory", "/nothing-here")
+    assert r.status_code == 404 and r.json()["code"] != 0
+
+
+def test_sort_newest_first_by_last_modified_time(sim):
+    rows = sim.api("books", "/invoices", sort_column="last_modified_time", sort_order="D").json()["invoices"]
+    times = [lm(r) for r in rows]
+    assert len(rows) == 200 and times == sorted(times, reverse=True)
+    truth = sim.control("GET", "objects/invoice")["objects"]
+    assert times[0] == max(parse_timestamp(o["last_modified_time"]).timestamp() for o in truth)
+    ascending = sim.api("books", "/invoices", sort_column="last_modified_time", sort_order="A").json()["invoices"]
+    assert [lm(r) for r in ascending] == sorted(lm(r) for r in ascending)
+    names = [r["name"] for r in sim.api("inventory", "/items", sort_column="name", sort_order="A").json()["items"]]
+    assert names == sorted(names, key=str.casefold)
+    assert sim.api("inventory", "/items", sort_column="no_such_field").json()["code"] == 2
+
+
+def test_last_modified_time_filter(sim):
+    newest = sim.api("books", "/invoices", sort_column="last_modified_time", sort_order="D", per_page=50)
+    since = newest.json()["invoices"][-1]["last_modified_time"]  # e.g. 2025-11-13T08:40:00+0300
+    rows = sim.pages(entities.get("invoice"), last_modified_time=since)
+    truth = sim.control("GET", "objects/invoice")["objects"]
+    expected = {o["id"] for o in truth if parse_timestamp(o["last_modified_time"]) >= parse_timestamp(since)}
+    assert {r["invoice_id"] for r in rows} == expected and len(expected) >= 50
+    assert all(lm(r) >= parse_timestamp(since).timestamp() for r in rows)
+
+
+def test_same_seed_same_first_page(sim, limited):
+    sim.control("POST", "reset", {"seed": 1, "scale": 0.05})
+    ours, theirs = (s.api("inventory", "/items").json() for s in (sim, limited))  # limited: --seed 1 --scale 0.05
+    assert ours == theirs and len(ours["items"]) > 10
+    sim.control("POST", "reset", {"seed": 2, "scale": 0.05})
+    assert sim.api("inventory", "/items").json()["items"] != ours["items"]
+
+
+def test_a_page_is_served_fast(sim):
+    spent = []
+    for page in range(1, 6):
+        started = time.perf_counter()
+        r = sim.api("books", "/contacts", page=page, sort_column="last_modified_time")
+        spent.append(time.perf_counter() - started)
+        assert r.status_code == 200 and len(r.json()["contacts"]) == 200
+    assert statistics.median(spent) < 0.05, spent
+
+
+def test_concurrent_requests(sim):
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda p: sim.api("books", "/invoices", page=p % 15 + 1).status_code, range(48)))
+    assert statuses == [200] * 48
+
+
+# --- limits and faults ---
+
+def test_rate_limit_answers_429_with_retry_after(limited):
+    statuses = [limited.api("books", "/invoices", per_page=1).status_code for _ in range(10)]
+    assert statuses == [200] * 10
+    r = limited.api("books", "/invoices", per_page=1)
+    assert r.status_code == 429 and r.json()["code"] == 44
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert limited.api("inventory", "/items", per_page=1).status_code == 200  # counted per app
+    books = limited.control("GET", "stats")["apps"]["books"]
+    assert books["status"]["429"] == 1 and books["limited"] == 1
+    assert books["max_window_accepted"] == 10 and books["max_window"] == 11
+
+
+def test_injected_errors_latency_and_down(sim):
+    sim.control("POST", "faults", {"error_rate": 1})
+    r = sim.api("books", "/invoices")
+    assert r.status_code in (500, 503)
+    sim.control("POST", "faults", {"error_rate": 0, "latency_ms": 200})
+    started = time.monotonic()
+    assert sim.api("books", "/invoices", per_page=1).status_code == 200
+    assert time.monotonic() - started >= 0.2
+    sim.control("POST", "faults", {"latency_ms": 0, "down": "503"})
+    assert sim.api("books", "/invoices").status_code == 503 and sim.grant().status_code == 503
+    sim.control("POST", "faults", {"down": "refuse"})
+    with pytest.raises(httpx.TransportError):
+        sim.api("books", "/invoices")
+    sim.control("POST", "faults", {"down": ""})
+    assert sim.api("books", "/invoices", per_page=1).status_code == 200
+
+
+# --- control API and webhooks ---
+
+def test_create_modify_delete_are_visible_in_lists(sim):
+    created = sim.control("POST", "objects/product", {"name": "منتج تجريبي", "rate": 10})["object"]
+    item_id = created["item_id"]
+    newest = sim.api("inventory", "/items", sort_column="last_modified_time", sort_order="D", per_page=1)
+    assert newest.json()["items"][0]["item_id"] == item_id
+    assert sim.control("GET", "objects/product")["count"] == 1313
+
+    changed = sim.control("PATCH", f"objects/product/{item_id}", {"rate": 12.5})["object"]
+    assert lm(changed) > lm(created) and changed["rate"] == 12.5
+    rows = sim.api("inventory", "/items", last_modified_time=changed["last_modified_time"]).json()["items"]
+    assert [(r["item_id"], r["rate"]) for r in rows] == [(item_id, 12.5)]
+
+    customer = sim.api("books", "/contacts", contact_type="customer", per_page=1).json()["contacts"][0]
+    sim.control("DELETE", f"objects/customer/{customer['contact_id']}")
+    assert sim.api("books", f"/contacts/{customer['contact_id']}").status_code == 404
+    ids = {r["contact_id"] for r in sim.pages(entities.get("customer"))}
+    assert customer["contact_id"] not in ids and len(ids) == 2502
+    assert sim.control("GET", "objects/customer")["deleted"] == [customer["contact_id"]]
+
+
+@pytest.fixture
+def receiver():
+    got: list[tuple[str, dict, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.path, dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(202)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"status": "accepted", "event_id": 1}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", got
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhooks_reach_tds(sim, receiver):
+    url, got = receiver
+    item = sim.api("inventory", "/items", per_page=1).json()["items"][0]
+    answer = sim.control("POST", "webhooks/fire", {"url": url, "token": "tok", "entity": "product",
+                                                    "id": item["item_id"], "event": "created"})
+    assert answer["status"] == 202 and answer["body"]["status"] == "accepted"
+    path, headers, body = got[-1]
+    assert path == "/api/tds/webhooks/products?event=created" and headers["X-TDS-Webhook-Token"] == "tok"
+    assert json.loads(body)["item"]["item_id"] == item["item_id"]
+
+    sim.control("POST", "webhooks/fire", {"url": url, "token": "tok", "entity": "sales_order", "format": "form",
+                                          "id": sim.api("inventory", "/salesorders").json()["salesorders"][0]
+                                          ["salesorder_id"]})
+    path, headers, body = got[-1]
+    assert path == "/api/tds/webhooks/orders?event=updated"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert json.loads(urllib.parse.parse_qs(body.decode())["JSONString"][0])["line_items"]
+
+    sim.control("POST", "faults", {"fire_webhooks": {"url": url, "token": "tok", "format": "data"}})
+    changed = sim.control("PATCH", f"objects/product/{item['item_id']}", {"stock_on_hand": 7})
+    assert changed["webhook"]["status"] == 202
+    assert json.loads(got[-1][2])["data"]["stock_on_hand"] == 7 and got[-1][0].endswith("event=updated")
+
+
+def test_sigterm_stops_cleanly(processes):
+    base = start_simulator(processes, "--scale", "0.01")
+    proc = processes.procs[-1][1]
+    assert processes.stop(proc, signal.SIGTERM, timeout=10) == 0
+    assert "tds simulator stopped" in processes.output(proc)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{base}/_sim/info", timeout=2)
