@@ -18,7 +18,7 @@ from tds_daemon.config import Config
 from tds_daemon.db import make_engine
 from tds_daemon.dispatch import Dispatcher
 
-from . import entity, runtime
+from . import entity, runtime, sync
 from .middleware import Recovery
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
     engine = make_engine(config, pool_size=config.workers.threads + 1, application_name="tds-worker")
     runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery")))
     entity.declare(broker)
+    sync.declare(broker)
     worker = dramatiq.Worker(broker, worker_threads=config.workers.threads, worker_timeout=POLL_MS)
     return broker, worker
 

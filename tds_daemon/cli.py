@@ -149,6 +149,66 @@ def cmd_simulator(args) -> int:
         raise Failure(f"simulator: cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
 
 
+def cmd_sync(args) -> int:
+    import datetime as dt
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import entities, logs, runs, zohovalues
+    from .broker import redis_client
+    from .db import make_engine
+    from .progress import Progress
+    from .sync import Syncer, SyncError
+    from .zoho import ZohoClient
+
+    config = _load(args)
+    if args.entity == "all":
+        specs = list(entities.ENTITIES)
+    else:
+        spec = entities.resolve(args.entity)
+        if spec is None:
+            raise Failure(f"unknown entity {args.entity!r}; known: all, {', '.join(entities.BY_NAME)}")
+        specs = [spec]
+    since = None
+    if args.since:
+        try:
+            since = zohovalues.parse_timestamp(args.since) if "T" in args.since else \
+                dt.datetime.fromisoformat(args.since).replace(tzinfo=dt.UTC)
+        except (zohovalues.InvalidValue, ValueError):
+            raise Failure(f"--since {args.since!r} is not an ISO 8601 time such as 2025-11-13T08:40:00+03:00") from None
+    kind = "full" if args.full else "stock" if args.stock else "incremental"
+    _require_schema(config)
+    prepare_metrics_dir(fresh=False)
+    logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
+    engine = make_engine(config, pool_size=4, application_name="tds-sync")
+    progress = Progress()
+    failures: list[str] = []
+
+    def one(spec) -> None:
+        run_id = runs.create(engine, spec.name, kind, origin="cli", since=since)
+        runs.start(engine, run_id)
+        client = ZohoClient(config, redis_client(config))
+        try:
+            t = Syncer(config, engine, client).run(run_id, spec, kind, since, lambda t: progress.update(spec.name, t))
+            run = runs.get(engine, run_id)
+            progress.done(spec.name, f"{spec.name}: {run['kind']} sync {t.objects} objects in {t.pages} pages "
+                          f"(created {t.created}, updated {t.updated}, unchanged {t.unchanged}, stale {t.stale}, "
+                          f"deleted {t.deleted}), {t.requests} requests, {run['duration_s']:.1f}s [run {run_id}]")
+        except SyncError as e:
+            failures.append(f"{spec.name}: {e} [run {run_id}]")
+            progress.done(spec.name, f"{spec.name}: FAILED: {e} [run {run_id}]")
+        finally:
+            client.close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(4, len(specs))) as pool:
+            list(pool.map(one, specs))
+    finally:
+        engine.dispose()
+    if failures:
+        raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tds", description="Zoho to PostgreSQL sync daemon")
     parser.add_argument("--version", action="version", version=f"tds {__version__}")
@@ -164,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("api", cmd_api, "the API server alone, in the foreground")
     command("worker", cmd_worker, "one worker process, in the foreground")
     command("migrate", cmd_migrate, "bring the database schema to the current version")
+    p = command("sync", cmd_sync, "pull from Zoho now, in the foreground")
+    p.add_argument("entity", help="an entity name or alias, or 'all'")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--full", action="store_true", help="every object, and detect deletions")
+    how.add_argument("--since", metavar="ISO8601", help="objects modified since this time")
+    how.add_argument("--stock", action="store_true", help="only the stock fields of items")
     p = command("check-config", cmd_check_config, "validate the configuration")
     p.add_argument("-v", "--verbose", action="store_true", help="show every value (secrets hidden)")
     p = sub.add_parser("simulator", help="a local Zoho stand-in (OAuth, Books v3, Inventory v1, webhooks)")

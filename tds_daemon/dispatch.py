@@ -36,19 +36,21 @@ class Dispatcher:
         return time.monotonic() >= self._down_until
 
     def send(self, spec: EntitySpec, item_id: int) -> bool:
-        """True if the message reached Redis."""
+        """Ask the entity's actor to apply a sync item; True if the message reached Redis."""
+        return self.send_to(spec.queue, spec.actor_name, item_id)
+
+    def send_to(self, queue: str, actor_name: str, *args) -> bool:
         if not self.available:
             dispatches.labels(self.origin, "skipped").inc()
             return False
-        message = Message(queue_name=spec.queue, actor_name=spec.actor_name, args=(item_id,), kwargs={},
-                          options={})
+        message = Message(queue_name=queue, actor_name=actor_name, args=args, kwargs={}, options={})
         try:
             self.broker.enqueue(message)
         except (redis.RedisError, OSError) as e:
             with self._lock:
                 self._down_until = time.monotonic() + self.pause_s
-            log.warning("broker unavailable, item left for recovery: item=%s entity=%s error=%s",
-                        item_id, spec.name, type(e).__name__)
+            log.warning("broker unavailable, message not sent: queue=%s args=%s error=%s", queue, args,
+                        type(e).__name__)
             dispatches.labels(self.origin, "failed").inc()
             return False
         dispatches.labels(self.origin, "sent").inc()

@@ -40,6 +40,7 @@ class EntitySpec:
     columns: tuple[Column, ...]
     aliases: tuple[str, ...] = ()
     list_params: tuple[tuple[str, str], ...] = ()
+    stock_columns: tuple[str, ...] = ()  # refreshed alone by a stock sync
 
     @property
     def queue(self) -> str:
@@ -72,7 +73,7 @@ ENTITIES: tuple[EntitySpec, ...] = (
                _cols("name:text", "sku:text", "status:text", "unit:text", "rate:numeric",
                      "purchase_rate:numeric", "stock_on_hand:numeric", "available_stock:numeric",
                      "category_name:text", "brand:text", "created_time:timestamptz"),
-               aliases=("products", "items", "item")),
+               aliases=("products", "items", "item"), stock_columns=("stock_on_hand", "available_stock")),
     EntitySpec("customer", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
                "customers", _CONTACT, aliases=("customers", "contacts"),
                list_params=(("contact_type", "customer"),)),

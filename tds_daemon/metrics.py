@@ -21,3 +21,7 @@ dispatches = Counter(
 webhook_apply_seconds = Histogram(
     "tds_webhook_apply_seconds", "Time from webhook receipt to its row applied", ["entity"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+zoho_requests = Counter(
+    "tds_zoho_requests", "Requests to the Zoho API by app and HTTP status (or timeout, error)", ["app", "status"])
+zoho_token_refreshes = Counter(
+    "tds_zoho_token_refreshes", "OAuth access token refreshes by outcome (ok, refused, unavailable)", ["outcome"])

@@ -88,6 +88,46 @@ Index("ix_tds_sync_queue_failed", sync_queue.c.next_attempt_at, postgresql_where
 Index(None, sync_queue.c.status, sync_queue.c.entity_type)
 Index(None, sync_queue.c.entity_type, sync_queue.c.zoho_id)
 
+RUN_KINDS = ("full", "incremental", "stock")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
+
+sync_runs = Table(
+    "tds_sync_runs", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("entity_type", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="queued"),
+    Column("origin", Text, nullable=False, server_default="cli"),
+    Column("since", TZ),
+    Column("requested_at", TZ, nullable=False, server_default=func.now()),
+    Column("started_at", TZ),
+    Column("finished_at", TZ),
+    Column("pages", Integer, nullable=False, server_default="0"),
+    Column("objects", Integer, nullable=False, server_default="0"),
+    Column("created", Integer, nullable=False, server_default="0"),
+    Column("updated", Integer, nullable=False, server_default="0"),
+    Column("unchanged", Integer, nullable=False, server_default="0"),
+    Column("stale", Integer, nullable=False, server_default="0"),
+    Column("deleted", Integer, nullable=False, server_default="0"),
+    Column("requests", Integer, nullable=False, server_default="0"),
+    Column("duration_s", Numeric(12, 3)),
+    Column("error", Text),
+    CheckConstraint("kind IN ({})".format(", ".join(f"'{k}'" for k in RUN_KINDS)), name="kind"),
+    CheckConstraint("status IN ({})".format(", ".join(f"'{k}'" for k in RUN_STATUSES)), name="status"),
+)
+Index(None, sync_runs.c.entity_type, sync_runs.c.requested_at)
+Index(None, sync_runs.c.requested_at)
+
+sync_cursors = Table(
+    "tds_sync_cursors", metadata,
+    Column("entity_type", Text, primary_key=True),
+    # The newest Zoho last-modified time applied by a pull: the next incremental starts just before it.
+    Column("last_modified", TZ),
+    Column("last_full_at", TZ),
+    Column("last_incremental_at", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=func.now()),
+)
+
 _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(20, 6), "date": Date, "timestamptz": lambda: TZ,
               "boolean": Boolean}
 

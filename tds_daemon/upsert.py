@@ -15,8 +15,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal_column, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, column, func, literal_column, or_, select
+from sqlalchemy import values as sa_values
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
 from . import zohovalues
@@ -101,12 +102,20 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool) 
             (new.version_at == old.version_at) & old.deleted_at.is_(None) & old.raw.is_distinct_from(new.raw),
         )
     stmt = stmt.on_conflict_do_update(index_elements=[old.zoho_id], set_=set_, where=where)
+    # A subquery in RETURNING reads the statement's starting snapshot: the row as it was before. So a
+    # newer version with identical content (a re-pull) is told apart from a real change.
+    target = f'"{table.schema}"."{table.name}"'
+    same = literal_column(f"(SELECT prev.raw = {target}.raw AND prev.deleted_at IS NULL FROM {target} AS prev "
+                          f"WHERE prev.zoho_id = {target}.zoho_id)")
     # xmax is 0 for a freshly inserted tuple and non-zero for an updated one.
-    stmt = stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"))
-    written = {r.zoho_id: r.inserted for r in conn.execute(stmt)}
+    stmt = stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"), same.label("same"))
+    written = {r.zoho_id: r for r in conn.execute(stmt)}
     outcomes: dict[str, str] = {}
-    for zid, inserted in written.items():
-        outcomes[zid] = "deleted" if deleted else ("created" if inserted else "updated")
+    for zid, r in written.items():
+        if deleted:
+            outcomes[zid] = "deleted"
+        else:
+            outcomes[zid] = "created" if r.inserted else "unchanged" if r.same else "updated"
     missing = [r for r in batch if r["zoho_id"] not in written]
     if missing:
         current = dict(conn.execute(
@@ -116,3 +125,42 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool) 
             outcomes[r["zoho_id"]] = "stale" if stored is not None and stored > r["version_at"] else "unchanged"
     return outcomes
 
+
+
+def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[dict]) -> dict[str, str]:
+    """Refresh only the spec's stock columns (and the same fields inside ``raw``) of known rows.
+
+    Returns {zoho_id: updated|unchanged|missing}; a missing object is one this table has never seen,
+    which the caller applies in full instead.
+    """
+    table = entity_table(spec, schema)
+    kinds = {c.name: c.type for c in spec.columns}
+    values: dict[str, dict[str, Any]] = {}
+    for obj in objects:
+        zoho_id = zohovalues.zoho_id(obj.get(spec.id_field))
+        if zoho_id is None:
+            continue
+        try:
+            values[zoho_id] = {name: zohovalues.convert(kinds[name], obj.get(name)) for name in spec.stock_columns}
+        except zohovalues.InvalidValue as e:
+            raise InvalidObject(f"{spec.name} {zoho_id}: stock field {e}") from None
+        values[zoho_id]["_raw"] = {name: obj.get(name) for name in spec.stock_columns}
+    if not values:
+        return {}
+    known = set(conn.execute(select(table.c.zoho_id).where(table.c.zoho_id.in_(list(values)))).scalars())
+    outcomes = {zid: "missing" for zid in values if zid not in known}
+    if not known:
+        return outcomes
+    names = list(spec.stock_columns)
+    incoming = sa_values(column("zoho_id", Text), *(column(n, table.c[n].type) for n in names),
+                         column("raw_part", JSONB), name="incoming").data(
+        [(zid, *(values[zid][n] for n in names), values[zid]["_raw"]) for zid in known])
+    stmt = (table.update()
+            .where(table.c.zoho_id == incoming.c.zoho_id,
+                   or_(*(table.c[n].is_distinct_from(incoming.c[n]) for n in names)))
+            .values(**{n: incoming.c[n] for n in names}, raw=table.c.raw.op("||")(incoming.c.raw_part),
+                    synced_at=func.now())
+            .returning(table.c.zoho_id))
+    updated = set(conn.execute(stmt).scalars())
+    outcomes.update({zid: "updated" if zid in updated else "unchanged" for zid in known})
+    return outcomes

@@ -1,0 +1,83 @@
+"""Sync runs as recorded in ``tds_sync_runs``, and the cursors of incremental pulls."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection, Engine
+
+from .schema import sync_cursors, sync_runs
+
+COUNTS = ("pages", "objects", "created", "updated", "unchanged", "stale", "deleted", "requests")
+
+
+def create(engine: Engine, entity: str, kind: str, *, origin: str, since: dt.datetime | None = None) -> int:
+    with engine.begin() as c:
+        return c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin, since=since)
+                         .returning(sync_runs.c.id)).scalar_one()
+
+
+def start(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    """Mark a queued run running; None if it is not queued (already run, or unknown)."""
+    with engine.begin() as c:
+        row = c.execute(update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "queued")
+                        .values(status="running", started_at=func.now()).returning(*sync_runs.c)).first()
+    return dict(row._mapping) if row else None
+
+
+def progress(engine: Engine, run_id: int, counts: dict[str, int]) -> None:
+    with engine.begin() as c:
+        c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**counts))
+
+
+def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], error: str | None = None,
+           kind: str | None = None) -> None:
+    extra = {"kind": kind} if kind else {}
+    with engine.begin() as c:
+        c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
+            status=status, error=error, finished_at=func.now(), **extra,
+            duration_s=func.extract("epoch", func.now() - func.coalesce(sync_runs.c.started_at, func.now())),
+            **counts))
+
+
+def get(engine: Engine, run_id: int) -> dict[str, Any] | None:
+    with engine.connect() as c:
+        row = c.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
+    return as_json(row._mapping) if row else None
+
+
+def recent(engine: Engine, *, entity: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    q = select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit)
+    if entity:
+        q = q.where(sync_runs.c.entity_type == entity)
+    with engine.connect() as c:
+        return [as_json(r._mapping) for r in c.execute(q)]
+
+
+def as_json(row) -> dict[str, Any]:
+    out = {}
+    for k, v in dict(row).items():
+        if isinstance(v, dt.datetime):
+            v = v.isoformat()
+        elif v is not None and k == "duration_s":
+            v = float(v)
+        out[k] = v
+    return out
+
+
+def cursor(conn: Connection, entity: str) -> dt.datetime | None:
+    return conn.execute(select(sync_cursors.c.last_modified).where(sync_cursors.c.entity_type == entity)
+                        ).scalar_one_or_none()
+
+
+def advance_cursor(conn: Connection, entity: str, kind: str, newest: dt.datetime | None) -> None:
+    """Move the cursor forward (never back) and stamp when this kind of pull last succeeded."""
+    stamp = {"last_full_at": func.now()} if kind == "full" else {"last_incremental_at": func.now()}
+    stmt = pg_insert(sync_cursors).values(entity_type=entity, last_modified=newest, **stamp)
+    stmt = stmt.on_conflict_do_update(index_elements=[sync_cursors.c.entity_type], set_={
+        "last_modified": func.greatest(sync_cursors.c.last_modified, stmt.excluded.last_modified),
+        "updated_at": func.now(), **stamp})
+    conn.execute(stmt)

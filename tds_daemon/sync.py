@@ -1,0 +1,259 @@
+"""Pulling from Zoho: full, incremental and stock sync of one entity, recorded as a sync run.
+
+- **full**: every page (200 objects) of the entity's list, several pages in flight at once within
+  the shared rate limit; each page is one batched newer-wins upsert through ``upsert.apply``, the
+  same code webhooks use. Afterwards, live rows that Zoho no longer lists are confirmed gone with a
+  read of each (offset pagination can skip an object that moved while we paged) and get
+  ``deleted_at``.
+- **incremental**: newest first, stopping below the cursor (minus an overlap, so objects sharing the
+  cursor's timestamp are not missed); entities without a last-modified time are listed in full.
+- **stock**: the item list again, but only the stock columns of known rows are refreshed.
+
+The cursor moves only when a run succeeds; a failed run is recorded with its error and changes no
+cursor, so the next run covers what it missed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+
+from . import runs, upsert, zohovalues
+from .entities import EntitySpec
+from .schema import entity_table
+from .zoho import ZohoClient, ZohoError
+from .zoho.client import PER_PAGE
+
+log = logging.getLogger(__name__)
+
+SYNC_QUEUE = "tds.sync"
+SYNC_ACTOR = "sync_run"
+KINDS = ("full", "incremental", "stock")
+OVERLAP = dt.timedelta(minutes=5)
+PAGES_IN_FLIGHT = 4
+MAX_DELETE_CHECKS = 200  # reads spent confirming deletions per run; the rest wait for the next run
+
+
+class SyncError(Exception):
+    """A run that could not complete; the message is what the run records."""
+
+
+@dataclass
+class Tally:
+    pages: int = 0
+    objects: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    deleted: int = 0
+    requests: int = 0
+    newest: dt.datetime | None = None
+    seen: set[str] = field(default_factory=set)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in runs.COUNTS}
+
+    def add(self, outcomes: dict[str, str]) -> None:
+        for outcome in outcomes.values():
+            if outcome == "missing":
+                continue
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+Progress = Callable[[Tally], None]
+
+
+class Syncer:
+    def __init__(self, config, engine: Engine, client: ZohoClient):
+        self.config, self.engine, self.client = config, engine, client
+        self.schema = config.database.entity_schema
+
+    def run(self, run_id: int, spec: EntitySpec, kind: str, since: dt.datetime | None = None,
+            progress: Progress | None = None) -> Tally:
+        """Execute a started run and record its end; returns the tally, raises SyncError on failure."""
+        tally = Tally()
+        requests_before = self.client.requests
+        try:
+            kind = self._execute(spec, kind, since, tally, progress)
+            tally.requests = self.client.requests - requests_before
+            if kind != "stock":
+                with self.engine.begin() as conn:
+                    runs.advance_cursor(conn, spec.name, kind, tally.newest)
+            runs.finish(self.engine, run_id, "succeeded", tally.counts(), kind=kind)
+            log.info("sync run %s succeeded: entity=%s kind=%s %s", run_id, spec.name, kind, tally.counts())
+            return tally
+        except (ZohoError, upsert.InvalidObject, SyncError) as e:
+            error = str(e)
+        except Exception as e:  # recorded, then raised: a run never stays 'running' because of a bug
+            tally.requests = self.client.requests - requests_before
+            runs.finish(self.engine, run_id, "failed", tally.counts(), f"internal error: {type(e).__name__}: {e}")
+            raise
+        tally.requests = self.client.requests - requests_before
+        runs.finish(self.engine, run_id, "failed", tally.counts(), error)
+        log.warning("sync run %s failed: entity=%s kind=%s error=%s", run_id, spec.name, kind, error)
+        raise SyncError(error)
+
+    def _execute(self, spec: EntitySpec, kind: str, since: dt.datetime | None, tally: Tally,
+                 progress: Progress | None) -> str:
+        """Run the pull; returns the kind actually done (an incremental with nothing to start from is full)."""
+        if kind == "stock":
+            self._stock(spec, tally, progress)
+            return kind
+        if kind == "incremental":
+            if not spec.last_modified:  # nothing to order by: list it all, but deletions wait for a full run
+                self._full(spec, tally, progress, detect_deletions=False)
+                return kind
+            cursor = self._cursor(spec)
+            start = since or (cursor - OVERLAP if cursor else None)
+            if start:
+                self._incremental(spec, start, tally, progress)
+                return kind
+        self._full(spec, tally, progress, detect_deletions=True)
+        return "full"
+
+    def _cursor(self, spec: EntitySpec) -> dt.datetime | None:
+        with self.engine.connect() as conn:
+            return runs.cursor(conn, spec.name)
+
+    def _apply_page(self, spec: EntitySpec, objects: list[dict], tally: Tally, arrived: dt.datetime) -> None:
+        with self.engine.begin() as conn:
+            outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived) for o in objects])
+        tally.add(outcomes)
+        tally.seen.update(outcomes)
+        tally.objects += len(objects)
+        tally.pages += 1
+        _note_newest(spec, objects, tally)
+
+    def _full(self, spec: EntitySpec, tally: Tally, progress: Progress | None, *, detect_deletions: bool) -> None:
+        started = dt.datetime.now(dt.UTC)
+        # Oldest first: an object modified while we page moves to the end, where we still meet it.
+        self._pages(spec, lambda objects: self._apply_page(spec, objects, tally, started), tally, progress,
+                    newest_first=False)
+        if detect_deletions:
+            self._detect_deletions(spec, tally, started)
+
+    def _pages(self, spec: EntitySpec, apply: Callable[[list[dict]], None], tally: Tally,
+               progress: Progress | None, *, newest_first: bool) -> None:
+        """Fetch pages concurrently and apply each in this thread as it arrives.
+
+        Zoho does not say how many pages there are, so the local row count is the guess: pages it
+        predicts are fetched PAGES_IN_FLIGHT at a time, pages past it one at a time, so that an
+        entity of one page costs one request, not a window of empty ones.
+        """
+        expected_pages = -(-self._local_count(spec) // PER_PAGE)
+        with ThreadPoolExecutor(PAGES_IN_FLIGHT, thread_name_prefix=f"sync-{spec.name}") as pool:
+            inflight: dict[Future, int] = {}
+            next_page, last_page = 1, None
+
+            def fill() -> None:
+                nonlocal next_page
+                while last_page is None and len(inflight) < (PAGES_IN_FLIGHT if next_page <= expected_pages else 1):
+                    inflight[pool.submit(self.client.list_page, spec, next_page, newest_first=newest_first)] = next_page
+                    next_page += 1
+
+            fill()
+            try:
+                while inflight:
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        number = inflight.pop(future)
+                        page = future.result()
+                        if page.objects and (last_page is None or number <= last_page):
+                            apply(page.objects)
+                            if progress:
+                                progress(tally)
+                        if not page.has_more:
+                            last_page = number if last_page is None else min(last_page, number)
+                    fill()
+            finally:
+                for future in inflight:
+                    future.cancel()
+
+    def _local_count(self, spec: EntitySpec) -> int:
+        table = entity_table(spec, self.schema)
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table).where(table.c.deleted_at.is_(None))
+                                ).scalar_one()
+
+    def _incremental(self, spec: EntitySpec, since: dt.datetime, tally: Tally, progress: Progress | None) -> None:
+        arrived = dt.datetime.now(dt.UTC)
+        since_text = since.strftime("%Y-%m-%dT%H:%M:%S%z")
+        for page in self.client.iter_pages(spec, newest_first=True, since=since_text):
+            fresh = [o for o in page.objects if (_modified(spec, o) or since) >= since]
+            if fresh:
+                self._apply_page(spec, fresh, tally, arrived)
+                if progress:
+                    progress(tally)
+            if len(fresh) < len(page.objects):
+                return  # newest first: everything after this is older than the cursor
+
+    def _stock(self, spec: EntitySpec, tally: Tally, progress: Progress | None) -> None:
+        if not spec.stock_columns:
+            raise SyncError(f"{spec.name} has no stock fields; stock sync is for products")
+        arrived = dt.datetime.now(dt.UTC)
+        lock = threading.Lock()
+
+        def apply(objects: list[dict]) -> None:
+            with lock, self.engine.begin() as conn:
+                outcomes = upsert.apply_stock(conn, spec, self.schema, objects)
+                unknown = [o for o in objects if outcomes.get(zohovalues.zoho_id(o.get(spec.id_field))) == "missing"]
+                if unknown:  # new items: apply them whole
+                    outcomes.update(upsert.apply(conn, spec, self.schema,
+                                                 [upsert.Change(o, arrived) for o in unknown]))
+            tally.add(outcomes)
+            tally.objects += len(objects)
+            tally.pages += 1
+
+        self._pages(spec, apply, tally, progress, newest_first=False)
+
+    def _detect_deletions(self, spec: EntitySpec, tally: Tally, started: dt.datetime) -> None:
+        table = entity_table(spec, self.schema)
+        with self.engine.connect() as conn:
+            # Rows written after the run began (webhooks meanwhile) are not candidates.
+            live = set(conn.execute(select(table.c.zoho_id).where(
+                table.c.deleted_at.is_(None), table.c.synced_at < started)).scalars())
+        candidates = sorted(live - tally.seen)
+        if len(candidates) > MAX_DELETE_CHECKS:
+            log.warning("sync %s: %d rows not listed by Zoho; confirming %d this run", spec.name, len(candidates),
+                        MAX_DELETE_CHECKS)
+        gone = []
+        for zoho_id in candidates[:MAX_DELETE_CHECKS]:
+            try:
+                body = self.client.get(spec.app, f"{spec.list_path}/{zoho_id}")
+            except ZohoError as e:
+                if e.status == 404:
+                    gone.append(zoho_id)
+                    continue
+                raise
+            obj = body.get(spec.object_key)
+            if isinstance(obj, dict):  # still there: it had moved while we paged
+                self._apply_page(spec, [obj], tally, started)
+        if gone:
+            with self.engine.begin() as conn:
+                tally.deleted += conn.execute(update(table).where(table.c.zoho_id.in_(gone),
+                                                                  table.c.deleted_at.is_(None))
+                                              .values(deleted_at=func.now(), synced_at=func.now())).rowcount
+
+
+def _modified(spec: EntitySpec, obj: dict) -> dt.datetime | None:
+    if not spec.last_modified:
+        return None
+    try:
+        return zohovalues.parse_timestamp(obj.get(spec.last_modified))
+    except zohovalues.InvalidValue:
+        return None
+
+
+def _note_newest(spec: EntitySpec, objects: list[dict], tally: Tally) -> None:
+    for obj in objects:
+        modified = _modified(spec, obj)
+        if modified and (tally.newest is None or modified > tally.newest):
+            tally.newest = modified

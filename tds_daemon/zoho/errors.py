@@ -1,0 +1,39 @@
+"""Zoho errors, classified: transient ones are worth retrying later, the others need a person."""
+
+from __future__ import annotations
+
+
+class ZohoError(Exception):
+    """Zoho answered with an error: its ``code`` and ``message`` are kept as Zoho sent them."""
+
+    transient = False
+
+    def __init__(self, message: str, *, code: int | None = None, status: int | None = None, app: str = ""):
+        super().__init__(message)
+        self.code, self.status, self.app, self.message = code, status, app, message
+
+    def __str__(self) -> str:
+        parts = [f"Zoho {self.app}".strip()]
+        if self.status:
+            parts.append(f"HTTP {self.status}")
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        return f"{' '.join(parts)}: {self.message}"
+
+
+class ZohoUnavailable(ZohoError):
+    """Timeouts, connection failures, 5xx, and 429s we could not wait out: try again later."""
+
+    transient = True
+
+
+class ZohoAuthError(ZohoError):
+    """OAuth credentials refused, or a fresh token still refused: an operator must fix the config."""
+
+
+class ZohoRateLimited(ZohoUnavailable):
+    """Our own pace: never counted against a circuit breaker."""
+
+    def __init__(self, message: str, *, retry_after: float, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
