@@ -86,7 +86,7 @@ def test_short_secret_is_refused_without_echoing_it(tmp_path):
 def test_readme_reference_matches_the_schema():
     readme = (ROOT / "README.md").read_text()
     assert config.reference_table() in readme, "README's configuration reference is out of date: " \
-        "paste tds_daemon.config.reference_table()"
+        "run .venv/bin/python ops/dev/config_reference.py"
 
 
 def test_example_config_is_valid_and_names_every_key():

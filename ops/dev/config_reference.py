@@ -1,0 +1,47 @@
+"""Regenerate the configuration reference in README.md and ops/tds.example.toml from the schema.
+
+    .venv/bin/python ops/dev/config_reference.py
+
+tests/test_config.py fails when either is out of date.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tds_daemon.config import SCHEMA, SECTIONS, reference_table
+
+ROOT = Path(__file__).resolve().parents[2]
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def example_toml() -> str:
+    lines = ["# TDS configuration: copy to /etc/tds/tds.toml. Every key is optional; shown are the defaults.",
+             "# Any key can be overridden by the environment as TDS_<SECTION>_<KEY>: prefer that (or a",
+             "# root-only file) for the secrets. Check a file with: tds check-config --config PATH", ""]
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for s in SCHEMA:
+            if s.section != section:
+                continue
+            lines.append(f"# {s.doc}")
+            if s.default == "":
+                lines.append(f'# {s.key} = ""')
+            else:
+                lines.append(f'{s.key} = "{s.default}"' if isinstance(s.default, str) else f"{s.key} = {s.default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    block = f"{START}\n{reference_table()}\n{END}"
+    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    readme.write_text(text)
+    (ROOT / "ops" / "tds.example.toml").write_text(example_toml())
+
+
+if __name__ == "__main__":
+    main()
