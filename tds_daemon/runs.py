@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -18,6 +18,25 @@ def create(engine: Engine, entity: str, kind: str, *, origin: str, since: dt.dat
     with engine.begin() as c:
         return c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin, since=since)
                          .returning(sync_runs.c.id)).scalar_one()
+
+
+# Queued runs whose message never reached a worker (Redis down when asked, or flushed since).
+_LOST_QUEUED = text("""
+UPDATE tds_sync_runs SET dispatched_at = now()
+WHERE id IN (SELECT id FROM tds_sync_runs WHERE status = 'queued'
+             AND (dispatched_at IS NULL OR dispatched_at < now() - make_interval(secs => :after_s))
+             ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
+RETURNING id
+""")
+
+
+def mark_dispatched(engine: Engine, run_id: int) -> None:
+    with engine.begin() as c:
+        c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(dispatched_at=func.now()))
+
+
+def lost_queued(conn: Connection, after_s: int) -> list[int]:
+    return list(conn.execute(_LOST_QUEUED, {"after_s": after_s}).scalars())
 
 
 def start(engine: Engine, run_id: int) -> dict[str, Any] | None:

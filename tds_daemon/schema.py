@@ -100,6 +100,7 @@ sync_runs = Table(
     Column("origin", Text, nullable=False, server_default="cli"),
     Column("since", TZ),
     Column("requested_at", TZ, nullable=False, server_default=func.now()),
+    Column("dispatched_at", TZ),
     Column("started_at", TZ),
     Column("finished_at", TZ),
     Column("pages", Integer, nullable=False, server_default="0"),
@@ -117,6 +118,7 @@ sync_runs = Table(
 )
 Index(None, sync_runs.c.entity_type, sync_runs.c.requested_at)
 Index(None, sync_runs.c.requested_at)
+Index("ix_tds_sync_runs_queued", sync_runs.c.dispatched_at, postgresql_where=text("status = 'queued'"))
 
 sync_cursors = Table(
     "tds_sync_cursors", metadata,

@@ -3,7 +3,8 @@
 Lost means: a pending item never sent (Redis was down at intake) or sent long ago and not applied
 (Redis restarted empty, or the message died with a killed worker before it was claimed), a
 processing item whose lease ran out (its worker was killed mid-message), or a failed item whose
-retry time has come. Several workers sweep at once safely: rows are taken with SKIP LOCKED.
+retry time has come; and sync runs queued whose message never reached a worker.
+Several workers sweep at once safely: rows are taken with SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import threading
 from dramatiq.middleware import Middleware
 from sqlalchemy import exc
 
-from tds_daemon import entities, syncqueue
+from tds_daemon import entities, runs, syncqueue
+from tds_daemon.sync import SYNC_ACTOR, SYNC_QUEUE
 
 from .. import runtime
 
@@ -62,4 +64,8 @@ def sweep(rt) -> int:
             syncqueue.undispatch(conn, unsent)
     if lost:
         log.info("recovery: dispatched %d item(s) again (%d could not be sent)", len(lost), len(unsent))
-    return len(lost) - len(unsent)
+    with rt.engine.begin() as conn:
+        queued = runs.lost_queued(conn, cfg.redispatch_after_s)
+    for run_id in queued:
+        rt.dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
+    return len(lost) - len(unsent) + len(queued)

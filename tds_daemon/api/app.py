@@ -9,8 +9,18 @@ from ..config import Config
 from ..db import make_engine
 from ..dispatch import Dispatcher
 from . import errors
+from .auth import AdminAuth
 from .exposition import MetricsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
+from .syncruns import (
+    BulkStatusResource,
+    BulkSyncResource,
+    EntitiesResource,
+    RunResource,
+    RunsResource,
+    RunStarter,
+    SyncResource,
+)
 from .webhooks import WebhookResource
 
 
@@ -18,7 +28,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     engine = engine or make_engine(config, pool_size=4, application_name="tds-api")
     if dispatcher is None:
         dispatcher = Dispatcher(make_broker(config), origin="intake")
-    app = falcon.App(media_type=falcon.MEDIA_JSON)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[AdminAuth(config.api.admin_token)])
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(errors.serialize_error)
     app.add_error_handler(Exception, errors.unexpected)
@@ -27,4 +37,11 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/health/live", LiveResource())
     app.add_route("/health/ready", ReadyResource(engine, redis_client(config)))
     app.add_route("/metrics", MetricsResource(engine))
+    starter = RunStarter(engine, dispatcher)
+    app.add_route("/api/tds/entities", EntitiesResource(engine, config.database.entity_schema))
+    app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
+    app.add_route("/api/tds/runs", RunsResource(engine))
+    app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
+    app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
+    app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     return app

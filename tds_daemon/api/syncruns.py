@@ -1,0 +1,137 @@
+"""Admin API for pulls: start sync runs, read them, and the previous system's bulk-sync endpoints."""
+
+from __future__ import annotations
+
+import falcon
+from sqlalchemy import func, select
+
+from .. import entities, runs
+from ..schema import entity_table, sync_cursors, sync_runs
+from ..sync import KINDS, SYNC_ACTOR, SYNC_QUEUE
+from .errors import ApiError
+
+# The previous system's bulk endpoints, as data: path → (entities, kind).
+BULK = {
+    "products": (("product",), "full"),
+    "customers": (("customer",), "full"),
+    # The item list carries stock_on_hand and available_stock: a full item pull is items with stock.
+    "items-with-stock": (("product",), "full"),
+    "pricelists": (("price_list",), "full"),
+    "sync-all": (tuple(e.name for e in entities.ENTITIES), "full"),
+}
+
+
+class RunStarter:
+    """Queues runs and asks a worker to execute them; a run whose message is lost is re-sent later."""
+
+    def __init__(self, engine, dispatcher):
+        self.engine, self.dispatcher = engine, dispatcher
+
+    def start(self, names, kind: str, origin: str) -> list[dict]:
+        started = []
+        for name in names:
+            run_id = runs.create(self.engine, name, kind, origin=origin)
+            if self.dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id):
+                runs.mark_dispatched(self.engine, run_id)
+            started.append({"id": run_id, "entity": name, "kind": kind, "status": "queued"})
+        return started
+
+
+def _entities(name: str) -> list[str]:
+    if name == "all":
+        return [e.name for e in entities.ENTITIES]
+    spec = entities.resolve(name)
+    if spec is None:
+        raise ApiError(404, "unknown_entity", f"no entity type {name[:60]!r}; known: all, "
+                       + ", ".join(entities.BY_NAME))
+    return [spec.name]
+
+
+class SyncResource:
+    def __init__(self, starter: RunStarter):
+        self.starter = starter
+
+    def on_post(self, req, resp, entity: str) -> None:
+        kind = req.get_param("kind") or ("full" if req.get_param_as_bool("full") else "incremental")
+        if kind not in KINDS:
+            raise ApiError(400, "invalid_kind", f"kind must be one of {', '.join(KINDS)}")
+        names = _entities(entity)
+        if kind == "stock":
+            names = [n for n in names if entities.BY_NAME[n].stock_columns]
+            if not names:
+                raise ApiError(400, "no_stock", "stock sync applies to products only")
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "runs": self.starter.start(names, kind, "api")}
+
+
+class RunsResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_get(self, req, resp) -> None:
+        entity = req.get_param("entity")
+        if entity:
+            entity = _entities(entity)[0]
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 50
+        resp.media = {"runs": runs.recent(self.engine, entity=entity, limit=limit)}
+
+
+class RunResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_get(self, req, resp, run_id: int) -> None:
+        run = runs.get(self.engine, run_id)
+        if run is None:
+            raise ApiError(404, "unknown_run", f"no sync run {run_id}")
+        resp.media = run
+
+
+class EntitiesResource:
+    def __init__(self, engine, schema: str):
+        self.engine, self.schema = engine, schema
+
+    def on_get(self, req, resp) -> None:
+        out = []
+        with self.engine.connect() as conn:
+            cursors = {r.entity_type: r for r in conn.execute(select(sync_cursors))}
+            for spec in entities.ENTITIES:
+                t = entity_table(spec, self.schema)
+                live, deleted = conn.execute(select(
+                    func.count().filter(t.c.deleted_at.is_(None)), func.count().filter(t.c.deleted_at.isnot(None)))
+                ).one()
+                c = cursors.get(spec.name)
+                out.append({
+                    "name": spec.name, "app": spec.app, "table": f"{self.schema}.{spec.table}",
+                    "aliases": list(spec.aliases), "queue": spec.queue, "live_rows": live, "deleted_rows": deleted,
+                    "cursor": c.last_modified.isoformat() if c and c.last_modified else None,
+                    "last_full_at": c.last_full_at.isoformat() if c and c.last_full_at else None,
+                    "last_incremental_at": c.last_incremental_at.isoformat() if c and c.last_incremental_at else None,
+                })
+        resp.media = {"entities": out}
+
+
+class BulkSyncResource:
+    def __init__(self, starter: RunStarter):
+        self.starter = starter
+
+    def on_post(self, req, resp, what: str) -> None:
+        if what not in BULK:
+            raise ApiError(404, "unknown_bulk_sync", f"no bulk sync {what[:40]!r}; known: {', '.join(BULK)}")
+        names, kind = BULK[what]
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "runs": self.starter.start(names, kind, "bulk")}
+
+
+class BulkStatusResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_get(self, req, resp) -> None:
+        with self.engine.connect() as conn:
+            active = conn.execute(select(sync_runs).where(sync_runs.c.status.in_(("queued", "running")))
+                                  .order_by(sync_runs.c.id)).all()
+            latest = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type)
+                                  .order_by(sync_runs.c.entity_type, sync_runs.c.id.desc())).all()
+        resp.media = {"in_progress": [runs.as_json(r._mapping) for r in active],
+                      "latest": {r.entity_type: runs.as_json(r._mapping) for r in latest}}
