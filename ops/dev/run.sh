@@ -28,12 +28,24 @@ PY
 "$tds" migrate --config "$config"
 bind=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys.argv[1]).api.bind)" "$config")
 token=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys.argv[1]).api.webhook_token)" "$config")
+sim_port=8090
+"$tds" simulator --port "$sim_port" > "${TMPDIR:-/tmp}/tds-dev-simulator.log" 2>&1 &
+sim_pid=$!
+trap 'kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null' EXIT
+for _ in $(seq 1 50); do
+  curl -sf "http://127.0.0.1:$sim_port/_sim/info" >/dev/null 2>&1 && break
+  kill -0 "$sim_pid" 2>/dev/null || { echo "the Zoho simulator did not start:"; cat "${TMPDIR:-/tmp}/tds-dev-simulator.log"; exit 1; }
+  sleep 0.2
+done
+
 cat <<MSG
 
-TDS is starting with $config (database $db). Stop it with Ctrl-C.
-  health:   http://$bind/health/ready
-  intake:   http://$bind/api/tds/webhooks/health
-  metrics:  http://$bind/metrics
+TDS is starting with $config (database $db), against the Zoho simulator on port $sim_port.
+Stop both with Ctrl-C.
+  health:    http://$bind/health/ready
+  intake:    http://$bind/api/tds/webhooks/health
+  metrics:   http://$bind/metrics
+  simulator: http://127.0.0.1:$sim_port/_sim/info   (log: ${TMPDIR:-/tmp}/tds-dev-simulator.log)
 
 Post a sample webhook (Zoho's default payload for an item):
   curl -i -X POST http://$bind/api/tds/webhooks/items \\
@@ -43,5 +55,12 @@ Post a sample webhook (Zoho's default payload for an item):
 and see it applied:
   psql -h 127.0.0.1 $db -c 'SELECT zoho_id, name, sku, rate, zoho_last_modified FROM zoho.products'
 
+Pull everything from the simulator (in another terminal):
+  .venv/bin/tds sync all --full --config $config
+Have the simulator change an item and send its webhook to TDS:
+  curl -s -X POST http://127.0.0.1:$sim_port/_sim/faults -H 'Content-Type: application/json' \\
+    -d '{"fire_webhooks": {"url": "http://$bind", "token": "$token"}}'
+  curl -s -X POST http://127.0.0.1:$sim_port/_sim/objects/product -H 'Content-Type: application/json' -d '{}'
+
 MSG
-exec "$tds" run --config "$config"
+"$tds" run --config "$config"
