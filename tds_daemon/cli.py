@@ -151,6 +151,7 @@ def cmd_simulator(args) -> int:
 
 def cmd_sync(args) -> int:
     import datetime as dt
+    import logging
     from concurrent.futures import ThreadPoolExecutor
 
     from . import entities, logs, runs, zohovalues
@@ -179,8 +180,12 @@ def cmd_sync(args) -> int:
     _require_schema(config)
     prepare_metrics_dir(fresh=False)
     logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
+    # Each run's outcome is this command's own output (below): the sync module's warning that a run
+    # failed would only repeat it on stderr, where a failure must be one line.
+    logging.getLogger("tds_daemon.sync").setLevel(max(logging.ERROR, logging.getLogger().level))
     engine = make_engine(config, pool_size=4, application_name="tds-sync")
-    progress = Progress()
+    # Progress and per-entity results are output: stdout, unless stderr is a terminal for the live line.
+    progress = Progress(sys.stderr if sys.stderr.isatty() else sys.stdout)
     failures: list[str] = []
 
     def one(spec) -> None:
@@ -196,6 +201,11 @@ def cmd_sync(args) -> int:
         except SyncError as e:
             failures.append(f"{spec.name}: {e} [run {run_id}]")
             progress.done(spec.name, f"{spec.name}: FAILED: {e} [run {run_id}]")
+        except Exception as e:  # Redis or PostgreSQL gone mid-run: the run recorded it; one line, no traceback
+            logging.getLogger(__name__).debug("sync run %s raised", run_id, exc_info=True)
+            error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            failures.append(f"{spec.name}: {error} [run {run_id}]")
+            progress.done(spec.name, f"{spec.name}: FAILED: {error} [run {run_id}]")
         finally:
             client.close()
 
@@ -206,6 +216,25 @@ def cmd_sync(args) -> int:
         engine.dispose()
     if failures:
         raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from sqlalchemy import exc
+
+    from . import status
+    from .db import make_engine
+
+    config = _load(args)
+    _require_schema(config)
+    engine = make_engine(config, pool_size=1, application_name="tds-status")
+    try:
+        state = status.collect(engine)
+    except exc.OperationalError as e:
+        raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    print(status.to_json(state) if args.json else status.render(state))
     return 0
 
 
@@ -230,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--full", action="store_true", help="every object, and detect deletions")
     how.add_argument("--since", metavar="ISO8601", help="objects modified since this time")
     how.add_argument("--stock", action="store_true", help="only the stock fields of items")
+    p = command("status", cmd_status, "queue states per entity and the last sync runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", cmd_check_config, "validate the configuration")
     p.add_argument("-v", "--verbose", action="store_true", help="show every value (secrets hidden)")
     p = sub.add_parser("simulator", help="a local Zoho stand-in (OAuth, Books v3, Inventory v1, webhooks)")

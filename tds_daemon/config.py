@@ -136,7 +136,7 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("zoho", "requests_per_minute", int, 100, "Zoho API requests per minute per app, shared by "
             "every process", check=_range(1, 10000)),
     Setting("zoho", "timeout_s", float, 30.0, "read timeout of one Zoho request", check=_range(1, 300)),
-    Setting("zoho", "max_attempts", int, 4, "tries of one Zoho request on timeouts and 5xx", check=_range(1, 20)),
+    Setting("zoho", "max_attempts", int, 6, "tries of one Zoho request on timeouts and 5xx", check=_range(1, 20)),
     Setting("log", "level", str, "INFO", "log level", check=_choice("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 

@@ -100,3 +100,9 @@ def advance_cursor(conn: Connection, entity: str, kind: str, newest: dt.datetime
         "last_modified": func.greatest(sync_cursors.c.last_modified, stmt.excluded.last_modified),
         "updated_at": func.now(), **stamp})
     conn.execute(stmt)
+
+
+def latest_per_entity(conn: Connection) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type)
+                        .order_by(sync_runs.c.entity_type, sync_runs.c.id.desc()))
+    return {r.entity_type: as_json(r._mapping) for r in rows}

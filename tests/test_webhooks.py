@@ -256,3 +256,22 @@ def test_signature_is_required_when_a_secret_is_set(signed_daemon, clean_db):
     r = _raw_post(signed_daemon, "/api/tds/webhooks/items", body, {**base, "X-Zoho-Webhook-Signature": good})
     assert r.status_code == 202
     wait_applied(clean_db, 1)
+
+
+def test_status_command_shows_queue_states(daemon, clean_db):
+    import subprocess
+
+    from conftest import ROOT, TDS
+
+    obj = make_object("vendor")
+    assert daemon.post("vendors", {"contact": obj}).status_code == 202
+    wait_applied(clean_db, 1)
+    out = subprocess.run([*TDS, "status", "--json"], env=daemon.env, capture_output=True, text=True, cwd=ROOT,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout)["entities"]
+    assert state["vendor"]["queue"]["completed"] == 1
+    assert state["product"]["queue"] == {"pending": 0, "processing": 0, "completed": 0, "failed": 0,
+                                         "dead_letter": 0}
+    text_out = subprocess.run([*TDS, "status"], env=daemon.env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert text_out.returncode == 0 and "vendor" in text_out.stdout

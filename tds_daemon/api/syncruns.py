@@ -131,7 +131,5 @@ class BulkStatusResource:
         with self.engine.connect() as conn:
             active = conn.execute(select(sync_runs).where(sync_runs.c.status.in_(("queued", "running")))
                                   .order_by(sync_runs.c.id)).all()
-            latest = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type)
-                                  .order_by(sync_runs.c.entity_type, sync_runs.c.id.desc())).all()
-        resp.media = {"in_progress": [runs.as_json(r._mapping) for r in active],
-                      "latest": {r.entity_type: runs.as_json(r._mapping) for r in latest}}
+            latest = runs.latest_per_entity(conn)
+        resp.media = {"in_progress": [runs.as_json(r._mapping) for r in active], "latest": latest}

@@ -72,7 +72,7 @@ class ZohoClient:
                 error: ZohoError = ZohoUnavailable(f"GET {path} timed out", app=app)
             except httpx.HTTPError as e:
                 zoho_requests.labels(app, "error").inc()
-                error = ZohoUnavailable(f"GET {path} failed: {type(e).__name__}", app=app)
+                error = ZohoUnavailable(f"GET {path} failed: {_describe(e)}", app=app)
             else:
                 zoho_requests.labels(app, str(r.status_code)).inc()
                 body = _json(r)
@@ -128,6 +128,14 @@ class ZohoClient:
             if not result.has_more:
                 return
             page += 1
+
+
+def _describe(e: httpx.HTTPError) -> str:
+    if isinstance(e, httpx.ConnectError):
+        return "could not connect to Zoho (ConnectError)"
+    if isinstance(e, httpx.RemoteProtocolError):
+        return "Zoho closed the connection without an answer (RemoteProtocolError)"
+    return type(e).__name__
 
 
 def _json(r: httpx.Response) -> dict:

@@ -1,0 +1,44 @@
+"""``tds status``: what an operator asks first — queue states per entity, dead letters, last runs."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from . import entities, runs
+from .schema import STATUSES, sync_queue
+
+RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
+
+
+def collect(engine: Engine) -> dict:
+    with engine.connect() as conn:
+        counts = {(r.entity_type, r.status): r.n for r in conn.execute(
+            select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
+            .group_by(sync_queue.c.entity_type, sync_queue.c.status))}
+        latest = runs.latest_per_entity(conn)
+    out = {}
+    for spec in entities.ENTITIES:
+        run = latest.get(spec.name)
+        out[spec.name] = {
+            "queue": {s: counts.get((spec.name, s), 0) for s in STATUSES},
+            "last_run": {k: run[k] for k in RUN_FIELDS} if run else None,
+        }
+    return {"entities": out}
+
+
+def render(status: dict) -> str:
+    lines = [f"{'entity':<17} {'pending':>8} {'process':>8} {'failed':>7} {'dead':>6} {'done':>9}  last sync"]
+    for name, e in status["entities"].items():
+        q, run = e["queue"], e["last_run"]
+        last = (f"{run['kind']} {run['status']} {run['finished_at'] or ''} ({run['objects']} objects)"
+                + (f": {run['error']}" if run["error"] else "")) if run else "never"
+        lines.append(f"{name:<17} {q['pending']:>8} {q['processing']:>8} {q['failed']:>7} {q['dead_letter']:>6} "
+                     f"{q['completed']:>9}  {last}")
+    return "\n".join(lines)
+
+
+def to_json(status: dict) -> str:
+    return json.dumps(status, indent=2)
