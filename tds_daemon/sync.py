@@ -144,18 +144,21 @@ class Syncer:
                progress: Progress | None, *, newest_first: bool) -> None:
         """Fetch pages concurrently and apply each in this thread as it arrives.
 
-        Zoho does not say how many pages there are, so the local row count is the guess: pages it
-        predicts are fetched PAGES_IN_FLIGHT at a time, pages past it one at a time, so that an
-        entity of one page costs one request, not a window of empty ones.
+        Zoho does not say how many pages there are. Pages the local row count predicts, or up to
+        twice the last page Zoho said had more after it, are fetched PAGES_IN_FLIGHT at a time; past
+        that one at a time. So an entity of one page costs one request, a first sync still ramps up
+        to full concurrency, and at most a few empty pages are asked for at the end.
         """
         expected_pages = -(-self._local_count(spec) // PER_PAGE)
+        confirmed = 0  # the highest page Zoho said is followed by another
         with ThreadPoolExecutor(PAGES_IN_FLIGHT, thread_name_prefix=f"sync-{spec.name}") as pool:
             inflight: dict[Future, int] = {}
             next_page, last_page = 1, None
 
             def fill() -> None:
                 nonlocal next_page
-                while last_page is None and len(inflight) < (PAGES_IN_FLIGHT if next_page <= expected_pages else 1):
+                while last_page is None and len(inflight) < (
+                        PAGES_IN_FLIGHT if next_page <= max(expected_pages, 2 * confirmed) else 1):
                     inflight[pool.submit(self.client.list_page, spec, next_page, newest_first=newest_first)] = next_page
                     next_page += 1
 
@@ -172,6 +175,8 @@ class Syncer:
                                 progress(tally)
                         if not page.has_more:
                             last_page = number if last_page is None else min(last_page, number)
+                        else:
+                            confirmed = max(confirmed, number)
                     fill()
             finally:
                 for future in inflight:
