@@ -183,7 +183,7 @@ def cmd_sync(args) -> int:
     # Each run's outcome is this command's own output (below): the sync module's warning that a run
     # failed would only repeat it on stderr, where a failure must be one line.
     logging.getLogger("tds_daemon.sync").setLevel(max(logging.ERROR, logging.getLogger().level))
-    engine = make_engine(config, pool_size=4, application_name="tds-sync")
+    engine = make_engine(config, pool_size=8, application_name="tds-sync")
     # Progress and per-entity results are output: stdout, unless stderr is a terminal for the live line.
     progress = Progress(sys.stderr if sys.stderr.isatty() else sys.stdout)
     failures: list[str] = []

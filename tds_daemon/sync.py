@@ -57,6 +57,7 @@ class Tally:
     requests: int = 0
     newest: dt.datetime | None = None
     seen: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in runs.COUNTS}
@@ -126,11 +127,12 @@ class Syncer:
     def _apply_page(self, spec: EntitySpec, objects: list[dict], tally: Tally, arrived: dt.datetime) -> None:
         with self.engine.begin() as conn:
             outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived) for o in objects])
-        tally.add(outcomes)
-        tally.seen.update(outcomes)
-        tally.objects += len(objects)
-        tally.pages += 1
-        _note_newest(spec, objects, tally)
+        with tally.lock:
+            tally.add(outcomes)
+            tally.seen.update(outcomes)
+            tally.objects += len(objects)
+            tally.pages += 1
+            _note_newest(spec, objects, tally)
 
     def _full(self, spec: EntitySpec, tally: Tally, progress: Progress | None, *, detect_deletions: bool) -> None:
         started = dt.datetime.now(dt.UTC)
@@ -142,7 +144,7 @@ class Syncer:
 
     def _pages(self, spec: EntitySpec, apply: Callable[[list[dict]], None], tally: Tally,
                progress: Progress | None, *, newest_first: bool) -> None:
-        """Fetch pages concurrently and apply each in this thread as it arrives.
+        """Fetch pages concurrently, each applied by the thread that fetched it.
 
         Zoho does not say how many pages there are. Pages the local row count predicts, or up to
         twice the last page Zoho said had more after it, are fetched PAGES_IN_FLIGHT at a time; past
@@ -150,16 +152,28 @@ class Syncer:
         to full concurrency, and at most a few empty pages are asked for at the end.
         """
         expected_pages = -(-self._local_count(spec) // PER_PAGE)
-        confirmed = 0  # the highest page Zoho said is followed by another
+        confirmed = 0
+        lock = threading.Lock()  # the highest page Zoho said is followed by another
         with ThreadPoolExecutor(PAGES_IN_FLIGHT, thread_name_prefix=f"sync-{spec.name}") as pool:
             inflight: dict[Future, int] = {}
             next_page, last_page = 1, None
+
+            def fetch_and_apply(number: int):
+                # Each thread applies its own page on its own connection: the database work of
+                # several pages overlaps (rows are written in id order, so batches cannot deadlock).
+                page = self.client.list_page(spec, number, newest_first=newest_first)
+                if page.objects:
+                    apply(page.objects)
+                    if progress:
+                        with lock:
+                            progress(tally)
+                return page
 
             def fill() -> None:
                 nonlocal next_page
                 while last_page is None and len(inflight) < (
                         PAGES_IN_FLIGHT if next_page <= max(expected_pages, 2 * confirmed) else 1):
-                    inflight[pool.submit(self.client.list_page, spec, next_page, newest_first=newest_first)] = next_page
+                    inflight[pool.submit(fetch_and_apply, next_page)] = next_page
                     next_page += 1
 
             fill()
@@ -169,10 +183,6 @@ class Syncer:
                     for future in done:
                         number = inflight.pop(future)
                         page = future.result()
-                        if page.objects and (last_page is None or number <= last_page):
-                            apply(page.objects)
-                            if progress:
-                                progress(tally)
                         if not page.has_more:
                             last_page = number if last_page is None else min(last_page, number)
                         else:
@@ -204,18 +214,18 @@ class Syncer:
         if not spec.stock_columns:
             raise SyncError(f"{spec.name} has no stock fields; stock sync is for products")
         arrived = dt.datetime.now(dt.UTC)
-        lock = threading.Lock()
 
         def apply(objects: list[dict]) -> None:
-            with lock, self.engine.begin() as conn:
+            with self.engine.begin() as conn:
                 outcomes = upsert.apply_stock(conn, spec, self.schema, objects)
                 unknown = [o for o in objects if outcomes.get(zohovalues.zoho_id(o.get(spec.id_field))) == "missing"]
                 if unknown:  # new items: apply them whole
                     outcomes.update(upsert.apply(conn, spec, self.schema,
                                                  [upsert.Change(o, arrived) for o in unknown]))
-            tally.add(outcomes)
-            tally.objects += len(objects)
-            tally.pages += 1
+            with tally.lock:
+                tally.add(outcomes)
+                tally.objects += len(objects)
+                tally.pages += 1
 
         self._pages(spec, apply, tally, progress, newest_first=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Text, column, func, literal_column, or_, select
@@ -81,14 +82,42 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
     rows = [_row(spec, c, now) for c in changes]
     outcomes: dict[str, str] = {}
     for deleted in (False, True):
-        batch = _dedupe([r for r in rows if (r["deleted_at"] is not None) == deleted])
+        # In id order: concurrent batches touching the same rows then lock them in the same order.
+        batch = sorted(_dedupe([r for r in rows if (r["deleted_at"] is not None) == deleted]),
+                       key=lambda r: r["zoho_id"])
         if batch:
-            outcomes.update(_write(conn, table, batch, deleted))
+            outcomes.update(_write(conn, table, batch, deleted, spec.last_modified is None))
     return outcomes
 
 
-def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool) -> dict[str, str]:
-    stmt = insert(table).values(batch)
+def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, by_arrival: bool) -> dict[str, str]:
+    written = {r.zoho_id: r for r in conn.execute(_statement(table, deleted, by_arrival), batch)}
+    outcomes: dict[str, str] = {}
+    for zid, r in written.items():
+        if deleted:
+            outcomes[zid] = "deleted"
+        else:
+            outcomes[zid] = "created" if r.inserted else "unchanged" if r.same else "updated"
+    missing = [r for r in batch if r["zoho_id"] not in written]
+    if missing:
+        old = table.c
+        current = dict(conn.execute(
+            select(old.zoho_id, old.version_at).where(old.zoho_id.in_([r["zoho_id"] for r in missing]))).all())
+        for r in missing:
+            stored = current.get(r["zoho_id"])
+            outcomes[r["zoho_id"]] = "stale" if stored is not None and stored > r["version_at"] else "unchanged"
+    return outcomes
+
+
+@lru_cache(maxsize=64)
+def _statement(table, deleted: bool, by_arrival: bool):
+    """One compiled upsert per table and kind, executed with a list of rows: SQLAlchemy batches them
+    into multi-row VALUES ("insertmanyvalues") without compiling a new statement for each batch.
+
+    ``by_arrival``: the entity has no last-modified time, so every re-pull is a newer version; the
+    statement then also reports whether the content actually changed.
+    """
+    stmt = insert(table)
     new, old = stmt.excluded, table.c
     if deleted:
         # Keep what we know of the object; only mark it gone. Not stale if the delete is as new.
@@ -102,29 +131,15 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool) 
             (new.version_at == old.version_at) & old.deleted_at.is_(None) & old.raw.is_distinct_from(new.raw),
         )
     stmt = stmt.on_conflict_do_update(index_elements=[old.zoho_id], set_=set_, where=where)
-    # A subquery in RETURNING reads the statement's starting snapshot: the row as it was before. So a
-    # newer version with identical content (a re-pull) is told apart from a real change.
-    target = f'"{table.schema}"."{table.name}"'
-    same = literal_column(f"(SELECT prev.raw = {target}.raw AND prev.deleted_at IS NULL FROM {target} AS prev "
-                          f"WHERE prev.zoho_id = {target}.zoho_id)")
+    same = literal_column("false")
+    if by_arrival:
+        # A subquery in RETURNING reads the statement's starting snapshot: the row as it was before.
+        # So a newer arrival with identical content (a re-pull) is told apart from a real change.
+        target = f'"{table.schema}"."{table.name}"'
+        same = literal_column(f"(SELECT prev.raw = {target}.raw AND prev.deleted_at IS NULL FROM {target} AS prev "
+                              f"WHERE prev.zoho_id = {target}.zoho_id)")
     # xmax is 0 for a freshly inserted tuple and non-zero for an updated one.
-    stmt = stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"), same.label("same"))
-    written = {r.zoho_id: r for r in conn.execute(stmt)}
-    outcomes: dict[str, str] = {}
-    for zid, r in written.items():
-        if deleted:
-            outcomes[zid] = "deleted"
-        else:
-            outcomes[zid] = "created" if r.inserted else "unchanged" if r.same else "updated"
-    missing = [r for r in batch if r["zoho_id"] not in written]
-    if missing:
-        current = dict(conn.execute(
-            select(old.zoho_id, old.version_at).where(old.zoho_id.in_([r["zoho_id"] for r in missing]))).all())
-        for r in missing:
-            stored = current.get(r["zoho_id"])
-            outcomes[r["zoho_id"]] = "stale" if stored is not None and stored > r["version_at"] else "unchanged"
-    return outcomes
-
+    return stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"), same.label("same"))
 
 
 def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[dict]) -> dict[str, str]:
