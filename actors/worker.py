@@ -27,13 +27,29 @@ POLL_MS = 100
 STOP_TIMEOUT_MS = 30000
 
 
+class _Worker(dramatiq.Worker):
+    """Dramatiq's worker, minus the consumers of delay queues, which TDS never uses.
+
+    TDS sends no delayed message: a retry is scheduled in PostgreSQL (``next_attempt_at``) and sent
+    again by the recovery sweep, and no Retries middleware is installed. Dramatiq would still start a
+    consumer thread for each queue's ``.DQ`` delay queue, half of the process's consumers, each polling
+    Redis every POLL_MS for nothing: about 12% of a worker's CPU at 300 webhooks/s (measured with
+    ``ops/bench/ingest``, see docs/PERFORMANCE.md). Were a delayed message ever sent, it would stay in
+    Redis, and the recovery sweep would still dispatch the work it stood for: PostgreSQL holds it.
+    """
+
+    def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
+        if not delay:
+            super()._add_consumer(queue_name)
+
+
 def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
     broker = make_broker(config, middleware=[TimeLimit(time_limit=5 * 60 * 1000), Recovery()])
     engine = make_engine(config, pool_size=config.workers.threads + 1, application_name="tds-worker")
     runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery")))
     entity.declare(broker)
     sync.declare(broker)
-    worker = dramatiq.Worker(broker, worker_threads=config.workers.threads, worker_timeout=POLL_MS)
+    worker = _Worker(broker, worker_threads=config.workers.threads, worker_timeout=POLL_MS)
     return broker, worker
 
 

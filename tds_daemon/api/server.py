@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 from .. import logs
@@ -12,6 +13,19 @@ from ..config import Config
 def _child_exit(server, worker) -> None:
     # Without this, a dead gunicorn worker's gauges would be summed forever.
     multiprocess.mark_process_dead(worker.pid)
+
+
+class _Logger(Logger):
+    """gunicorn's logger, minus the access log TDS does not write.
+
+    ``gunicorn.access`` drops every record (see ``logconfig_dict``), but because a ``logconfig_dict``
+    is set, gunicorn counts the access log as enabled and would still build each request's log fields
+    (a dict over the whole WSGI environ) only to have the record dropped: about 5% of the API's CPU
+    per webhook, measured with ``ops/bench/ingest``.
+    """
+
+    def access(self, resp, req, environ, request_time) -> None:
+        return
 
 
 class ApiServer(BaseApplication):
@@ -44,6 +58,7 @@ class ApiServer(BaseApplication):
                             # one line per request is the reverse proxy's job, not ours
                             "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False}},
             },
+            "logger_class": _Logger,
             "proc_name": "tds-api",
             "control_socket_disable": True,
             "child_exit": _child_exit,
