@@ -152,14 +152,8 @@ def cmd_simulator(args) -> int:
 def cmd_sync(args) -> int:
     import datetime as dt
     import logging
-    from concurrent.futures import ThreadPoolExecutor
 
-    from . import entities, logs, runs, zohovalues
-    from .broker import redis_client
-    from .db import make_engine
-    from .progress import Progress
-    from .sync import Syncer, SyncError
-    from .zoho import ZohoClient
+    from . import entities, logs, zohovalues
 
     config = _load(args)
     if args.entity == "all":
@@ -183,40 +177,80 @@ def cmd_sync(args) -> int:
     # Each run's outcome is this command's own output (below): the sync module's warning that a run
     # failed would only repeat it on stderr, where a failure must be one line.
     logging.getLogger("tds_daemon.sync").setLevel(max(logging.ERROR, logging.getLogger().level))
-    engine = make_engine(config, pool_size=8, application_name="tds-sync")
-    # Progress and per-entity results are output: stdout, unless stderr is a terminal for the live line.
-    progress = Progress(sys.stderr if sys.stderr.isatty() else sys.stdout)
-    failures: list[str] = []
+    if len(specs) == 1:
+        failures = [f for f in [_SyncCommand(config, kind, since, live=True).one(specs[0].name)] if f]
+    else:
+        # Entities in two processes: decoding, converting and binding rows is Python work, and one
+        # interpreter lock would leave the second core to PostgreSQL alone.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    def one(spec) -> None:
-        run_id = runs.create(engine, spec.name, kind, origin="cli", since=since)
-        runs.start(engine, run_id)
-        client = ZohoClient(config, redis_client(config))
-        try:
-            t = Syncer(config, engine, client).run(run_id, spec, kind, since, lambda t: progress.update(spec.name, t))
-            run = runs.get(engine, run_id)
-            progress.done(spec.name, f"{spec.name}: {run['kind']} sync {t.objects} objects in {t.pages} pages "
-                          f"(created {t.created}, updated {t.updated}, unchanged {t.unchanged}, stale {t.stale}, "
-                          f"deleted {t.deleted}), {t.requests} requests, {run['duration_s']:.1f}s [run {run_id}]")
-        except SyncError as e:
-            failures.append(f"{spec.name}: {e} [run {run_id}]")
-            progress.done(spec.name, f"{spec.name}: FAILED: {e} [run {run_id}]")
-        except Exception as e:  # Redis or PostgreSQL gone mid-run: the run recorded it; one line, no traceback
-            logging.getLogger(__name__).debug("sync run %s raised", run_id, exc_info=True)
-            error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-            failures.append(f"{spec.name}: {error} [run {run_id}]")
-            progress.done(spec.name, f"{spec.name}: FAILED: {error} [run {run_id}]")
-        finally:
-            client.close()
-
-    try:
-        with ThreadPoolExecutor(max_workers=min(4, len(specs))) as pool:
-            list(pool.map(one, specs))
-    finally:
-        engine.dispose()
+        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_sync_child_init, initargs=(config, kind, since)) as pool:
+            failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
         raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
     return 0
+
+
+class _SyncCommand:
+    """One process's share of `tds sync`: runs entities one after the other, prints one line each."""
+
+    def __init__(self, config: Config, kind: str, since, live: bool):
+        from .db import make_engine
+        from .progress import Progress
+
+        self.config, self.kind, self.since = config, kind, since
+        self.engine = make_engine(config, pool_size=8, application_name="tds-sync")
+        # Progress and results are output: stdout, unless stderr is a terminal for the live line
+        # (one process only: several would overwrite each other's line).
+        self.progress = Progress(sys.stderr if live and sys.stderr.isatty() else sys.stdout)
+
+    def one(self, name: str) -> str | None:
+        """Sync one entity; the failure line, or None."""
+        import logging
+
+        from . import entities, runs
+        from .broker import redis_client
+        from .sync import Syncer, SyncError
+        from .zoho import ZohoClient
+
+        spec, progress = entities.get(name), self.progress
+        run_id = runs.create(self.engine, name, self.kind, origin="cli", since=self.since)
+        runs.start(self.engine, run_id)
+        client = ZohoClient(self.config, redis_client(self.config))
+        try:
+            t = Syncer(self.config, self.engine, client).run(run_id, spec, self.kind, self.since,
+                                                            lambda t: progress.update(name, t))
+            run = runs.get(self.engine, run_id)
+            progress.done(name, f"{name}: {run['kind']} sync {t.objects} objects in {t.pages} pages "
+                          f"(created {t.created}, updated {t.updated}, unchanged {t.unchanged}, stale {t.stale}, "
+                          f"deleted {t.deleted}), {t.requests} requests, {run['duration_s']:.1f}s [run {run_id}]")
+            return None
+        except SyncError as e:
+            error = str(e)
+        except Exception as e:  # Redis or PostgreSQL gone mid-run: the run recorded it; one line, no traceback
+            logging.getLogger(__name__).debug("sync run %s raised", run_id, exc_info=True)
+            error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        finally:
+            client.close()
+        progress.done(name, f"{name}: FAILED: {error} [run {run_id}]")
+        return f"{name}: {error} [run {run_id}]"
+
+
+_child: _SyncCommand | None = None
+
+
+def _sync_child_init(config: Config, kind: str, since) -> None:
+    global _child
+    _child = _SyncCommand(config, kind, since, live=False)
+
+
+def _sync_child_one(name: str) -> str | None:
+    try:
+        return _child.one(name)
+    except Exception as e:  # even the bookkeeping failed (database gone): still one line
+        return f"{name}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
 def cmd_status(args) -> int:
