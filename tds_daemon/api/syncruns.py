@@ -36,6 +36,11 @@ class RunStarter:
             started.append({"id": run_id, "entity": name, "kind": kind, "status": "queued"})
         return started
 
+    def answer(self, resp, names, kind: str, origin: str) -> None:
+        """202 with the queued runs: they are in PostgreSQL, a worker executes them."""
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "runs": self.start(names, kind, origin)}
+
 
 def _entities(name: str) -> list[str]:
     if name == "all":
@@ -60,8 +65,7 @@ class SyncResource:
             names = [n for n in names if entities.BY_NAME[n].stock_columns]
             if not names:
                 raise ApiError(400, "no_stock", "stock sync applies to products only")
-        resp.status = falcon.HTTP_202
-        resp.media = {"status": "accepted", "runs": self.starter.start(names, kind, "api")}
+        self.starter.answer(resp, names, kind, "api")
 
 
 class RunsResource:
@@ -119,8 +123,7 @@ class BulkSyncResource:
         if what not in BULK:
             raise ApiError(404, "unknown_bulk_sync", f"no bulk sync {what[:40]!r}; known: {', '.join(BULK)}")
         names, kind = BULK[what]
-        resp.status = falcon.HTTP_202
-        resp.media = {"status": "accepted", "runs": self.starter.start(names, kind, "bulk")}
+        self.starter.answer(resp, names, kind, "bulk")
 
 
 class BulkStatusResource:
