@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Text, column, func, literal_column, or_, select
+import psycopg2
+from psycopg2.extras import execute_values
+from sqlalchemy import Text, column, exc, func, literal_column, or_, select
 from sqlalchemy import values as sa_values
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
-from . import zohovalues
+from . import jsoncodec, zohovalues
 from .entities import EntitySpec
 from .schema import entity_table
 
@@ -91,13 +94,20 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
 
 
 def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, by_arrival: bool) -> dict[str, str]:
-    written = {r.zoho_id: r for r in conn.execute(_statement(table, deleted, by_arrival), batch)}
+    sql, template = _sql(table, deleted, by_arrival)
+    for row in batch:
+        row["raw"] = jsoncodec.dumps(row["raw"])
+    # Straight to psycopg2 with the statement SQLAlchemy compiled once: a page of 200 rows costs one
+    # string of VALUES, without SQLAlchemy's per-row parameter processing (about a fifth of a full
+    # sync's CPU, measured with ops/bench/sync).
+    returned = _execute_values(conn, sql, template, batch)
+    written = {zid: (inserted, same) for zid, inserted, same in returned}
     outcomes: dict[str, str] = {}
-    for zid, r in written.items():
+    for zid, (inserted, same) in written.items():
         if deleted:
             outcomes[zid] = "deleted"
         else:
-            outcomes[zid] = "created" if r.inserted else "unchanged" if r.same else "updated"
+            outcomes[zid] = "created" if inserted else "unchanged" if same else "updated"
     missing = [r for r in batch if r["zoho_id"] not in written]
     if missing:
         old = table.c
@@ -109,7 +119,29 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, 
     return outcomes
 
 
+def _execute_values(conn: Connection, sql: str, template: str, batch: list[dict[str, Any]]) -> list[tuple]:
+    dbapi = conn.connection.dbapi_connection
+    try:
+        with dbapi.cursor() as cur:
+            return execute_values(cur, sql, batch, template=template, page_size=len(batch), fetch=True)
+    except psycopg2.Error as e:
+        # As SQLAlchemy would have raised it, so that errors are classified the same way (db.transient_code).
+        raise exc.DBAPIError.instance(sql, None, e, psycopg2.Error, hide_parameters=True, dialect=conn.dialect,
+                                      connection_invalidated=conn.dialect.is_disconnect(e, dbapi, None)) from e
+
+
 @lru_cache(maxsize=64)
+def _sql(table, deleted: bool, by_arrival: bool) -> tuple[str, str]:
+    """The upsert as psycopg2 SQL for ``execute_values``: (statement with one ``%s`` for the rows,
+    the template of one row)."""
+    compiled = str(_statement(table, deleted, by_arrival).compile(dialect=postgresql.psycopg2.dialect()))
+    head, _, rest = compiled.partition(") VALUES (")
+    row, _, tail = rest.partition(") ON CONFLICT ")
+    if not tail:
+        raise RuntimeError(f"unexpected upsert statement for {table.name}: {compiled[:200]}")
+    return f"{head}) VALUES %s ON CONFLICT {tail}", f"({row})"
+
+
 def _statement(table, deleted: bool, by_arrival: bool):
     """One compiled upsert per table and kind, executed with a list of rows: SQLAlchemy batches them
     into multi-row VALUES ("insertmanyvalues") without compiling a new statement for each batch.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from .. import jsoncodec
 from ..entities import EntitySpec
 from ..metrics import zoho_requests
 from .errors import ZohoAuthError, ZohoError, ZohoRateLimited, ZohoUnavailable
@@ -140,7 +141,7 @@ def _describe(e: httpx.HTTPError) -> str:
 
 def _json(r: httpx.Response) -> dict:
     try:
-        body = r.json()
+        body = jsoncodec.loads(r.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
