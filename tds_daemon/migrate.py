@@ -35,6 +35,19 @@ def _connect(config: Config):
                                   f"{reason}") from None
 
 
+class SchemaNewer(Exception):
+    """The database holds a revision this TDS does not know: a newer TDS migrated it."""
+
+
+def known(revision: str | None) -> bool:
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for an unknown revision id
+        return False
+
+
 def upgrade(config: Config) -> tuple[str | None, str]:
     """Upgrade to head; returns (revision before, revision after)."""
     engine, conn = _connect(config)
@@ -43,6 +56,9 @@ def upgrade(config: Config) -> tuple[str | None, str]:
             # One migrator at a time: two daemons starting together must not race.
             conn.exec_driver_sql("SELECT pg_advisory_lock(7415007)")
             before = current_revision(conn)
+            if not known(before):
+                raise SchemaNewer(f"database schema is at {before}, newer than this TDS ({head_revision()}): "
+                                  "install the TDS that migrated it, or downgrade with it (docs/OPERATIONS.md)")
             cfg = _alembic_config(config)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -58,3 +58,29 @@ def test_run_refuses_an_unmigrated_database(migrated, tmp_path):
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def test_a_schema_newer_than_this_tds_is_refused_in_one_line(migrated):
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_newer"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    db = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name)
+    try:
+        # What a newer TDS leaves behind before a rollback: a revision this code does not have.
+        with db.begin() as c:
+            c.execute(text("CREATE TABLE tds_alembic_version (version_num varchar(32) PRIMARY KEY)"))
+            c.execute(text("INSERT INTO tds_alembic_version VALUES ('9999')"))
+        env = {**migrated, "TDS_DATABASE_URL": migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name}
+        for command in ("migrate", "run"):
+            r = subprocess.run([*TDS, command], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
+            assert r.returncode == 1, (command, r.stderr)
+            assert "newer than this TDS" in r.stderr and "Traceback" not in r.stderr, (command, r.stderr)
+            assert len(r.stderr.strip().splitlines()) == 1, (command, r.stderr)
+    finally:
+        db.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
