@@ -7,6 +7,7 @@ gracefully: in-flight messages finish, prefetched ones go back to Redis.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -18,13 +19,12 @@ from tds_daemon.config import Config
 from tds_daemon.db import make_engine
 from tds_daemon.dispatch import Dispatcher
 
-from . import entity, runtime, sync
+from . import entity, healer, runtime, stats, sync
 from .middleware import Recovery
 
 log = logging.getLogger(__name__)
 # How long an idle consumer waits between polls of Redis: bounds the receipt→applied latency.
 POLL_MS = 100
-STOP_TIMEOUT_MS = 30000
 
 
 class _Worker(dramatiq.Worker):
@@ -49,6 +49,8 @@ def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
     runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery")))
     entity.declare(broker)
     sync.declare(broker)
+    healer.declare(broker)
+    stats.declare(broker)
     worker = _Worker(broker, worker_threads=config.workers.threads, worker_timeout=POLL_MS)
     return broker, worker
 
@@ -60,9 +62,18 @@ def run(config: Config) -> int:
     broker, worker = build(config)
     worker.start()
     log.info("worker started: threads=%d queues=%d", config.workers.threads, len(broker.get_declared_queues()))
+    _say_ready()
     stop.wait()
-    log.info("worker stopping")
-    worker.stop(timeout=STOP_TIMEOUT_MS)
+    log.info("worker stopping: in-flight messages have %ds to finish", config.supervisor.drain_timeout_s)
+    worker.stop(timeout=config.supervisor.drain_timeout_s * 1000)
     broker.close()
     runtime.get().engine.dispose()
     return 0
+
+
+def _say_ready() -> None:
+    """Tell the supervisor (``tds run``) that this worker consumes: it waits for that before READY=1."""
+    path = os.environ.get("TDS_READY_FILE")
+    if path:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))

@@ -1,4 +1,8 @@
-"""Child processes of the supervisor: how each is started, watched and stopped."""
+"""Child processes of the supervisor: how each is started, probed, signalled and reaped.
+
+Each child runs in its own process group, so that a forced stop reaches gunicorn's own workers too,
+and a Ctrl-C on a terminal reaches only the supervisor, which then drains the children in order.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,33 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
 class Child:
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    proc: subprocess.Popen | None = None
-    restarts: list[float] = field(default_factory=list)
+    """One child process; ``ready`` tells whether it has come up (it is asked only while it runs)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str],
+                 ready: Callable[[Child], bool] | None = None, ready_file: str | None = None):
+        self.name, self.argv, self.ready_file = name, argv, ready_file
+        # NOTIFY_SOCKET is the supervisor's alone; a child must not speak to systemd for the service.
+        self.env = {k: v for k, v in env.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        self.env["TDS_PARENT_PID"] = str(os.getpid())
+        if ready_file:
+            self.env["TDS_READY_FILE"] = ready_file
+        self._ready = ready
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
 
     def start(self) -> None:
-        # NOTIFY_SOCKET is the supervisor's alone; a child must not speak to systemd for the service.
-        env = {k: v for k, v in self.env.items() if k != "NOTIFY_SOCKET"}
-        self.proc = subprocess.Popen(self.argv, env=env)
+        if self.ready_file and os.path.exists(self.ready_file):
+            os.unlink(self.ready_file)
+        self.proc = subprocess.Popen(self.argv, env=self.env, process_group=0)
+        self.started_at = time.monotonic()
         log.info("started %s pid=%d", self.name, self.proc.pid)
 
     @property
@@ -32,14 +45,30 @@ class Child:
         return self.proc.pid if self.proc else None
 
     def poll(self) -> int | None:
+        """The exit status if the process has ended (reaping it), else None."""
         return self.proc.poll() if self.proc else None
 
-    def signal(self, sig: int) -> None:
-        if self.proc and self.proc.poll() is None:
-            try:
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def is_ready(self) -> bool:
+        if not self.running:
+            return False
+        if self.ready_file:
+            return os.path.exists(self.ready_file)
+        return self._ready(self) if self._ready else True
+
+    def signal(self, sig: int, group: bool = False) -> None:
+        if not self.running:
+            return
+        try:
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
                 os.kill(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
+        except ProcessLookupError:
+            pass
 
     def wait(self, deadline: float) -> bool:
         if not self.proc:
@@ -50,12 +79,25 @@ class Child:
         except subprocess.TimeoutExpired:
             return False
 
+    def kill(self) -> None:
+        """SIGKILL to the child's whole process group (gunicorn's workers included), then reap it."""
+        self.signal(signal.SIGKILL, group=True)
+        self.wait(time.monotonic() + 5)
+
 
 def describe_exit(code: int) -> str:
     if code < 0:
-        return f"killed by signal {signal.Signals(-code).name}"
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
     return f"exited with status {code}"
 
 
 def tds_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tds_daemon.cli", *args]
+
+
+def ready_dir() -> str:
+    """Where workers drop the file that says they consume (private to this supervisor)."""
+    return tempfile.mkdtemp(prefix="tds-ready-")

@@ -1,67 +1,182 @@
-"""``tds run``, first form: the API server and N worker processes as children.
+"""``tds run``: the supervisor, the main process of the service.
 
-A child that dies is started again (one-for-one, with a short backoff); SIGTERM or SIGINT stops
-every child gracefully, then forcibly after a deadline. The full supervisor (sd_notify, reload,
-restart intensity, scheduler) builds on this.
+It owns the process tree (``tree``), the scheduler, and the conversation with systemd (READY,
+STATUS, WATCHDOG, RELOADING, STOPPING). Signals only set flags; everything happens in the main loop,
+one thing at a time:
+
+- SIGHUP: reload (``reload``): a bad file is refused and the old configuration stays; a good one
+  reaches gunicorn (graceful reload), each worker (replaced one at a time) and the scheduler.
+- SIGTERM/SIGINT: drain: STOPPING=1, scheduler stopped, the API stops accepting and finishes its
+  requests, then the workers finish their messages, within ``supervisor.drain_timeout_s``; then
+  exit 0. A second signal kills every child at once.
+- A child that dies too often (``policy``): stop everything, exit 1, and let systemd restart us.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from tds_daemon.config import Config
+from tds_daemon.sdnotify import Notifier
 
-from .children import Child, describe_exit, tds_command
+from . import reload
+from .children import ready_dir
+from .policy import GiveUp
+from .tree import Tree
 
 log = logging.getLogger(__name__)
-STOP_TIMEOUT_S = 40
-RESTART_BACKOFF_S = (0.5, 1, 2, 5, 10)
+TICK_S = 0.2
+DRAIN_GRACE_S = 5  # beyond drain_timeout_s, for processes to exit after their work is done
 
 
-def children_for(config: Config, config_path: str | None) -> list[Child]:
-    extra = ["--config", config_path] if config_path else []
-    env = dict(os.environ)
-    kids = [Child("api", tds_command("api", *extra), env)]
-    kids += [Child(f"worker-{i}", tds_command("worker", *extra), env)
-             for i in range(1, config.workers.processes + 1)]
-    return kids
+class Interrupted(Exception):
+    """A stop was requested while the supervisor was waiting for something else."""
+
+
+class Supervisor:
+    def __init__(self, config: Config, config_path: str | None, notifier: Notifier | None = None):
+        self.config, self.config_path = config, config_path
+        self.notify = notifier or Notifier()
+        self.tree = Tree(config, config_path, ready_dir())
+        self.scheduler = None
+        self.ready = False
+        self.stop_requests = 0
+        self.reload_requested = False
+        self._wake = threading.Event()
+        self._last_ping = 0.0
+        self._status = ""
+
+    # --- signals ----------------------------------------------------------------------------
+    def _on_stop(self, signum, _frame) -> None:
+        self.stop_requests += 1
+        if self.stop_requests > 1:
+            # A second signal forces: no waiting on anything, not even the main loop.
+            for child in self.tree.everyone():
+                child.signal(signal.SIGKILL, group=True)
+        self._wake.set()
+
+    def _on_hup(self, _signum, _frame) -> None:
+        self.reload_requested = True
+        self._wake.set()
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self) -> int:
+        self.install_signals()
+        self.notify.status("starting")
+        try:
+            self.tree.start()
+            self.scheduler = _start_scheduler(self.config)
+            log.info("tds starting: api on %s, %d worker process(es)", self.config.api.bind,
+                     self.config.workers.processes)
+            while not self.stop_requests:
+                if self.reload_requested:
+                    self.reload_requested = False
+                    reload.reload(self)
+                self.wait(lambda: False, TICK_S)
+        except Interrupted:
+            pass
+        except GiveUp as e:
+            log.error("%s", e)
+            self.notify.stopping(f"giving up: {e}")
+            self._shutdown(forced=False)
+            return 1
+        return self._shutdown(forced=self.stop_requests > 1)
+
+    def wait(self, condition: Callable[[], bool], timeout: float, interruptible: bool = True) -> bool:
+        """Wait for ``condition`` while keeping children, readiness and the watchdog going."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.tick()
+            if interruptible and self.stop_requests:
+                raise Interrupted
+            if condition():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._wake.wait(min(TICK_S, remaining))
+            self._wake.clear()
+
+    def tick(self) -> None:
+        self.tree.tick()
+        if not self.ready and self.tree.all_ready():
+            self.ready = True
+            self.notify.ready()
+            log.info("tds ready: api on %s, %d worker process(es)", self.config.api.bind,
+                     len(self.tree.worker_names()))
+        self.set_status(self.describe())
+        self._watchdog()
+
+    def describe(self) -> str:
+        if not self.ready:
+            return "starting: waiting for " + ", ".join(self.tree.not_ready())
+        role = "off" if self.scheduler is None else ("leader" if self.scheduler.is_leader() else "standby")
+        return (f"running: api on {self.config.api.bind}, {len(self.tree.worker_names())} worker process(es), "
+                f"scheduler {role}")
+
+    def set_status(self, text: str) -> None:
+        if text != self._status:
+            self._status = text
+            self.notify.status(text)
+
+    def _watchdog(self) -> None:
+        interval = self.notify.watchdog_interval_s
+        if not interval or time.monotonic() - self._last_ping < interval:
+            return
+        # Only a healthy tree earns a ping: a wedged supervisor, a dead scheduler thread or a child
+        # that cannot be kept alive must let systemd's watchdog fire.
+        if self.tree.all_running() and (self.scheduler is None or self.scheduler.alive()):
+            self.notify.watchdog()
+            self._last_ping = time.monotonic()
+
+    # --- stopping ---------------------------------------------------------------------------
+    def _shutdown(self, forced: bool) -> int:
+        drain_s = self.config.supervisor.drain_timeout_s
+        if forced:
+            log.warning("second stop signal: killing every child now")
+            self.notify.stopping("killing children")
+            self.tree.kill_all()
+        else:
+            self.notify.stopping(f"draining (up to {drain_s}s)")
+            log.info("stopping: draining for up to %ds", drain_s)
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        deadline = time.monotonic() + drain_s + DRAIN_GRACE_S
+        # The API first, so that nothing new arrives while the workers finish what they hold.
+        api = [c for c in self.tree.everyone() if c.name == "api"]
+        workers = [c for c in self.tree.everyone() if c.name != "api"]
+        for group in (api, workers):
+            for child in group:
+                child.signal(signal.SIGTERM)
+            for child in group:
+                while not child.wait(min(deadline, time.monotonic() + TICK_S)):
+                    if time.monotonic() >= deadline or self.stop_requests > 1:
+                        log.warning("%s pid=%s still running; killing it", child.name, child.pid)
+                        child.kill()
+                        break
+        shutil.rmtree(self.tree.ready_dir, ignore_errors=True)
+        log.info("stopped")
+        return 0
+
+
+def _start_scheduler(config: Config):
+    # Imported here: it loads tds_daemon.metrics, which needs the metrics directory the CLI prepares.
+    from .scheduler import Scheduler
+
+    scheduler = Scheduler(config)
+    scheduler.start()  # with scheduler.enabled false it only answers alive() and is_leader()
+    return scheduler
 
 
 def run(config: Config, config_path: str | None) -> int:
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    kids = children_for(config, config_path)
-    for kid in kids:
-        kid.start()
-    log.info("tds running: api on %s, %d worker process(es)", config.api.bind, config.workers.processes)
-    due: dict[str, float] = {}
-    while not stop.wait(0.2):
-        now = time.monotonic()
-        for kid in kids:
-            code = kid.poll()
-            if code is None or kid.name in due and due[kid.name] > now:
-                continue
-            if kid.name not in due:
-                kid.restarts = [t for t in kid.restarts if now - t < 60] + [now]
-                delay = RESTART_BACKOFF_S[min(len(kid.restarts) - 1, len(RESTART_BACKOFF_S) - 1)]
-                log.warning("%s pid=%s %s; restarting in %.1fs", kid.name, kid.pid, describe_exit(code), delay)
-                due[kid.name] = now + delay
-                continue
-            del due[kid.name]
-            kid.start()
-    log.info("stopping: SIGTERM to %d children", len(kids))
-    for kid in kids:
-        kid.signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    for kid in kids:
-        if not kid.wait(deadline):
-            log.warning("%s did not stop in %ds; SIGKILL", kid.name, STOP_TIMEOUT_S)
-            kid.signal(signal.SIGKILL)
-            kid.wait(time.monotonic() + 5)
-    log.info("stopped")
-    return 0
+    return Supervisor(config, config_path).run()

@@ -64,13 +64,15 @@ def cmd_check_config(args) -> int:
 
 def cmd_migrate(args) -> int:
     from .db import DatabaseUnavailable
-    from .migrate import upgrade
+    from .migrate import SchemaNewer, upgrade
 
     config = _load(args)
     try:
         before, after = upgrade(config)
     except DatabaseUnavailable as e:
         raise Failure(f"{e}; is PostgreSQL running and database.url right?") from None
+    except SchemaNewer as e:
+        raise Failure(str(e)) from None
     if before == after:
         print(f"schema already at {after}")
     else:
@@ -82,7 +84,7 @@ def _require_schema(config: Config) -> None:
     from sqlalchemy import exc
 
     from .db import make_engine
-    from .migrate import current_revision, head_revision
+    from .migrate import current_revision, head_revision, known
 
     engine = make_engine(config, pool_size=1, application_name="tds-check")
     try:
@@ -94,22 +96,45 @@ def _require_schema(config: Config) -> None:
     finally:
         engine.dispose()
     head = head_revision()
+    if not known(current):
+        raise Failure(f"database schema is at {current}, newer than this TDS ({head}): install the TDS that "
+                      "migrated it, or downgrade with it (docs/OPERATIONS.md)")
     if current != head:
         raise Failure(f"database schema is at {current or 'nothing'}, this TDS needs {head}: run `tds migrate`")
 
 
+def _die_with_parent() -> None:
+    """Under ``tds run``, stop (SIGTERM: gracefully) if the supervisor itself is killed outright.
+
+    systemd's KillMode=mixed would clean up anyway; this covers a SIGKILLed ``tds run`` elsewhere
+    (a terminal, a test harness), which must not leave an API or workers running unsupervised.
+    """
+    parent = os.environ.get("TDS_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def cmd_api(args) -> int:
+    _die_with_parent()
     config = _load(args)
     prepare_metrics_dir(fresh=False)
     from . import logs
     from .api import server
 
     logs.setup(config.log.level)
-    server.run(config)
+    server.run(config, args.config)
     return 0
 
 
 def cmd_worker(args) -> int:
+    _die_with_parent()
     config = _load(args)
     prepare_metrics_dir(fresh=False)
     from . import logs
@@ -197,11 +222,15 @@ class _SyncCommand:
     """One process's share of `tds sync`: runs entities one after the other, prints one line each."""
 
     def __init__(self, config: Config, kind: str, since, live: bool):
+        from .broker import redis_client
         from .db import make_engine
         from .progress import Progress
+        from .zoho import ZohoClient
 
         self.config, self.kind, self.since = config, kind, since
         self.engine = make_engine(config, pool_size=8, application_name="tds-sync")
+        # One client for every entity this process syncs: its connections and token are reused.
+        self.client = ZohoClient(config, redis_client(config))
         # Progress and results are output: stdout, unless stderr is a terminal for the live line
         # (one process only: several would overwrite each other's line).
         self.progress = Progress(sys.stderr if live and sys.stderr.isatty() else sys.stdout)
@@ -211,16 +240,13 @@ class _SyncCommand:
         import logging
 
         from . import entities, runs
-        from .broker import redis_client
         from .sync import Syncer, SyncError
-        from .zoho import ZohoClient
 
         spec, progress = entities.get(name), self.progress
         run_id = runs.create(self.engine, name, self.kind, origin="cli", since=self.since)
         runs.start(self.engine, run_id)
-        client = ZohoClient(self.config, redis_client(self.config))
         try:
-            t = Syncer(self.config, self.engine, client).run(run_id, spec, self.kind, self.since,
+            t = Syncer(self.config, self.engine, self.client).run(run_id, spec, self.kind, self.since,
                                                             lambda t: progress.update(name, t))
             run = runs.get(self.engine, run_id)
             progress.done(name, f"{name}: {run['kind']} sync {t.objects} objects in {t.pages} pages "
@@ -232,8 +258,6 @@ class _SyncCommand:
         except Exception as e:  # Redis or PostgreSQL gone mid-run: the run recorded it; one line, no traceback
             logging.getLogger(__name__).debug("sync run %s raised", run_id, exc_info=True)
             error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
-        finally:
-            client.close()
         progress.done(name, f"{name}: FAILED: {error} [run {run_id}]")
         return f"{name}: {error} [run {run_id}]"
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from . import crontab
 
 DEFAULT_PATH = "/etc/tds/tds.toml"
 ENV_PREFIX = "TDS_"
@@ -87,6 +90,14 @@ def _choice(*values: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in values else f"must be one of {', '.join(values)}, got {v!r}"
 
 
+def _timezone(v: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"must be an IANA time zone such as UTC or Europe/Berlin, got {v!r}"
+    return None
+
+
 SCHEMA: tuple[Setting, ...] = (
     Setting("database", "url", str, "postgresql+psycopg2://localhost/tds",
             "SQLAlchemy URL of the PostgreSQL database", check=_url("postgresql", "postgresql+psycopg2")),
@@ -123,6 +134,13 @@ SCHEMA: tuple[Setting, ...] = (
             "dispatched again (lost message)", check=_range(5, 3600)),
     Setting("workers", "sweep_interval_s", float, 2.0, "how often each worker looks for lost items",
             check=_range(0.2, 300)),
+    Setting("supervisor", "max_restarts", int, 5, "restarts of one child allowed within "
+            "supervisor.restart_window_s; one more and tds run stops everything and exits non-zero",
+            check=_range(1, 1000)),
+    Setting("supervisor", "restart_window_s", int, 60, "the window of supervisor.max_restarts",
+            check=_range(1, 86400)),
+    Setting("supervisor", "drain_timeout_s", int, 30, "on stop or reload, how long in-flight requests and "
+            "messages may take to finish before their process is killed", check=_range(1, 3600)),
     Setting("zoho", "region", str, "com", "Zoho data centre", check=_choice(*REGIONS)),
     Setting("zoho", "accounts_url", str, "", "default https://accounts.zoho.<region>", check=_optional_url),
     Setting("zoho", "books_url", str, "", "default https://www.zohoapis.<region>/books/v3",
@@ -138,6 +156,21 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("zoho", "timeout_s", float, 30.0, "read timeout of one Zoho request", check=_range(1, 300)),
     Setting("zoho", "max_attempts", int, 6, "tries of one Zoho request on timeouts and 5xx", check=_range(1, 20)),
     Setting("log", "level", str, "INFO", "log level", check=_choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    Setting("scheduler", "enabled", bool, True, "run the scheduled jobs (one leader among every `tds run` "
+            "sharing the Redis)"),
+    Setting("scheduler", "timezone", str, "UTC", "time zone of the job schedules", check=_timezone),
+    Setting("scheduler", "lease_s", int, 30, "leader lease: when the leader dies, another instance takes "
+            "over within this time", check=_range(5, 600)),
+    Setting("scheduler", "full_sync", str, "0 2 * * *", 'crontab of the full sync of every entity, or "off"',
+            check=crontab.check),
+    Setting("scheduler", "incremental_sync", str, "0 * * * *",
+            'crontab of the incremental sync of every entity, or "off"', check=crontab.check),
+    Setting("scheduler", "stock_sync", str, "*/15 * * * *", 'crontab of the stock sync of products, or "off"',
+            check=crontab.check),
+    Setting("scheduler", "healing", str, "*/15 * * * *", 'crontab of the healer (re-dispatches lost items), '
+            'or "off"', check=crontab.check),
+    Setting("scheduler", "statistics", str, "0 3 * * *", 'crontab of the statistics collection, or "off"',
+            check=crontab.check),
 )
 
 SECTIONS = tuple(dict.fromkeys(s.section for s in SCHEMA))
@@ -308,6 +341,7 @@ def reference_table() -> str:
     """The README's configuration reference, generated from SCHEMA."""
     lines = ["| key | env | default | meaning |", "|---|---|---|---|"]
     for s in SCHEMA:
-        default = "(none)" if s.default == "" else f"`{s.default}`"
+        shown = str(s.default).lower() if isinstance(s.default, bool) else s.default  # as TOML writes it
+        default = "(none)" if s.default == "" else f"`{shown}`"
         lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.doc} |")
     return "\n".join(lines)

@@ -18,3 +18,5 @@ def setup(level: str = "INFO") -> None:
     root.setLevel(level)
     # Dramatiq and gunicorn are chatty at INFO about things an operator does not act on.
     logging.getLogger("dramatiq").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # APScheduler logs every job start and end; the scheduler logs each run itself, with its outcome.
+    logging.getLogger("apscheduler").setLevel(max(logging.getLevelName(level), logging.WARNING))

@@ -25,3 +25,11 @@ zoho_requests = Counter(
     "tds_zoho_requests", "Requests to the Zoho API by app and HTTP status (or timeout, error)", ["app", "status"])
 zoho_token_refreshes = Counter(
     "tds_zoho_token_refreshes", "OAuth access token refreshes by outcome (ok, refused, unavailable)", ["outcome"])
+child_restarts = Counter(
+    "tds_child_restarts", "Children of tds run started again after they died, by child (api, worker-N)",
+    ["child"])
+config_reloads = Counter(
+    "tds_config_reloads", "Configuration reloads (SIGHUP) by outcome (applied, refused)", ["outcome"])
+scheduler_job_runs = Counter(
+    "tds_scheduler_job_runs", "Scheduled job runs by job (full_sync, incremental_sync, stock_sync, healing, "
+    "statistics) and outcome (ok, error)", ["job", "outcome"])

@@ -82,11 +82,12 @@ class Processes:
                 raise AssertionError(f"{e}\n--- {name} output ---\n{self.output(proc)}") from None
         return proc
 
-    def output(self, proc: subprocess.Popen) -> str:
+    def output(self, proc: subprocess.Popen, tail: int | None = 6000) -> str:
         for i, (name, p) in enumerate(self.procs):
             if p is proc:
                 path = self.log_dir / f"{name}-{i}.log"
-                return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+                text = path.read_text(errors="replace") if path.exists() else ""
+                return text[-tail:] if tail else text
         return ""
 
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 45) -> int | None:
@@ -175,6 +176,9 @@ def base_env(pg_url, redis_url, redis_namespace, session_dir):
         "TDS_DATABASE_CONNECT_TIMEOUT_S": "2",
         "TDS_REDIS_SOCKET_TIMEOUT_S": "1",
         "PYTHONUNBUFFERED": "1",
+        # No scheduled job may fire in the middle of an unrelated test (the defaults run at :00, :15 ...);
+        # the scheduler's own tests turn it on.
+        "TDS_SCHEDULER_ENABLED": "false",
     })
     return env
 
@@ -248,8 +252,8 @@ class Daemon:
                              text=True).stdout
         return [int(line.split()[0]) for line in out.splitlines() if " worker" in line]
 
-    def output(self) -> str:
-        return self.procs.output(self.proc)
+    def output(self, tail: int | None = 6000) -> str:
+        return self.procs.output(self.proc, tail)
 
 
 def start_daemon(procs: Processes, env: dict[str, str], **overrides: str) -> Daemon:

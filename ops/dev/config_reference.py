@@ -28,6 +28,8 @@ def example_toml() -> str:
             lines.append(f"# {s.doc}")
             if s.default == "":
                 lines.append(f'# {s.key} = ""')
+            elif isinstance(s.default, bool):  # TOML spells them true/false, Python True/False
+                lines.append(f"{s.key} = {str(s.default).lower()}")
             else:
                 lines.append(f'{s.key} = "{s.default}"' if isinstance(s.default, str) else f"{s.key} = {s.default}")
         lines.append("")

@@ -12,6 +12,7 @@ from . import errors
 from .auth import AdminAuth
 from .exposition import MetricsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
+from .scheduler import SchedulerJobsResource
 from .syncruns import (
     BulkStatusResource,
     BulkSyncResource,
@@ -35,13 +36,15 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, engine, dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/health/live", LiveResource())
-    app.add_route("/health/ready", ReadyResource(engine, redis_client(config)))
+    client = redis_client(config)  # readiness and the scheduler's state share one connection pool
+    app.add_route("/health/ready", ReadyResource(engine, client))
     app.add_route("/metrics", MetricsResource(engine))
     starter = RunStarter(engine, dispatcher)
     app.add_route("/api/tds/entities", EntitiesResource(engine, config.database.entity_schema))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
     app.add_route("/api/tds/runs", RunsResource(engine))
     app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
+    app.add_route("/api/tds/monitoring/scheduler/jobs", SchedulerJobsResource(config, client))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     return app

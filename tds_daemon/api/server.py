@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
 from .. import logs
-from ..config import Config
+from ..config import Config, ConfigError, load
+
+log = logging.getLogger(__name__)
 
 
 def _child_exit(server, worker) -> None:
@@ -29,9 +33,21 @@ class _Logger(Logger):
 
 
 class ApiServer(BaseApplication):
-    def __init__(self, config: Config):
-        self.tds_config = config
+    def __init__(self, config: Config, config_path: str | None = None):
+        self.tds_config, self.config_path = config, config_path
         super().__init__()
+
+    def reload(self) -> None:
+        """SIGHUP: read the configuration again; gunicorn then starts workers that use it.
+
+        ``tds run`` validates the file before it sends SIGHUP; if the file changed in between and no
+        longer validates, the old configuration stays, as it would in the supervisor.
+        """
+        try:
+            self.tds_config = load(self.config_path)
+        except ConfigError as e:
+            log.error("configuration reload refused, old configuration stays: %s", e)
+        super().reload()
 
     def load_config(self) -> None:
         c = self.tds_config
@@ -40,7 +56,7 @@ class ApiServer(BaseApplication):
             "workers": c.api.processes,
             "worker_class": "sync",
             "timeout": c.api.timeout_s,
-            "graceful_timeout": 30,
+            "graceful_timeout": c.supervisor.drain_timeout_s,
             "keepalive": 5,
             "backlog": 2048,
             "accesslog": None,
@@ -74,5 +90,5 @@ class ApiServer(BaseApplication):
         return create_app(self.tds_config)
 
 
-def run(config: Config) -> None:
-    ApiServer(config).run()
+def run(config: Config, config_path: str | None = None) -> None:
+    ApiServer(config, config_path).run()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import falcon
 from sqlalchemy import func, select
 
-from .. import entities, runs
+from .. import entities, runs, runstart
 from ..schema import entity_table, sync_cursors, sync_runs
-from ..sync import KINDS, SYNC_ACTOR, SYNC_QUEUE
+from ..sync import KINDS
 from .errors import ApiError
 
 # The previous system's bulk endpoints, as data: path → (entities, kind).
@@ -28,13 +28,7 @@ class RunStarter:
         self.engine, self.dispatcher = engine, dispatcher
 
     def start(self, names, kind: str, origin: str) -> list[dict]:
-        started = []
-        for name in names:
-            run_id = runs.create(self.engine, name, kind, origin=origin)
-            if self.dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id):
-                runs.mark_dispatched(self.engine, run_id)
-            started.append({"id": run_id, "entity": name, "kind": kind, "status": "queued"})
-        return started
+        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin)]
 
     def answer(self, resp, names, kind: str, origin: str) -> None:
         """202 with the queued runs: they are in PostgreSQL, a worker executes them."""
