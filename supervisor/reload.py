@@ -17,7 +17,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from tds_daemon import logs, metrics
+from tds_daemon import alerts, logs, metrics
 from tds_daemon.config import ConfigError, load
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ def reload(sup: Supervisor) -> None:
         metrics.config_reloads.labels("refused").inc()
         key, why = e.problems[0]
         more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
+        _alert(sup, f"configuration reload refused, the previous configuration stays in force: {key}: {why}{more}; "
+               "correct the file (tds check-config names every bad key) and reload again",
+               {"problems": [{"key": k, "reason": r} for k, r in e.problems]})
         sup.notify.ready()
         sup.set_status(f"{sup.describe()}; reload refused: {key}: {why}{more}; old configuration in force")
         return
@@ -54,6 +57,7 @@ def reload(sup: Supervisor) -> None:
     if sup.scheduler is not None:
         sup.scheduler.reschedule(config)
     metrics.config_reloads.labels("applied").inc()
+    _alert(sup, None)
     sup.notify.ready()
     status = sup.describe() + (f"; reload incomplete: {problem}" if problem else "")
     sup._status = ""  # say it again even if unchanged, after RELOADING
@@ -90,3 +94,19 @@ def _replace_workers(sup: Supervisor, old) -> str | None:
             sup.wait(lambda c=child: c.poll() is not None, old.supervisor.drain_timeout_s + 5)
     tree.tick()
     return None
+
+
+ALERT = "config_reload_refused"
+
+
+def _alert(sup: Supervisor, message: str | None, details: dict | None = None) -> None:
+    """Raise (message) or resolve (None) the refused-reload alert; a database that is down only costs the alert."""
+    from sqlalchemy import exc
+
+    try:
+        if message is None:
+            alerts.resolve(sup.engine(), ALERT)
+        else:
+            alerts.raise_alert(sup.engine(), ALERT, "warning", message, details=details)
+    except exc.SQLAlchemyError as e:
+        log.error("could not record the alert %s: %s", ALERT, str(e).splitlines()[0])

@@ -50,6 +50,19 @@ class Supervisor:
         self._wake = threading.Event()
         self._last_ping = 0.0
         self._status = ""
+        self._engine = None
+        self._engine_url = None
+
+    def engine(self):
+        """A small engine for the supervisor's own writes (alerts), made on first use and after a URL change."""
+        from tds_daemon.db import make_engine
+
+        if self._engine is None or self._engine_url != self.config.database.url:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine = make_engine(self.config, pool_size=1, application_name="tds-supervisor")
+            self._engine_url = self.config.database.url
+        return self._engine
 
     # --- signals ----------------------------------------------------------------------------
     def _on_stop(self, signum, _frame) -> None:
@@ -165,6 +178,11 @@ class Supervisor:
                         child.kill()
                         break
         shutil.rmtree(self.tree.ready_dir, ignore_errors=True)
+        if self._engine is not None:
+            self._engine.dispose()
+        if self.stop_requests > 1:
+            log.warning("stopped by force: in-flight messages were cut off (PostgreSQL still holds their items)")
+            return 1
         log.info("stopped")
         return 0
 

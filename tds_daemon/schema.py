@@ -130,6 +130,28 @@ sync_cursors = Table(
     Column("updated_at", TZ, nullable=False, server_default=func.now()),
 )
 
+SEVERITIES = ("info", "warning", "critical")
+
+alerts = Table(
+    "tds_alerts", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("entity", Text),
+    Column("message", Text, nullable=False),
+    Column("details", JSONB),
+    Column("count", Integer, nullable=False, server_default="1"),
+    Column("first_seen_at", TZ, nullable=False, server_default=func.now()),
+    Column("last_seen_at", TZ, nullable=False, server_default=func.now()),
+    Column("acknowledged_at", TZ),
+    Column("resolved_at", TZ),
+    CheckConstraint("severity IN ({})".format(", ".join(f"'{s}'" for s in SEVERITIES)), name="severity"),
+)
+# One open alert per condition (type and entity): raising it again counts, it does not add a row.
+Index("uq_tds_alerts_open", alerts.c.type, func.coalesce(alerts.c.entity, ""), unique=True,
+      postgresql_where=text("resolved_at IS NULL"))
+Index(None, alerts.c.last_seen_at)
+
 _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(20, 6), "date": Date, "timestamptz": lambda: TZ,
               "boolean": Boolean}
 

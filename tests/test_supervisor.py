@@ -181,6 +181,11 @@ def test_reload_refuses_a_bad_file_and_applies_a_good_one_under_traffic(processe
         assert set(daemon.worker_pids()) == workers_before  # the old configuration stays in force
         assert "configuration reload refused: supervisor.drain_timeout_s: must be between 1 and 3600" \
             in daemon.output(tail=None)
+        with clean_db.connect() as c:
+            alert = c.execute(text("SELECT severity, message, count, resolved_at FROM tds_alerts "
+                                   "WHERE type = 'config_reload_refused'")).one()
+        assert alert.severity == "warning" and alert.resolved_at is None
+        assert "supervisor.drain_timeout_s: must be between 1 and 3600" in alert.message
 
         config.write_text("[workers]\nmax_attempts = 7\n[supervisor]\ndrain_timeout_s = 20\n")
         daemon.proc.send_signal(signal.SIGHUP)
@@ -196,6 +201,9 @@ def test_reload_refuses_a_bad_file_and_applies_a_good_one_under_traffic(processe
     accepted = len(traffic.answers)
     wait_until(lambda: all_applied(clean_db, accepted), 60, message="every accepted webhook applied")
     assert metric(daemon, "tds_config_reloads_total", outcome="refused") == 1
+    with clean_db.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM tds_alerts WHERE type = 'config_reload_refused' "
+                              "AND resolved_at IS NOT NULL")).scalar() == 1, "the alert resolved by the good reload"
     assert metric(daemon, "tds_config_reloads_total", outcome="applied") == 1
 
 
@@ -268,3 +276,28 @@ def test_two_daemons_one_scheduler_leader_and_failover(processes, clean_db, migr
     took_over = wait_until(lambda: leader_pid(follower) == follower.proc.pid, 5 + 5,
                            message="the follower to take over within the lease time")
     assert took_over
+
+
+def test_a_second_stop_signal_forces_without_waiting(processes, clean_db, migrated):
+    daemon = start_daemon(processes, migrated, TDS_SUPERVISOR_DRAIN_TIMEOUT_S="120")
+    held = make_object("product")
+    assert daemon.post("items", default_payload("product", held)).status_code == 202
+    wait_until(lambda: all_applied(clean_db, 1), 20, message="the first version applied")
+    tree = descendants(daemon.proc.pid)
+    with clean_db.connect() as locker:
+        tx = locker.begin()
+        locker.execute(text("SELECT 1 FROM zoho.products WHERE zoho_id = :id FOR UPDATE"), {"id": held["item_id"]})
+        update = make_object("product", held["item_id"], minutes=1)
+        assert daemon.post("items", default_payload("product", update)).status_code == 202
+        wait_until(lambda: queue_counts(clean_db).get("processing", 0) == 1, 20, message="an item in flight")
+        daemon.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "stopping: draining" in daemon.output(), 20, message="the drain to start")
+        daemon.proc.send_signal(signal.SIGTERM)
+        # The lock is still held: only a forced stop can end it now.
+        assert daemon.proc.wait(timeout=20) == 1, daemon.output()
+        tx.rollback()
+    assert "stopped by force" in daemon.output()
+    wait_until(lambda: not [p for p in tree if alive(p)], 10, message="every child gone")
+    # The cut-off item is still in PostgreSQL; the next start applies it.
+    start_daemon(processes, migrated)
+    wait_until(lambda: all_applied(clean_db, 2), 60, message="the cut-off item applied after a restart")
