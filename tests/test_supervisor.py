@@ -117,17 +117,21 @@ def test_a_crash_loop_makes_the_supervisor_give_up_and_say_why(processes, clean_
     daemon = start_daemon(processes, migrated, NOTIFY_SOCKET=listener.path, TDS_SUPERVISOR_MAX_RESTARTS="2",
                           TDS_WORKERS_PROCESSES="1")
     tree = descendants(daemon.proc.pid)
-    kills = 0
-    while daemon.proc.poll() is None and kills < 5:
-        pids = wait_until(lambda: daemon.worker_pids() or daemon.proc.poll() is not None, 30,
-                          message="a worker to kill")
+    killed: list[int] = []
+
+    def live_worker():
+        # not one already killed (ps still lists it until the supervisor reaps it)
+        return [p for p in daemon.worker_pids() if p not in killed and alive(p)] or daemon.proc.poll() is not None
+
+    while daemon.proc.poll() is None and len(killed) < 5:
+        pids = wait_until(live_worker, 30, message="a worker to kill")
         if daemon.proc.poll() is not None:
             break
         os.kill(pids[0], signal.SIGKILL)
-        kills += 1
+        killed.append(pids[0])
         wait_until(lambda p=pids[0]: not alive(p), 10, message="the worker to die")
     assert daemon.proc.wait(timeout=60) != 0, daemon.output()
-    assert kills == 3  # two restarts allowed, the third death is one too many
+    assert len(killed) == 3  # two restarts allowed, the third death is one too many
     out = daemon.output(tail=None)
     assert "worker-1 killed by signal SIGKILL; it was restarted 2 times in the last 60 s" in out
     assert "giving up" in out
