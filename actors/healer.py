@@ -1,8 +1,9 @@
-"""The healer actor, first form: one recovery sweep when the scheduler asks (every 15 minutes by default).
+"""The healer actor: one healer run (``tds_daemon.healing.run``) when the scheduler asks (every 15 minutes by
+default); ``POST /api/tds/auto-healing/run`` runs the same code in the API process.
 
-Each worker already sweeps on its own every few seconds (``actors.middleware.recovery``); this run is
-the scheduled, logged pass that also covers a deployment whose workers were all down at the time.
-Retrying dead letters by policy and raising alerts come with its full version.
+Each worker already sweeps on its own every few seconds (``actors.middleware.recovery``); this run also
+finds messages Redis lost at once, retries dead letters by policy, raises or resolves the queue alerts,
+and stores its report in ``tds_healer_runs``.
 """
 
 from __future__ import annotations
@@ -12,23 +13,23 @@ import logging
 import dramatiq
 from sqlalchemy import exc
 
+from tds_daemon import healing
 from tds_daemon.jobs import HEALER_ACTOR, HEALER_QUEUE
 
 from . import runtime
-from .middleware.recovery import sweep
 
 log = logging.getLogger(__name__)
 TIME_LIMIT_MS = 5 * 60 * 1000
 
 
-def heal() -> None:
+def heal(origin: str = "scheduler") -> None:
+    rt = runtime.get()
     try:
-        sent = sweep(runtime.get())
+        healing.run(rt.engine, rt.dispatcher, rt.config, origin)
     except exc.SQLAlchemyError as e:
-        # Nothing was changed; the next scheduled run (and every worker's own sweep) tries again.
-        log.warning("healer: database unavailable, nothing done: error=%s", type(e).__name__)
-        return
-    log.info("healer: recovery sweep done: dispatched_again=%d", sent)
+        # Every step is its own transaction: what was done is done; the next run (and every worker's own
+        # sweep) does the rest.
+        log.warning("healer: database unavailable, run not completed: error=%s", type(e).__name__)
 
 
 def declare(broker: dramatiq.Broker) -> dramatiq.Actor:

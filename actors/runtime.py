@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from tds_daemon.breakers import Breakers
 from tds_daemon.config import Config
 from tds_daemon.dispatch import Dispatcher
 
@@ -18,6 +19,7 @@ class Runtime:
     config: Config
     engine: Engine
     dispatcher: Dispatcher
+    breakers: Breakers | None = None  # the entity breakers the actors consult (None: no breakers)
 
 
 _current: Runtime | None = None

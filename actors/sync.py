@@ -27,7 +27,7 @@ def sync_run(run_id: int) -> None:
     if spec is None:
         runs.finish(rt.engine, run_id, "failed", {}, f"unknown entity {run['entity_type']!r}")
         return
-    client = ZohoClient(rt.config, redis_client(rt.config))
+    client = ZohoClient(rt.config, redis_client(rt.config), alerts=rt.engine)
     try:
         Syncer(rt.config, rt.engine, client).run(run_id, spec, run["kind"], run["since"])
     except SyncError:

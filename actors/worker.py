@@ -14,6 +14,7 @@ import threading
 import dramatiq
 from dramatiq.middleware import TimeLimit
 
+from tds_daemon.breakers import Breakers, redis_for_breakers
 from tds_daemon.broker import make_broker
 from tds_daemon.config import Config
 from tds_daemon.db import make_engine
@@ -46,7 +47,8 @@ class _Worker(dramatiq.Worker):
 def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
     broker = make_broker(config, middleware=[TimeLimit(time_limit=5 * 60 * 1000), Recovery()])
     engine = make_engine(config, pool_size=config.workers.threads + 1, application_name="tds-worker")
-    runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery")))
+    breakers = Breakers.from_config(config, redis_for_breakers(config), alerts=engine)
+    runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery"), breakers))
     entity.declare(broker)
     sync.declare(broker)
     healer.declare(broker)

@@ -296,6 +296,84 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _dlq_engine(config: Config):
+    from .db import make_engine
+
+    _require_schema(config)
+    return make_engine(config, pool_size=1, application_name="tds-dlq")
+
+
+def _database_failure(e) -> Failure:
+    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]}")
+
+
+def cmd_dlq_list(args) -> int:
+    import json
+
+    from sqlalchemy import exc
+
+    from . import dlq
+
+    config = _load(args)
+    if args.limit < 1:
+        raise Failure("dlq list: --limit must be at least 1")
+    try:
+        entity = dlq.resolve_entity(args.entity)
+    except dlq.InvalidSelector as e:
+        raise Failure(f"dlq list: {e.message}") from None
+    engine = _dlq_engine(config)
+    try:
+        listing = dlq.list_items(engine, entity=entity, limit=args.limit)
+    except exc.OperationalError as e:
+        raise _database_failure(e) from None
+    finally:
+        engine.dispose()
+    print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity))
+    return 0
+
+
+# The API's words for a bad selector, in the command line's terms.
+_DLQ_CLI_MESSAGES = {
+    "conflicting_selectors": "--id and --all exclude each other",
+    "no_selector": "say which dead letters to replay: --id ID, --entity E or --all (nothing is replayed by default)",
+    "invalid_ids": "--id takes a sync item id as `tds dlq list` shows it (a positive integer)",
+}
+
+
+def cmd_dlq_replay(args) -> int:
+    from sqlalchemy import exc
+
+    config = _load(args)
+    prepare_metrics_dir(fresh=False)  # before dispatch imports prometheus_client
+    from . import dlq
+    from .broker import make_broker
+    from .dispatch import Dispatcher
+
+    try:
+        selector = dlq.selector(args.id, args.entity, args.all)
+    except dlq.InvalidSelector as e:
+        raise Failure(f"dlq replay: {_DLQ_CLI_MESSAGES.get(e.code, e.message)}") from None
+    engine = _dlq_engine(config)
+    try:
+        result = dlq.replay(engine, Dispatcher(make_broker(config), origin="dlq"), selector)
+    except exc.OperationalError as e:
+        raise _database_failure(e) from None
+    finally:
+        engine.dispose()
+    ids = result.replayed_ids
+    shown = ", ".join(map(str, ids[:20])) + (", …" if len(ids) > 20 else "")
+    line = (f"replayed {result.replayed} dead letter(s) (ids {shown})" if ids
+            else f"no dead letters to replay ({selector.describe()})")
+    if result.skipped:
+        line += (f"; skipped {result.skipped} not in dead_letter (already replayed, completed or unknown: "
+                 f"ids {', '.join(map(str, result.skipped_ids))})")
+    if result.undispatched:
+        line += (f"; {result.undispatched} not sent because Redis did not answer: the workers' recovery sweep "
+                 "sends them when it does")
+    print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tds", description="Zoho to PostgreSQL sync daemon")
     parser.add_argument("--version", action="version", version=f"tds {__version__}")
@@ -317,7 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--full", action="store_true", help="every object, and detect deletions")
     how.add_argument("--since", metavar="ISO8601", help="objects modified since this time")
     how.add_argument("--stock", action="store_true", help="only the stock fields of items")
-    p = command("status", cmd_status, "queue states per entity and the last sync runs")
+    p = sub.add_parser("dlq", help="inspect and replay dead letters")
+    dlq_sub = p.add_subparsers(dest="dlq_command", required=True, metavar="list|replay")
+    for name, func, help_ in (("list", cmd_dlq_list, "dead letters with their error, attempts and failures"),
+                              ("replay", cmd_dlq_replay, "send dead letters back to pending and apply them again")):
+        q = dlq_sub.add_parser(name, help=help_)
+        q.add_argument("--config", metavar="PATH", help="TOML file (default: $TDS_CONFIG, /etc/tds/tds.toml)")
+        q.add_argument("--entity", metavar="E", help="only this entity (name or alias)")
+        q.set_defaults(func=func)
+        if name == "list":
+            q.add_argument("--limit", type=int, default=100, metavar="N", help="show the N most recent (default 100)")
+            q.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            q.add_argument("--id", type=int, action="append", metavar="ID", help="a dead letter's id (repeatable)")
+            q.add_argument("--all", action="store_true", help="every dead letter (of --entity, if given)")
+    p = command("status", cmd_status, "queue states per entity, the last sync runs and open alerts")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", cmd_check_config, "validate the configuration")
     p.add_argument("-v", "--verbose", action="store_true", help="show every value (secrets hidden)")

@@ -134,6 +134,14 @@ SCHEMA: tuple[Setting, ...] = (
             "dispatched again (lost message)", check=_range(5, 3600)),
     Setting("workers", "sweep_interval_s", float, 2.0, "how often each worker looks for lost items",
             check=_range(0.2, 300)),
+    Setting("monitoring", "pending_warning", int, 1000, "more pending sync items than this: monitoring "
+            "status warning (and the healer's queue-depth alert)", check=_range(0, 100_000_000)),
+    Setting("monitoring", "pending_critical", int, 5000, "more pending sync items than this: critical",
+            check=_range(1, 100_000_000)),
+    Setting("monitoring", "dead_letter_warning", int, 50, "more dead letters than this: monitoring status "
+            "warning (and the healer's dead-letter alert)", check=_range(0, 100_000_000)),
+    Setting("monitoring", "dead_letter_critical", int, 100, "more dead letters than this: critical",
+            check=_range(1, 100_000_000)),
     Setting("supervisor", "max_restarts", int, 5, "restarts of one child allowed within "
             "supervisor.restart_window_s; one more and tds run stops everything and exits non-zero",
             check=_range(1, 1000)),
@@ -141,6 +149,16 @@ SCHEMA: tuple[Setting, ...] = (
             check=_range(1, 86400)),
     Setting("supervisor", "drain_timeout_s", int, 30, "on stop or reload, how long in-flight requests and "
             "messages may take to finish before their process is killed", check=_range(1, 3600)),
+    Setting("healer", "dead_letter_retry_after_s", int, 86400, "the healer retries a dead letter whose last "
+            "failure is older than this", check=_range(0, 365 * 86400)),
+    Setting("healer", "max_attempts_total", int, 10, "a dead letter that has had this many attempts in all "
+            "is not retried by the healer (replay it by hand)", check=_range(1, 1000)),
+    Setting("healer", "dead_letter_batch", int, 100, "dead letters retried per healer run, oldest first",
+            check=_range(0, 10000)),
+    Setting("stats", "match_threshold", float, 95.0, "below this match percentage an entity gets a "
+            "stats_mismatch alert and a repair (full) sync", check=_range(0, 100)),
+    Setting("stats", "sample_size", int, 200, "objects per entity whose fields the stats run compares "
+            "with the local row", check=_range(0, 100000)),
     Setting("zoho", "region", str, "com", "Zoho data centre", check=_choice(*REGIONS)),
     Setting("zoho", "accounts_url", str, "", "default https://accounts.zoho.<region>", check=_optional_url),
     Setting("zoho", "books_url", str, "", "default https://www.zohoapis.<region>/books/v3",
@@ -155,6 +173,17 @@ SCHEMA: tuple[Setting, ...] = (
             "every process", check=_range(1, 10000)),
     Setting("zoho", "timeout_s", float, 30.0, "read timeout of one Zoho request", check=_range(1, 300)),
     Setting("zoho", "max_attempts", int, 6, "tries of one Zoho request on timeouts and 5xx", check=_range(1, 20)),
+    Setting("breakers", "failure_rate", float, 50.0, "percent of failed calls within breakers.window_s that "
+            "opens a circuit breaker (one per entity, one per Zoho app; shared by every process)",
+            check=_range(1, 100)),
+    Setting("breakers", "window_s", int, 60, "sliding window of the failure rate, in seconds",
+            check=_range(1, 3600)),
+    Setting("breakers", "min_calls", int, 10, "calls within the window before the failure rate can open "
+            "a breaker", check=_range(1, 100000)),
+    Setting("breakers", "open_s", float, 60.0, "how long an open breaker refuses calls before trial calls",
+            check=_range(0.1, 86400)),
+    Setting("breakers", "half_open_calls", int, 3, "trial calls of a half-open breaker; their failure rate "
+            "closes it or opens it again", check=_range(1, 1000)),
     Setting("log", "level", str, "INFO", "log level", check=_choice("DEBUG", "INFO", "WARNING", "ERROR")),
     Setting("scheduler", "enabled", bool, True, "run the scheduled jobs (one leader among every `tds run` "
             "sharing the Redis)"),
@@ -332,6 +361,10 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> C
 
     if not problems and values["workers.min_backoff_ms"] > values["workers.max_backoff_ms"]:
         problems.append(("workers.min_backoff_ms", "must not exceed workers.max_backoff_ms"))
+    for level in ("monitoring.pending", "monitoring.dead_letter"):
+        warning, critical = values.get(f"{level}_warning"), values.get(f"{level}_critical")
+        if warning is not None and critical is not None and warning >= critical:
+            problems.append((f"{level}_warning", f"must be below {level}_critical"))
     if problems:
         raise ConfigError(problems)
     return Config(values=values, source=path or "defaults", sources=sources)

@@ -39,6 +39,13 @@ def lost_queued(conn: Connection, after_s: int) -> list[int]:
     return list(conn.execute(_LOST_QUEUED, {"after_s": after_s}).scalars())
 
 
+def undispatch(conn: Connection, run_ids: list[int]) -> None:
+    """The runs' messages are gone: let the next recovery pass send them at once."""
+    if run_ids:
+        conn.execute(update(sync_runs).where(sync_runs.c.id.in_(run_ids), sync_runs.c.status == "queued")
+                     .values(dispatched_at=None))
+
+
 def start(engine: Engine, run_id: int) -> dict[str, Any] | None:
     """Mark a queued run running; None if it is not queued (already run, or unknown)."""
     with engine.begin() as c:

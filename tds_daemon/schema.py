@@ -152,6 +152,33 @@ Index("uq_tds_alerts_open", alerts.c.type, func.coalesce(alerts.c.entity, ""), u
       postgresql_where=text("resolved_at IS NULL"))
 Index(None, alerts.c.last_seen_at)
 
+RUN_ORIGINS = ("scheduler", "api", "cli")
+
+# One row per healer run; the report is what the run returned (see tds_daemon.healing).
+healer_runs = Table(
+    "tds_healer_runs", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("origin", Text, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("finished_at", TZ, nullable=False),
+    Column("report", JSONB, nullable=False),
+    CheckConstraint("origin IN ({})".format(", ".join(f"'{o}'" for o in RUN_ORIGINS)), name="origin"),
+)
+Index(None, healer_runs.c.started_at)
+
+# One row per stats run: the overall match and, in the report, each entity's counts (tds_daemon.stats).
+stats_runs = Table(
+    "tds_stats_runs", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("origin", Text, nullable=False),
+    Column("started_at", TZ, nullable=False),
+    Column("finished_at", TZ, nullable=False),
+    Column("overall_match", Numeric(6, 2)),  # NULL when no entity could be compared
+    Column("report", JSONB, nullable=False),
+    CheckConstraint("origin IN ({})".format(", ".join(f"'{o}'" for o in RUN_ORIGINS)), name="origin"),
+)
+Index(None, stats_runs.c.started_at)
+
 _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(20, 6), "date": Date, "timestamptz": lambda: TZ,
               "boolean": Boolean}
 

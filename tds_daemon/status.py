@@ -1,4 +1,4 @@
-"""``tds status``: what an operator asks first — queue states per entity, dead letters, last runs."""
+"""``tds status``: what an operator asks first — queue states per entity, dead letters, last runs, alerts."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from . import entities, runs
+from . import alerts, entities, runs
 from .schema import STATUSES, sync_queue
 
 RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
+ALERT_LINES = 5  # the newest open alerts shown
 
 
 def collect(engine: Engine) -> dict:
@@ -19,6 +20,7 @@ def collect(engine: Engine) -> dict:
             select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
             .group_by(sync_queue.c.entity_type, sync_queue.c.status))}
         latest = runs.latest_per_entity(conn)
+        open_alerts = {**alerts.open_counts(conn), "items": alerts.recent(conn, status="open", limit=ALERT_LINES)}
     out = {}
     for spec in entities.ENTITIES:
         run = latest.get(spec.name)
@@ -26,7 +28,8 @@ def collect(engine: Engine) -> dict:
             "queue": {s: counts.get((spec.name, s), 0) for s in STATUSES},
             "last_run": {k: run[k] for k in RUN_FIELDS} if run else None,
         }
-    return {"entities": out}
+    # Circuit breakers (their state per breaker) join here as "breakers", between the queues and the alerts.
+    return {"entities": out, "alerts": open_alerts}
 
 
 def render(status: dict) -> str:
@@ -37,6 +40,18 @@ def render(status: dict) -> str:
                 + (f": {run['error']}" if run["error"] else "")) if run else "never"
         lines.append(f"{name:<17} {q['pending']:>8} {q['processing']:>8} {q['failed']:>7} {q['dead_letter']:>6} "
                      f"{q['completed']:>9}  {last}")
+    # Circuit breakers: their lines go here, before the alerts.
+    a = status["alerts"]
+    lines.append("")
+    lines.append(f"open alerts: {a['open']} (critical {a['critical']}, warning {a['warning']}, info {a['info']})"
+                 if a["open"] else "open alerts: none")
+    for alert in a["items"]:
+        entity = f" [{alert['entity']}]" if alert["entity"] else ""
+        acked = ", acknowledged" if alert["acknowledged_at"] else ""
+        lines.append(f"  {alert['severity']:<8} {alert['type']}{entity}: {alert['message']} "
+                     f"(x{alert['count']}, last {alert['last_seen_at'][:19].replace('T', ' ')}{acked})")
+    if a["open"] > len(a["items"]):
+        lines.append(f"  ... and {a['open'] - len(a['items'])} more: GET /api/tds/alerts")
     return "\n".join(lines)
 
 

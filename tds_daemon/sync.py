@@ -11,6 +11,13 @@
 
 The cursor moves only when a run succeeds; a failed run is recorded with its error and changes no
 cursor, so the next run covers what it missed.
+
+Circuit breakers (``tds_daemon.breakers``): a run whose entity's breaker is open, or whose Zoho app's
+breaker refuses its first request, sends nothing and is recorded ``skipped`` with the breaker and
+when it may be tried again. Each page (or read) fetched counts as a success against the entity's
+breaker, and a fetch that failed for Zoho's unavailability after the client's retries as a failure;
+the app's breaker is the client's business (every HTTP attempt). Rate limiting, an open breaker and
+other Zoho errors (4xx, auth) count neither way.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from . import runs, upsert, zohovalues
+from .breakers import clock
 from .entities import EntitySpec
 from .schema import entity_table
-from .zoho import ZohoClient, ZohoError
-from .zoho.client import PER_PAGE
+from .zoho import ZohoClient, ZohoError, ZohoUnavailable
+from .zoho.client import PER_PAGE, Page
+from .zoho.errors import ZohoBreakerOpen, ZohoRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,10 @@ class SyncError(Exception):
     """A run that could not complete; the message is what the run records."""
 
 
+class SyncSkipped(SyncError):
+    """A run not attempted because a circuit breaker is open; recorded with status ``skipped``."""
+
+
 @dataclass
 class Tally:
     pages: int = 0
@@ -55,6 +68,7 @@ class Tally:
     stale: int = 0
     deleted: int = 0
     requests: int = 0
+    breaker_results: int = 0  # results told to the entity's breaker (not recorded in the run)
     newest: dt.datetime | None = None
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -76,12 +90,21 @@ class Syncer:
     def __init__(self, config, engine: Engine, client: ZohoClient):
         self.config, self.engine, self.client = config, engine, client
         self.schema = config.database.entity_schema
+        self.breakers = client.breakers
+        if self.breakers.alerts is None:  # a client built without an engine: its transitions alert too
+            self.breakers.alerts = engine
 
     def run(self, run_id: int, spec: EntitySpec, kind: str, since: dt.datetime | None = None,
             progress: Progress | None = None) -> Tally:
         """Execute a started run and record its end; returns the tally, raises SyncError on failure."""
         tally = Tally()
         requests_before = self.client.requests
+        breaker = self.breakers.entity(spec.name)
+        decision = breaker.check()
+        if not decision:
+            when = (f"open until {clock(decision.retry_at)}" if decision.state == "open"
+                    else "half-open with its trial calls in flight")
+            self._skip(run_id, spec, kind, tally, f"circuit breaker {breaker.name} is {when}")
         try:
             kind = self._execute(spec, kind, since, tally, progress)
             tally.requests = self.client.requests - requests_before
@@ -91,16 +114,52 @@ class Syncer:
             runs.finish(self.engine, run_id, "succeeded", tally.counts(), kind=kind)
             log.info("sync run %s succeeded: entity=%s kind=%s %s", run_id, spec.name, kind, tally.counts())
             return tally
+        except ZohoBreakerOpen as e:
+            if self.client.requests == requests_before:  # not one request sent: the run never began
+                self._skip(run_id, spec, kind, tally, str(e))
+            error = str(e)
         except (ZohoError, upsert.InvalidObject, SyncError) as e:
             error = str(e)
         except Exception as e:  # recorded, then raised: a run never stays 'running' because of a bug
             tally.requests = self.client.requests - requests_before
             runs.finish(self.engine, run_id, "failed", tally.counts(), f"internal error: {type(e).__name__}: {e}")
             raise
+        finally:
+            if decision.state == "half_open" and not tally.breaker_results:
+                breaker.release()  # a trial permit this run did not use
         tally.requests = self.client.requests - requests_before
         runs.finish(self.engine, run_id, "failed", tally.counts(), error)
         log.warning("sync run %s failed: entity=%s kind=%s error=%s", run_id, spec.name, kind, error)
         raise SyncError(error)
+
+    def _skip(self, run_id: int, spec: EntitySpec, kind: str, tally: Tally, why: str):
+        error = f"{why}; run skipped"
+        runs.finish(self.engine, run_id, "skipped", tally.counts(), error)
+        log.warning("sync run %s skipped: entity=%s kind=%s reason=%s", run_id, spec.name, kind, why)
+        raise SyncSkipped(error)
+
+    def _zoho(self, spec: EntitySpec, tally: Tally, fetch: Callable[[], object]):
+        """One fetch for ``spec``, its outcome told to the entity's breaker."""
+        breaker = self.breakers.entity(spec.name)
+        try:
+            result = fetch()
+        except (ZohoBreakerOpen, ZohoRateLimited):
+            raise  # nothing was asked of Zoho, or it was our own pace
+        except ZohoUnavailable:
+            tally.breaker_results += 1
+            breaker.record(False)
+            raise
+        except ZohoError as e:
+            if e.status == 404:  # Zoho answered: a deletion check's normal answer
+                tally.breaker_results += 1
+                breaker.record(True)
+            raise
+        tally.breaker_results += 1
+        breaker.record(True)
+        return result
+
+    def _page(self, spec: EntitySpec, tally: Tally, number: int, **kw) -> Page:
+        return self._zoho(spec, tally, lambda: self.client.list_page(spec, number, **kw))
 
     def _execute(self, spec: EntitySpec, kind: str, since: dt.datetime | None, tally: Tally,
                  progress: Progress | None) -> str:
@@ -161,7 +220,7 @@ class Syncer:
             def fetch_and_apply(number: int):
                 # Each thread applies its own page on its own connection: the database work of
                 # several pages overlaps (rows are written in id order, so batches cannot deadlock).
-                page = self.client.list_page(spec, number, newest_first=newest_first)
+                page = self._page(spec, tally, number, newest_first=newest_first)
                 if page.objects:
                     apply(page.objects)
                     if progress:
@@ -201,13 +260,16 @@ class Syncer:
     def _incremental(self, spec: EntitySpec, since: dt.datetime, tally: Tally, progress: Progress | None) -> None:
         arrived = dt.datetime.now(dt.UTC)
         since_text = since.strftime("%Y-%m-%dT%H:%M:%S%z")
-        for page in self.client.iter_pages(spec, newest_first=True, since=since_text):
+        number = 0
+        while True:
+            number += 1
+            page = self._page(spec, tally, number, newest_first=True, since=since_text)
             fresh = [o for o in page.objects if (_modified(spec, o) or since) >= since]
             if fresh:
                 self._apply_page(spec, fresh, tally, arrived)
                 if progress:
                     progress(tally)
-            if len(fresh) < len(page.objects):
+            if len(fresh) < len(page.objects) or not page.has_more:
                 return  # newest first: everything after this is older than the cursor
 
     def _stock(self, spec: EntitySpec, tally: Tally, progress: Progress | None) -> None:
@@ -242,7 +304,7 @@ class Syncer:
         gone = []
         for zoho_id in candidates[:MAX_DELETE_CHECKS]:
             try:
-                body = self.client.get(spec.app, f"{spec.list_path}/{zoho_id}")
+                body = self._zoho(spec, tally, lambda z=zoho_id: self.client.get(spec.app, f"{spec.list_path}/{z}"))
             except ZohoError as e:
                 if e.status == 404:
                     gone.append(zoho_id)

@@ -3,6 +3,8 @@
 pending ──claim──▶ processing ──▶ completed
    ▲                  │  └──transient──▶ failed ──(next_attempt_at)──▶ pending
    └──recovery sweep──┘  └──permanent / attempts used up──▶ dead_letter
+   ▲                                                              │
+   └──────────────healer: retry policy (tds_daemon.healing)───────┘
 
 PostgreSQL, not the broker, is what guarantees every item ends applied: the sweep re-dispatches
 pending items whose message was lost, processing items whose lease ran out (a killed worker), and
@@ -67,15 +69,30 @@ WITH lost AS (
     UNION ALL
     (SELECT id FROM tds_sync_queue WHERE status = 'failed' AND next_attempt_at <= now() LIMIT :limit)
 ), picked AS (
-    SELECT q.id FROM tds_sync_queue q JOIN lost ON lost.id = q.id
+    SELECT q.id, q.status FROM tds_sync_queue q JOIN lost ON lost.id = q.id
     FOR UPDATE OF q SKIP LOCKED
 )
 UPDATE tds_sync_queue q
 SET status = 'pending', dispatched_at = now(), lease_until = NULL, updated_at = now()
 FROM picked WHERE q.id = picked.id
-RETURNING q.id, q.entity_type
+RETURNING q.id, q.entity_type, picked.status AS was
 """)
 _UNDISPATCH = text("UPDATE tds_sync_queue SET dispatched_at = NULL WHERE id = ANY(:ids) AND status = 'pending'")
+# Dead letters given another chance by the healer's policy: old enough, attempts left, oldest first.
+_RETRY_DEAD = text("""
+WITH picked AS (
+    SELECT id FROM tds_sync_queue
+    WHERE status = 'dead_letter' AND attempt_count < :max_attempts
+      AND coalesce(last_failed_at, updated_at) < now() - make_interval(secs => :after_s)
+    ORDER BY coalesce(last_failed_at, updated_at), id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tds_sync_queue q
+SET status = 'pending', dispatched_at = now(), next_attempt_at = NULL, lease_until = NULL, updated_at = now()
+FROM picked WHERE q.id = picked.id
+RETURNING q.id, q.entity_type
+""")
 
 
 @dataclass(frozen=True)
@@ -114,12 +131,58 @@ def dead_letter(conn: Connection, item_id: int, code: str, message: str) -> None
     conn.execute(_DEAD, {"id": item_id, "code": code, "message": message[:2000]})
 
 
+# Put back a claimed item that was not tried (its entity's circuit breaker is open): failed until
+# ``next_attempt_at``, when the recovery sweep dispatches it again, and the attempt the claim counted
+# is given back, so a deferral never uses up the item's retries. Not a failure: no *_failed_at.
+_DEFER = text("""
+UPDATE tds_sync_queue
+SET status = 'failed', attempt_count = greatest(attempt_count - 1, 0), error_code = :code,
+    error_message = :message, updated_at = now(), lease_until = NULL,
+    next_attempt_at = now() + make_interval(secs => :delay_s)
+WHERE id = :id AND status = 'processing'
+""")
+
+
+def defer(conn: Connection, item_id: int, code: str, message: str, delay_s: float) -> None:
+    conn.execute(_DEFER, {"id": item_id, "code": code, "message": message[:2000], "delay_s": delay_s})
+
+
+_UNDEFER = text("""
+UPDATE tds_sync_queue SET next_attempt_at = now(), updated_at = now()
+WHERE status = 'failed' AND error_code = :code AND entity_type = :entity AND next_attempt_at > now()
+""")
+
+
+def undefer(conn: Connection, entity: str, code: str = "breaker_open") -> int:
+    """Items of ``entity`` deferred with ``code`` become due now (their breaker was reset); how many."""
+    return conn.execute(_UNDEFER, {"entity": entity, "code": code}).rowcount
+
+
+@dataclass(frozen=True)
+class Lost:
+    id: int
+    entity_type: str
+    was: str  # pending (message lost or never sent), processing (lease ran out) or failed (retry due)
+
+
 def recover(conn: Connection, redispatch_after_s: int, max_attempts: int, limit: int = 500
-            ) -> tuple[int, list[tuple[int, str]]]:
-    """Dead-letter hopeless lost items; return (buried, [(item id, entity)]) to dispatch again."""
+            ) -> tuple[int, list[Lost]]:
+    """Dead-letter hopeless lost items; return (buried, items back in pending) to dispatch again.
+
+    At most ``limit`` items of each kind per call.
+    """
     buried = conn.execute(_BURY_LOST, {"max_attempts": max_attempts}).rowcount
     rows = conn.execute(_RECOVER, {"after_s": redispatch_after_s, "limit": limit}).all()
-    return buried, [(r.id, r.entity_type) for r in rows]
+    return buried, [Lost(r.id, r.entity_type, r.was) for r in rows]
+
+
+def retry_dead_letters(conn: Connection, after_s: int, max_attempts: int, limit: int) -> list[tuple[int, str]]:
+    """Dead letters last failed over ``after_s`` ago with fewer than ``max_attempts`` attempts, oldest
+    first, at most ``limit``: back to pending; returns [(item id, entity)] to dispatch after commit."""
+    if limit <= 0:
+        return []
+    rows = conn.execute(_RETRY_DEAD, {"after_s": after_s, "max_attempts": max_attempts, "limit": limit}).all()
+    return [(r.id, r.entity_type) for r in rows]
 
 
 def undispatch(conn: Connection, item_ids: list[int]) -> None:

@@ -199,7 +199,8 @@ def engine(pg_url, migrated):
 def truncate(engine) -> None:
     from tds_daemon import entities
 
-    tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts"]
+    tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
+                        "tds_healer_runs", "tds_stats_runs"]
                        + [f"zoho.{e.table}" for e in entities.ENTITIES])
     with engine.begin() as c:
         c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -373,6 +373,9 @@ def test_twenty_percent_5xx_still_converges(sim, env, engine):
     # Four tries of one request all failing at 20 % is 0.16 %: over a run of ~30 requests that
     # would make this test fail one time in twenty for no fault of the sync. More tries, same code.
     env["TDS_ZOHO_MAX_ATTEMPTS"] = "8"
+    # At 20 %, the first ten or so calls of an app are half failures about one run in twenty-five, which
+    # would open its breaker (50 % of 10 calls): this test is about retries; test_breakers about breakers.
+    env["TDS_BREAKERS_MIN_CALLS"] = "1000"
     tds = Tds(env)
     try:
         sim.faults(error_rate=0.2)

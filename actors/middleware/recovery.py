@@ -15,8 +15,7 @@ import threading
 from dramatiq.middleware import Middleware
 from sqlalchemy import exc
 
-from tds_daemon import entities, runs, syncqueue
-from tds_daemon.sync import SYNC_ACTOR, SYNC_QUEUE
+from tds_daemon import healing
 
 from .. import runtime
 
@@ -49,23 +48,7 @@ class Recovery(Middleware):
 
 
 def sweep(rt) -> int:
-    """One pass; returns how many items were dispatched again."""
+    """One pass; returns how many items and runs were dispatched again."""
     if not rt.dispatcher.available:
         return 0
-    cfg = rt.config.workers
-    with rt.engine.begin() as conn:
-        buried, lost = syncqueue.recover(conn, cfg.redispatch_after_s, cfg.max_attempts)
-    if buried:
-        log.error("recovery: %d item(s) moved to dead_letter after repeated worker loss", buried)
-    unsent = [item_id for item_id, entity in lost
-              if not rt.dispatcher.send(entities.BY_NAME[entity], item_id)]
-    if unsent:
-        with rt.engine.begin() as conn:
-            syncqueue.undispatch(conn, unsent)
-    if lost:
-        log.info("recovery: dispatched %d item(s) again (%d could not be sent)", len(lost), len(unsent))
-    with rt.engine.begin() as conn:
-        queued = runs.lost_queued(conn, cfg.redispatch_after_s)
-    for run_id in queued:
-        rt.dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
-    return len(lost) - len(unsent) + len(queued)
+    return healing.redispatch(rt.engine, rt.dispatcher, rt.config).sent

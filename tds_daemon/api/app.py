@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import falcon
 
+from ..breakers import Breakers
 from ..broker import make_broker, redis_client
 from ..config import Config
 from ..db import make_engine
 from ..dispatch import Dispatcher
 from . import errors
+from .alerts import AlertAcknowledgeResource, AlertsResource
 from .auth import AdminAuth
+from .breakers import BreakerResetResource, BreakersResource
+from .deadletter import DeadLetterReplayResource, DeadLetterResource
 from .exposition import MetricsResource
+from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
+from .monitoring import MonitoringHealthResource
 from .scheduler import SchedulerJobsResource
+from .stats import StatsResource, StatsRunResource
 from .syncruns import (
     BulkStatusResource,
     BulkSyncResource,
@@ -38,13 +45,25 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/health/live", LiveResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
-    app.add_route("/metrics", MetricsResource(engine))
+    breakers = Breakers.from_config(config, client, alerts=engine)
+    app.add_route("/metrics", MetricsResource(engine, breakers))
+    app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
+    app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))
     starter = RunStarter(engine, dispatcher)
     app.add_route("/api/tds/entities", EntitiesResource(engine, config.database.entity_schema))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
     app.add_route("/api/tds/runs", RunsResource(engine))
     app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
+    app.add_route("/api/tds/auto-healing/run", HealingRunResource(config, engine, dispatcher))
+    app.add_route("/api/tds/auto-healing/runs", HealingRunsResource(engine))
+    app.add_route("/api/tds/stats", StatsResource(engine))
+    app.add_route("/api/tds/stats/run", StatsRunResource(dispatcher))
     app.add_route("/api/tds/monitoring/scheduler/jobs", SchedulerJobsResource(config, client))
+    app.add_route("/api/tds/monitoring/health", MonitoringHealthResource(config, engine, client))
+    app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
+    app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
+    app.add_route("/api/tds/alerts", AlertsResource(engine))
+    app.add_route("/api/tds/alerts/{alert_id:int(min=1)}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     return app

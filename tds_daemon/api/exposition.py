@@ -1,4 +1,4 @@
-"""``GET /metrics``: every process's metrics, aggregated, plus gauges read from PostgreSQL."""
+"""``GET /metrics``: every process's metrics, aggregated, plus gauges read from PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -43,11 +43,33 @@ class DatabaseCollector:
         yield dead
 
 
+class BreakerCollector:
+    """``tds_breaker_state{breaker}`` (0 closed, 1 half-open, 2 open): the breakers live in Redis, shared by
+    every process, so they are read at scrape time rather than kept in any one process's gauge."""
+
+    def __init__(self, breakers):
+        self.breakers = breakers
+
+    def collect(self):
+        try:
+            statuses = self.breakers.statuses()
+        except Exception as e:
+            log.warning("metrics: breaker states unavailable: %s", type(e).__name__)
+            return
+        state = GaugeMetricFamily("tds_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+                                  labels=["breaker"])
+        for s in statuses:
+            state.add_metric([s.name], s.value)
+        yield state
+
+
 class MetricsResource:
-    def __init__(self, engine):
+    def __init__(self, engine, breakers=None):
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry)
         self.registry.register(DatabaseCollector(engine))
+        if breakers is not None:
+            self.registry.register(BreakerCollector(breakers))
 
     def on_get(self, req, resp):
         resp.data = generate_latest(self.registry)

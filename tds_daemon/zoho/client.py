@@ -5,6 +5,16 @@ and ``organization_id``, has connect/read timeouts, and is answered by Zoho's en
 ``code`` is an error even under HTTP 200. Timeouts and 5xx are retried with exponential backoff and
 jitter; a 429 is waited out (``Retry-After``, else the next minute) without counting as a failure;
 a 401 discards the shared token and refreshes it once, then fails clearly.
+
+Each app has a circuit breaker shared by every process (``zoho:books``, ``zoho:inventory``; see
+``tds_daemon.breakers``), asked before every attempt: while it is open no request is sent and
+``ZohoBreakerOpen`` says until when, and retries stop as soon as it opens. What each attempt tells
+it: a timeout, a connection error or a 5xx is a failure; any other answer (2xx, and 4xx other than
+429: a bad request, a 404, a refused token) is a success, because Zoho answered and the breaker is
+about Zoho's availability, not about our requests; a 429 is neither (our own pace, ZOHO.md), and
+neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token could not
+be had): a half-open trial permit it held is given back. A call that finds the breaker half-open with
+every trial permit out waits up to one request's time for their verdict rather than failing at once.
 """
 
 from __future__ import annotations
@@ -19,13 +29,15 @@ import httpx
 import redis
 
 from .. import jsoncodec
+from ..breakers import HALF_OPEN, Breaker, Breakers, Decision, clock
 from ..entities import EntitySpec
 from ..metrics import zoho_requests
-from .errors import ZohoAuthError, ZohoError, ZohoRateLimited, ZohoUnavailable
+from .errors import ZohoAuthError, ZohoBreakerOpen, ZohoError, ZohoRateLimited, ZohoUnavailable
 from .ratelimit import RateLimiter
 from .tokens import TokenSource
 
 PER_PAGE = 200
+TRIAL_POLL_S = 0.2  # how often a call refused by a half-open breaker (its trials out) asks again
 
 
 @dataclass(frozen=True)
@@ -37,16 +49,19 @@ class Page:
 
 class ZohoClient:
     def __init__(self, config, redis_client: redis.Redis, *, http: httpx.Client | None = None,
-                 limit_wait_s: float = 120.0):
+                 limit_wait_s: float = 120.0, breakers: Breakers | None = None, alerts=None):
         z = config.zoho
         self.base = {"books": config.zoho_books_url.rstrip("/"), "inventory": config.zoho_inventory_url.rstrip("/")}
         self.organization_id = z.organization_id
         self.max_attempts = z.max_attempts
+        self.trial_wait_s = z.timeout_s + 5.0  # a trial's verdict comes within one request's time
         self.limit_wait_s = limit_wait_s
         self.http = http or httpx.Client(timeout=httpx.Timeout(z.timeout_s, connect=min(10.0, z.timeout_s)),
                                          headers={"Accept": "application/json", "User-Agent": "tds"})
         self.limiter = RateLimiter(redis_client, config.redis.namespace, z.requests_per_minute)
         self.tokens = TokenSource(config, redis_client, self.http)
+        # ``alerts`` (an engine) lets a breaker transition raise or resolve its alert.
+        self.breakers = breakers or Breakers.from_config(config, redis_client, alerts=alerts)
         self._lock = threading.Lock()
         self.requests = 0  # HTTP requests this client sent to the API (for a sync run's record)
 
@@ -61,49 +76,80 @@ class ZohoClient:
         """GET one API path; the parsed envelope. Raises ZohoError (or a subclass)."""
         url = self.base[app] + path
         query = {**(params or {}), "organization_id": self.organization_id}
+        breaker = self.breakers.app(app)
         attempt, refreshed = 0, False
+        error: ZohoError | None = None
         while True:
-            self.limiter.acquire(app, self.limit_wait_s)
-            token = self.tokens.token()
-            self._count()
+            decision = self._permit(breaker)
+            if not decision:
+                when = (f"open until {clock(decision.retry_at)}" if decision.state == "open"
+                        else "half-open with its trial calls in flight")
+                last = f" (last error: {error.message})" if error else ""
+                raise ZohoBreakerOpen(f"circuit breaker {breaker.name} is {when}; no request sent for GET {path}"
+                                      f"{last}", breaker=breaker.name, retry_at=decision.retry_at, app=app)
+            verdict: bool | None = None  # what this attempt tells the breaker: None = nothing
             try:
-                r = self.http.get(url, params=query, headers={"Authorization": f"Zoho-oauthtoken {token}"})
-            except httpx.TimeoutException:
-                zoho_requests.labels(app, "timeout").inc()
-                error: ZohoError = ZohoUnavailable(f"GET {path} timed out", app=app)
-            except httpx.HTTPError as e:
-                zoho_requests.labels(app, "error").inc()
-                error = ZohoUnavailable(f"GET {path} failed: {_describe(e)}", app=app)
-            else:
-                zoho_requests.labels(app, str(r.status_code)).inc()
-                body = _json(r)
-                if r.status_code == 200 and body.get("code", 0) == 0 and body:
-                    return body
-                if r.status_code == 401:
-                    if refreshed:
-                        raise ZohoAuthError(f"a freshly refreshed token was refused on GET {path} "
-                                            f"({body.get('message', 'HTTP 401')}); check the OAuth client's scopes "
-                                            "and zoho.organization_id", code=body.get("code"), status=401, app=app)
-                    self.tokens.discard(token)
-                    refreshed = True
-                    continue
-                if r.status_code == 429:
-                    wait = _retry_after(r)
-                    if wait > self.limit_wait_s:
-                        raise ZohoRateLimited(f"Zoho says wait {wait:.0f}s: {body.get('message', '')}",
-                                              retry_after=wait, code=body.get("code"), status=429, app=app)
-                    time.sleep(wait)  # our pace, not Zoho failing: no attempt used
-                    continue
-                message = body.get("message") or r.reason_phrase or "no message"
-                if r.status_code >= 500:
-                    error = ZohoUnavailable(f"GET {path}: {message}", code=body.get("code"), status=r.status_code,
-                                            app=app)
+                self.limiter.acquire(app, self.limit_wait_s)
+                token = self.tokens.token()
+                self._count()
+                try:
+                    r = self.http.get(url, params=query, headers={"Authorization": f"Zoho-oauthtoken {token}"})
+                except httpx.TimeoutException:
+                    zoho_requests.labels(app, "timeout").inc()
+                    verdict, error = False, ZohoUnavailable(f"GET {path} timed out", app=app)
+                except httpx.HTTPError as e:
+                    zoho_requests.labels(app, "error").inc()
+                    verdict, error = False, ZohoUnavailable(f"GET {path} failed: {_describe(e)}", app=app)
                 else:
-                    raise ZohoError(f"GET {path}: {message}", code=body.get("code"), status=r.status_code, app=app)
+                    zoho_requests.labels(app, str(r.status_code)).inc()
+                    if r.status_code != 429:
+                        verdict = r.status_code < 500  # Zoho answered: it is available
+                    body = _json(r)
+                    if r.status_code == 200 and body.get("code", 0) == 0 and body:
+                        return body
+                    if r.status_code == 401:
+                        if refreshed:
+                            raise ZohoAuthError(f"a freshly refreshed token was refused on GET {path} "
+                                                f"({body.get('message', 'HTTP 401')}); check the OAuth client's "
+                                                "scopes and zoho.organization_id", code=body.get("code"), status=401,
+                                                app=app)
+                        self.tokens.discard(token)
+                        refreshed = True
+                        continue
+                    if r.status_code == 429:
+                        wait = _retry_after(r)
+                        if wait > self.limit_wait_s:
+                            raise ZohoRateLimited(f"Zoho says wait {wait:.0f}s: {body.get('message', '')}",
+                                                  retry_after=wait, code=body.get("code"), status=429, app=app)
+                        time.sleep(wait)  # our pace, not Zoho failing: no attempt used
+                        continue
+                    message = body.get("message") or r.reason_phrase or "no message"
+                    if r.status_code >= 500:
+                        error = ZohoUnavailable(f"GET {path}: {message}", code=body.get("code"),
+                                                status=r.status_code, app=app)
+                    else:
+                        raise ZohoError(f"GET {path}: {message}", code=body.get("code"), status=r.status_code,
+                                        app=app)
+            finally:
+                if verdict is None:
+                    if decision.state == "half_open":
+                        breaker.release()  # a trial permit whose call told nothing
+                else:
+                    breaker.record(verdict)
             attempt += 1
             if attempt >= self.max_attempts:
                 raise error
             time.sleep(_backoff(attempt))
+
+    def _permit(self, breaker: Breaker) -> Decision:
+        """Ask the app's breaker; while it is half-open with every trial out, wait for their verdict a
+        while (one request's time), so that pages fetched side by side do not fail for want of a permit."""
+        decision = breaker.check()
+        deadline = time.monotonic() + self.trial_wait_s
+        while not decision and decision.state == HALF_OPEN and time.monotonic() < deadline:
+            time.sleep(TRIAL_POLL_S)
+            decision = breaker.check()
+        return decision
 
     def list_page(self, spec: EntitySpec, page: int, *, per_page: int = PER_PAGE, newest_first: bool = True,
                   since: str | None = None) -> Page:

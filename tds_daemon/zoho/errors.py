@@ -37,3 +37,14 @@ class ZohoRateLimited(ZohoUnavailable):
     def __init__(self, message: str, *, retry_after: float, **kw):
         super().__init__(message, **kw)
         self.retry_after = retry_after
+
+
+class ZohoBreakerOpen(ZohoUnavailable):
+    """A circuit breaker refused the call, so no request was sent: never counted against a breaker itself.
+
+    ``retry_at`` is when the breaker lets a trial call through (None while its trials are out).
+    """
+
+    def __init__(self, message: str, *, breaker: str, retry_at=None, **kw):
+        super().__init__(message, **kw)
+        self.breaker, self.retry_at = breaker, retry_at

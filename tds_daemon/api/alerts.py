@@ -1,0 +1,35 @@
+"""``GET /api/tds/alerts`` and ``POST /api/tds/alerts/{id}/acknowledge`` (the alerts are ``tds_daemon.alerts``).
+
+List: ``?status=open|resolved|all`` (default open), ``?limit=`` (1-1000, default 100), the most recently
+seen first → ``{"alerts": [...], "count": n}``. Acknowledge: stamps ``acknowledged_at`` once (again is a
+no-op answering the same alert), 404 for an unknown id; the alert stays open until its condition clears.
+"""
+
+from __future__ import annotations
+
+from .. import alerts
+from .errors import ApiError
+
+
+class AlertsResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_get(self, req, resp) -> None:
+        status = req.get_param("status") or "open"
+        if status not in alerts.ALERT_STATUSES:
+            raise ApiError(400, "invalid_status", f"status must be one of {', '.join(alerts.ALERT_STATUSES)}")
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
+        items = alerts.recent(self.engine, status=status, limit=limit)
+        resp.media = {"alerts": items, "count": len(items)}
+
+
+class AlertAcknowledgeResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_post(self, req, resp, alert_id: int) -> None:
+        alert = alerts.acknowledge(self.engine, alert_id) if alert_id < 2**63 else None
+        if alert is None:
+            raise ApiError(404, "unknown_alert", f"no alert {alert_id}")
+        resp.media = alert

@@ -1,0 +1,56 @@
+"""``GET /api/tds/stats`` (the latest stats run and the history) and ``POST /api/tds/stats/run``.
+
+A stats run pages through every entity's Zoho list under the shared rate limit: minutes, so the API
+only sends the stats actor a message (202) and a worker runs it (see ``tds_daemon.stats``).
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from .. import entities, stats
+from ..jobs import STATS_ACTOR, STATS_QUEUE
+from .errors import ApiError
+from .healing import database_answers
+
+
+def _summary(run: dict) -> dict:
+    return {
+        "id": run["id"], "origin": run["origin"], "started_at": run["started_at"],
+        "finished_at": run["finished_at"], "overall_match": run["overall_match"],
+        "entities": {name: e["match_pct"] for name, e in run["entities"].items()},
+        "repairs": run["repairs"], "errors": run["errors"],
+    }
+
+
+class StatsResource:
+    def __init__(self, engine):
+        self.engine = engine
+
+    def on_get(self, req, resp) -> None:
+        limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 30
+        with database_answers():
+            runs = stats.history(self.engine, limit)
+        resp.media = {"latest": runs[0] if runs else None, "history": [_summary(r) for r in runs]}
+
+
+class StatsRunResource:
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def on_post(self, req, resp) -> None:
+        wanted = req.get_param_as_list("entity") or []
+        names = []
+        for name in wanted:
+            spec = entities.resolve(name)
+            if spec is None:
+                raise ApiError(404, "unknown_entity", f"no entity type {name[:60]!r}; known: "
+                               + ", ".join(entities.BY_NAME))
+            names.append(spec.name)
+        names = list(dict.fromkeys(names)) or None
+        if not self.dispatcher.send_to(STATS_QUEUE, STATS_ACTOR, "api", names):
+            raise ApiError(503, "broker_unavailable", "Redis does not answer, the stats run was not queued; "
+                           "try again later", headers={"Retry-After": "5"})
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "queued": {"queue": STATS_QUEUE, "actor": STATS_ACTOR, "origin": "api",
+                                                       "entities": names or [e.name for e in entities.ENTITIES]}}
