@@ -287,13 +287,27 @@ def cmd_status(args) -> int:
     _require_schema(config)
     engine = make_engine(config, pool_size=1, application_name="tds-status")
     try:
-        state = status.collect(engine)
+        state = status.collect(engine, _breaker_states(config))
     except exc.OperationalError as e:
         raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
     finally:
         engine.dispose()
     print(status.to_json(state) if args.json else status.render(state))
     return 0
+
+
+def _breaker_states(config: Config) -> list[dict] | None:
+    import redis
+
+    from .breakers import Breakers, redis_for_breakers
+
+    client = redis_for_breakers(config)
+    try:
+        return [b.as_json() for b in Breakers.from_config(config, client).statuses()]
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
 
 
 def _dlq_engine(config: Config):

@@ -14,7 +14,8 @@ RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
 
 
-def collect(engine: Engine) -> dict:
+def collect(engine: Engine, breakers: list[dict] | None = None) -> dict:
+    """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) when Redis answered, else None."""
     with engine.connect() as conn:
         counts = {(r.entity_type, r.status): r.n for r in conn.execute(
             select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
@@ -28,8 +29,7 @@ def collect(engine: Engine) -> dict:
             "queue": {s: counts.get((spec.name, s), 0) for s in STATUSES},
             "last_run": {k: run[k] for k in RUN_FIELDS} if run else None,
         }
-    # Circuit breakers (their state per breaker) join here as "breakers", between the queues and the alerts.
-    return {"entities": out, "alerts": open_alerts}
+    return {"entities": out, "breakers": breakers, "alerts": open_alerts}
 
 
 def render(status: dict) -> str:
@@ -40,7 +40,16 @@ def render(status: dict) -> str:
                 + (f": {run['error']}" if run["error"] else "")) if run else "never"
         lines.append(f"{name:<17} {q['pending']:>8} {q['processing']:>8} {q['failed']:>7} {q['dead_letter']:>6} "
                      f"{q['completed']:>9}  {last}")
-    # Circuit breakers: their lines go here, before the alerts.
+    lines.append("")
+    if status["breakers"] is None:
+        lines.append("circuit breakers: unknown (Redis does not answer)")
+    else:
+        closed = [b for b in status["breakers"] if b["state"] == "closed"]
+        lines.append(f"circuit breakers: {len(closed)} of {len(status['breakers'])} closed")
+        for b in status["breakers"]:
+            if b["state"] != "closed":
+                until = f" until {b['retry_at'][:19].replace('T', ' ')}" if b.get("retry_at") else ""
+                lines.append(f"  {b['name']}: {b['state']}{until}" + (f" ({b['reason']})" if b.get("reason") else ""))
     a = status["alerts"]
     lines.append("")
     lines.append(f"open alerts: {a['open']} (critical {a['critical']}, warning {a['warning']}, info {a['info']})"

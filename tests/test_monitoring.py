@@ -261,3 +261,30 @@ def test_status_shows_open_alerts(migrated, clean_db):
     assert doc["alerts"]["open"] == 2 and doc["alerts"]["critical"] == 1
     assert [a["type"] for a in doc["alerts"]["items"]] == ["queue_depth", "dead_letters"]
     assert doc["entities"]["product"]["queue"]["pending"] == 0
+
+
+def test_status_shows_circuit_breakers(migrated, clean_db):
+    from tds_daemon.breakers import NAMES, Breakers, redis_for_breakers
+    from tds_daemon.config import load
+
+    config = load(environ=migrated)
+    client = redis_for_breakers(config)
+    breaker = Breakers.from_config(config, client).get("entity:product")
+    try:
+        breaker.trip("test: tripped by hand")
+        r = subprocess.run([*TDS, "status"], env=migrated, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert f"circuit breakers: {len(NAMES) - 1} of {len(NAMES)} closed" in r.stdout
+        assert "entity:product: open until " in r.stdout and "test: tripped by hand" in r.stdout
+        r = subprocess.run([*TDS, "status", "--json"], env=migrated, cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        states = {b["name"]: b["state"] for b in json.loads(r.stdout)["breakers"]}
+        assert states["entity:product"] == "open" and states["zoho:books"] == "closed"
+    finally:
+        breaker.reset()
+        client.close()
+    # Redis gone: the rest of the status still shows, and says it does not know the breakers.
+    env = {**migrated, "TDS_REDIS_URL": "redis://127.0.0.1:1/0"}
+    r = subprocess.run([*TDS, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "circuit breakers: unknown (Redis does not answer)" in r.stdout
