@@ -281,3 +281,45 @@ def queue_counts(engine) -> dict[str, int]:
 def all_applied(engine, expected: int) -> bool:
     counts = queue_counts(engine)
     return counts.get("completed", 0) == expected and sum(counts.values()) == expected
+
+
+# --- the Zoho simulator (tests/sim_harness.py) and a private Redis --------------------------------------
+
+@pytest.fixture(scope="module")
+def sim_base(module_processes):
+    from sim_harness import SCALE, SEED
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    module_processes.start("simulator", [*TDS, "simulator", "--port", str(port), "--seed", str(SEED),
+                                         "--scale", str(SCALE), "--rate-limit", "0", "--refresh-limit", "0"],
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                           ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
+    return base
+
+
+@pytest.fixture
+def sim(sim_base):
+    from sim_harness import NO_FAULTS, Sim
+
+    s = Sim(sim_base)
+    s.faults(**NO_FAULTS)
+    s.reset()
+    yield s
+    s.faults(**NO_FAULTS)
+    s.http.close()
+
+
+def start_private_redis(processes: Processes, port: int) -> subprocess.Popen:
+    """A redis-server of this test alone (never the shared one): stopping or flushing it harms nobody else."""
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(processes.log_dir)]
+
+    def answers():
+        client = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return client.ping()
+        finally:
+            client.close()
+
+    return processes.start("redis-private", argv, ready=answers, timeout=15)

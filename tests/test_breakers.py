@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
 import threading
 import time
@@ -18,9 +17,10 @@ import uuid
 import httpx
 import pytest
 import redis as redis_lib
-from conftest import ADMIN_TOKEN, TDS, free_port, start_daemon, wait_until
+from conftest import ADMIN_TOKEN, free_port, start_daemon, wait_until
+from sim_harness import ORG, Sim, zoho_env
 from sqlalchemy import create_engine, text
-from test_sync import NO_FAULTS, ORG, SCALE, SEED, Sim, Tds, zoho_env
+from test_sync import Tds
 from zoho_objects import default_payload, make_object
 
 from tds_daemon import breakers
@@ -364,27 +364,6 @@ def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
 
 
 # ------------------------------------------------------------------------- Zoho simulator over real HTTP
-
-@pytest.fixture(scope="module")
-def sim_base(module_processes):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    module_processes.start("simulator", [*TDS, "simulator", "--port", str(port), "--seed", str(SEED),
-                                         "--scale", str(SCALE), "--rate-limit", "0", "--refresh-limit", "0"],
-                           env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                           ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
-    return base
-
-
-@pytest.fixture
-def sim(sim_base):
-    s = Sim(sim_base)
-    s.faults(**NO_FAULTS)
-    s.reset()
-    yield s
-    s.faults(**NO_FAULTS)
-    s.http.close()
-
 
 @pytest.fixture
 def env(migrated, engine, sim_base, ns, tmp_path):

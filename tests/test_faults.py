@@ -17,8 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import redis as redis_lib
-from conftest import WEBHOOK_TOKEN, all_applied, free_port, queue_counts, start_daemon, wait_until
+from conftest import (
+    WEBHOOK_TOKEN,
+    all_applied,
+    free_port,
+    queue_counts,
+    start_daemon,
+    start_private_redis,
+    wait_until,
+)
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
@@ -84,19 +91,6 @@ def inbox_ids(engine) -> set[str]:
         return set(c.execute(text("SELECT zoho_id FROM tds_inbox_events")).scalars())
 
 
-def start_private_redis(processes, port: int):
-    """A redis-server of this test alone (never the shared one): stopping it harms nobody else."""
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(processes.log_dir)]
-
-    def answers():
-        client = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return client.ping()
-        finally:
-            client.close()
-
-    return processes.start("redis-private", argv, ready=answers, timeout=15)
 
 
 def metric_value(body: str, name: str, **labels: str) -> float:

@@ -12,8 +12,17 @@ import json
 import uuid
 
 import pytest
-import redis as redis_lib
-from conftest import ADMIN_TOKEN, TDS, all_applied, free_port, queue_counts, start_daemon, truncate, wait_until
+from conftest import (
+    ADMIN_TOKEN,
+    TDS,
+    all_applied,
+    free_port,
+    queue_counts,
+    start_daemon,
+    start_private_redis,
+    truncate,
+    wait_until,
+)
 from sqlalchemy import text
 from zoho_objects import make_object
 
@@ -28,19 +37,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 # --- helpers ---
 
-def start_private_redis(processes, port: int):
-    """A redis-server of this test alone: flushing it harms no other session."""
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(processes.log_dir)]
-
-    def answers():
-        client = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return client.ping()
-        finally:
-            client.close()
-
-    return processes.start("redis-private", argv, ready=answers, timeout=15)
 
 
 _ADD = text("""
