@@ -14,7 +14,8 @@ Two callers share this module (the API never imports actors):
      being processed, in the hash ``<namespace>:<queue>.msgs`` until it is acknowledged: an id that is
      in neither that hash nor in a state past pending has no message. Sending one twice is harmless:
      an item already claimed or completed makes its second message a no-op.
-  2. the sweep as the workers do it (``syncqueue.recover``), until nothing is left;
+  2. the sweep as the workers do it (``syncqueue.recover``), until nothing is left, and sync runs
+     left 'running' by a worker that died (no heartbeat for ``sync.ABANDONED_AFTER_S``) are failed;
   3. **dead letters** whose last failure is older than ``healer.dead_letter_retry_after_s`` and that
      have had fewer than ``healer.max_attempts_total`` attempts, oldest first, at most
      ``healer.dead_letter_batch`` per run: back to pending and sent after commit;
@@ -44,7 +45,7 @@ from . import alerts, entities, runs, syncqueue
 from .config import Config
 from .dispatch import Dispatcher
 from .schema import healer_runs, sync_queue
-from .sync import SYNC_ACTOR, SYNC_QUEUE
+from .sync import ABANDONED_AFTER_S, SYNC_ACTOR, SYNC_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Redispatched:
     failed_due: int = 0  # failed items whose retry time came
     buried: int = 0  # processing items past their lease with every attempt used: dead_letter
     runs: int = 0  # queued sync runs sent again
+    abandoned_runs: int = 0  # running sync runs whose heartbeat stopped: failed as abandoned
     dispatch_failed: int = 0  # items left pending, unsent (Redis unavailable)
 
     @property
@@ -103,9 +105,14 @@ def redispatch(engine: Engine, dispatcher: Dispatcher, config: Config, *, passes
             break  # all done (or Redis is down: the next pass would pick the same items again)
     with engine.begin() as conn:
         queued = runs.lost_queued(conn, cfg.redispatch_after_s)
+        abandoned = runs.abandon_stale(conn, ABANDONED_AFTER_S)
     for run_id in queued:
         if dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id):
             result.runs += 1
+    for run_id, entity in abandoned:
+        log.warning("sync run %s abandoned: entity=%s, no progress for %ds (its worker stopped); marked failed",
+                    run_id, entity, ABANDONED_AFTER_S)
+    result.abandoned_runs += len(abandoned)
     return result
 
 
@@ -259,6 +266,7 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
         "redispatched": {"lost_pending": result.lost_pending, "expired_leases": result.expired_leases,
                          "failed_due": result.failed_due, "runs": result.runs},
         "buried": result.buried,
+        "abandoned_runs": result.abandoned_runs,
         "dead_letters_retried": retried,
         "dispatch_failed": result.dispatch_failed,
         "queue": counts,

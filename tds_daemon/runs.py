@@ -50,13 +50,32 @@ def start(engine: Engine, run_id: int) -> dict[str, Any] | None:
     """Mark a queued run running; None if it is not queued (already run, or unknown)."""
     with engine.begin() as c:
         row = c.execute(update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "queued")
-                        .values(status="running", started_at=func.now()).returning(*sync_runs.c)).first()
+                        .values(status="running", started_at=func.now(), heartbeat_at=func.now())
+                        .returning(*sync_runs.c)).first()
     return dict(row._mapping) if row else None
 
 
 def progress(engine: Engine, run_id: int, counts: dict[str, int]) -> None:
+    """The counts so far, and the heartbeat that says the run is alive."""
     with engine.begin() as c:
-        c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(**counts))
+        c.execute(update(sync_runs).where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
+                  .values(heartbeat_at=func.now(), **counts))
+
+
+# Running runs whose heartbeat stopped: their worker died (SIGKILL, OOM, a lost host) mid-run.
+_ABANDONED = text("""
+UPDATE tds_sync_runs
+SET status = 'failed', finished_at = now(),
+    duration_s = extract(epoch FROM now() - coalesce(started_at, now())),
+    error = 'abandoned: no progress for ' || :after_s || ' s (its worker stopped mid-run); the next '
+            || 'scheduled run, or tds sync, pulls again'
+WHERE status = 'running' AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => :after_s)
+RETURNING id, entity_type
+""")
+
+
+def abandon_stale(conn: Connection, after_s: int) -> list[tuple[int, str]]:
+    return [(r.id, r.entity_type) for r in conn.execute(_ABANDONED, {"after_s": after_s})]
 
 
 def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], error: str | None = None,

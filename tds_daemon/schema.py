@@ -103,6 +103,9 @@ sync_runs = Table(
     Column("dispatched_at", TZ),
     Column("started_at", TZ),
     Column("finished_at", TZ),
+    # Written while the run makes progress: a 'running' run whose heartbeat stops was abandoned
+    # (its worker was killed) and is failed by the recovery sweep.
+    Column("heartbeat_at", TZ),
     Column("pages", Integer, nullable=False, server_default="0"),
     Column("objects", Integer, nullable=False, server_default="0"),
     Column("created", Integer, nullable=False, server_default="0"),

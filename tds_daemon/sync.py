@@ -25,12 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import runs, upsert, zohovalues
 from .breakers import clock
@@ -84,6 +86,29 @@ class Tally:
 
 
 Progress = Callable[[Tally], None]
+HEARTBEAT_S = 10.0  # how often a run writes its counts so far (and so says it is alive)
+ABANDONED_AFTER_S = 600  # a running run silent this long is failed as abandoned (runs.abandon_stale)
+
+
+class _Heartbeat:
+    """The progress callback of a run: the caller's, plus the run's counts in the database every
+    HEARTBEAT_S, so that ``GET /api/tds/runs/{id}`` shows a long run advancing and the recovery sweep
+    can tell a live run from one whose worker was killed."""
+
+    def __init__(self, engine: Engine, run_id: int, progress: Progress | None, requests: Callable[[], int]):
+        self.engine, self.run_id, self.progress, self.requests = engine, run_id, progress, requests
+        self.last = time.monotonic()
+
+    def __call__(self, tally: Tally) -> None:
+        if self.progress:
+            self.progress(tally)
+        if time.monotonic() - self.last < HEARTBEAT_S:
+            return
+        self.last = time.monotonic()
+        try:
+            runs.progress(self.engine, self.run_id, {**tally.counts(), "requests": self.requests()})
+        except SQLAlchemyError as e:  # a missed beat is not worth failing the run for
+            log.debug("sync run %s: heartbeat not written: %s", self.run_id, e)
 
 
 class Syncer:
@@ -105,8 +130,9 @@ class Syncer:
             when = (f"open until {clock(decision.retry_at)}" if decision.state == "open"
                     else "half-open with its trial calls in flight")
             self._skip(run_id, spec, kind, tally, f"circuit breaker {breaker.name} is {when}")
+        beat = _Heartbeat(self.engine, run_id, progress, lambda: self.client.requests - requests_before)
         try:
-            kind = self._execute(spec, kind, since, tally, progress)
+            kind = self._execute(spec, kind, since, tally, beat)
             tally.requests = self.client.requests - requests_before
             if kind != "stock":
                 with self.engine.begin() as conn:

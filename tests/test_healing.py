@@ -267,3 +267,24 @@ def test_redis_down_during_a_run_items_stay_pending_and_the_report_says_so(env, 
     with engine.connect() as c:
         stored = c.execute(text("SELECT origin, report FROM tds_healer_runs")).one()
     assert stored.origin == "cli" and stored.report == {k: v for k, v in report.items() if k != "id"}
+
+
+def test_a_sync_run_left_running_by_a_dead_worker_is_failed_as_abandoned(env, engine, healers):
+    from tds_daemon import runs
+    from tds_daemon.sync import ABANDONED_AFTER_S
+
+    h = healers(env)
+    dead, alive = (runs.create(engine, "product", "full", origin="cli") for _ in range(2))
+    for run_id in (dead, alive):
+        runs.start(engine, run_id)
+    with engine.begin() as c:  # the dead one's worker was killed long enough ago; the live one beats
+        c.execute(text("UPDATE tds_sync_runs SET started_at = now() - make_interval(secs => :s), "
+                       "heartbeat_at = now() - make_interval(secs => :s) WHERE id = :id"),
+                  {"s": ABANDONED_AFTER_S + 60, "id": dead})
+    report = h.run()
+    assert report["abandoned_runs"] == 1, report
+    after = {r: runs.get(engine, r) for r in (dead, alive)}
+    assert after[dead]["status"] == "failed" and after[dead]["error"].startswith("abandoned: no progress for")
+    assert after[dead]["finished_at"] is not None
+    assert after[alive]["status"] == "running"
+    assert h.run()["abandoned_runs"] == 0

@@ -480,3 +480,22 @@ def applied(engine, event_id: int) -> str | None:
         item = c.execute(text("SELECT status, outcome FROM tds_sync_queue WHERE event_id = :id"),
                          {"id": event_id}).first()
     return item.outcome if item and item.status == "completed" else None
+
+
+def test_a_long_run_shows_its_progress_and_heartbeat_while_it_runs(sim, tds, monkeypatch):
+    import tds_daemon.sync as sync_module
+
+    monkeypatch.setattr(sync_module, "HEARTBEAT_S", 0.0)  # a beat at every page
+    sim.faults(latency_ms=150)  # customer: 4 pages, slow enough to watch
+    seen: list[dict] = []
+
+    def watch(tally) -> None:  # called after each page; reads what another process would see
+        with tds.engine.connect() as c:
+            seen.append(dict(c.execute(text("SELECT status, objects, heartbeat_at FROM tds_sync_runs "
+                                            "WHERE status = 'running'")).mappings().one()))
+
+    run = tds.sync("customer", progress=watch)
+    assert run["status"] == "succeeded"
+    # the caller's progress comes before the beat of the same page: by the last page, earlier beats show
+    assert seen and seen[-1]["objects"] > 0 and seen[-1]["heartbeat_at"] is not None
+    assert run["heartbeat_at"] is not None and run["heartbeat_at"] >= run["started_at"]
