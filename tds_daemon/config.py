@@ -155,6 +155,9 @@ SCHEMA: tuple[Setting, ...] = (
             "is not retried by the healer (replay it by hand)", check=_range(1, 1000)),
     Setting("healer", "dead_letter_batch", int, 100, "dead letters retried per healer run, oldest first",
             check=_range(0, 10000)),
+    Setting("healer", "retain_days", int, 30, "completed items (and their inbox events), finished sync runs, "
+            "healer runs and resolved alerts older than this are deleted by the healer; dead letters never are",
+            check=_range(1, 3650)),
     Setting("stats", "match_threshold", float, 95.0, "below this match percentage an entity gets a "
             "stats_mismatch alert and a repair (full) sync", check=_range(0, 100)),
     Setting("stats", "sample_size", int, 200, "objects per entity whose fields the stats run compares "

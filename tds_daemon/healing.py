@@ -21,6 +21,8 @@ Two callers share this module (the API never imports actors):
      ``healer.dead_letter_batch`` per run: back to pending and sent after commit;
   4. **alerts** ``queue_depth`` (pending items) and ``dead_letters`` at ``monitoring.*_warning`` /
      ``monitoring.*_critical`` (strictly more than), resolved when back at or under the warning level.
+  5. **retention** (``tds_daemon.retention``): completed items, their inbox events, finished runs and
+     resolved alerts older than ``healer.retain_days`` are deleted.
 
 If Redis is down the items stay pending in PostgreSQL with ``dispatched_at`` NULL (the next sweep
 sends them) and the report counts them under ``dispatch_failed``. A database failure ends the run
@@ -41,7 +43,7 @@ import redis
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
-from . import alerts, entities, runs, syncqueue
+from . import alerts, entities, retention, runs, syncqueue
 from .config import Config
 from .dispatch import Dispatcher
 from .schema import healer_runs, sync_queue
@@ -256,6 +258,7 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
                             "pending in PostgreSQL and are sent when it answers")
     counts = queue_counts(engine)
     fired = check_alerts(engine, config, counts)
+    pruned = retention.prune(engine, config.healer.retain_days)
     finished = dt.datetime.now(dt.UTC)
     report = {
         "origin": origin,
@@ -271,6 +274,7 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
         "dispatch_failed": result.dispatch_failed,
         "queue": counts,
         "alerts": fired,
+        "pruned": pruned,
         "errors": errors,
     }
     with engine.begin() as conn:

@@ -84,6 +84,8 @@ sync_queue = Table(
 Index("ix_tds_sync_queue_pending", sync_queue.c.dispatched_at, postgresql_where=text("status = 'pending'"))
 Index("ix_tds_sync_queue_processing", sync_queue.c.lease_until, postgresql_where=text("status = 'processing'"))
 Index("ix_tds_sync_queue_failed", sync_queue.c.next_attempt_at, postgresql_where=text("status = 'failed'"))
+# Retention (the healer deletes completed items by age) and the 24 h success rate of monitoring/health.
+Index("ix_tds_sync_queue_completed", sync_queue.c.completed_at, postgresql_where=text("status = 'completed'"))
 # Counts by state for metrics and monitoring; lookups of an object's history.
 Index(None, sync_queue.c.status, sync_queue.c.entity_type)
 Index(None, sync_queue.c.entity_type, sync_queue.c.zoho_id)

@@ -288,3 +288,40 @@ def test_a_sync_run_left_running_by_a_dead_worker_is_failed_as_abandoned(env, en
     assert after[dead]["finished_at"] is not None
     assert after[alive]["status"] == "running"
     assert h.run()["abandoned_runs"] == 0
+
+
+def test_retention_deletes_what_is_old_and_done_and_never_work_not_done(env, engine, healers):
+    from tds_daemon import alerts, runs
+
+    h = healers(env, TDS_HEALER_RETAIN_DAYS="30")
+    old_done = add_items(engine, "product", 3, status="completed")
+    new_done = add_items(engine, "product", 2, status="completed")
+    old_dead = add_items(engine, "product", 1, status="dead_letter", attempts=10, failed_ago_s=90 * 86400)
+    old_run, new_run = (runs.create(engine, "product", "full", origin="cli") for _ in range(2))
+    for run_id in (old_run, new_run):
+        runs.finish(engine, run_id, "succeeded", {})
+    alerts.raise_alert(engine, "queue_depth", "warning", "old condition")
+    alerts.resolve(engine, "queue_depth")
+    with engine.begin() as c:
+        c.execute(text("UPDATE tds_sync_queue SET completed_at = now() - interval '31 days' WHERE id = ANY(:ids)"),
+                  {"ids": old_done})
+        c.execute(text("UPDATE tds_sync_queue SET completed_at = now() - interval '29 days' WHERE id = ANY(:ids)"),
+                  {"ids": new_done})
+        c.execute(text("UPDATE tds_sync_queue SET created_at = now() - interval '90 days' WHERE id = ANY(:ids)"),
+                  {"ids": old_dead})
+        c.execute(text("UPDATE tds_sync_runs SET finished_at = now() - interval '31 days' WHERE id = :id"),
+                  {"id": old_run})
+        c.execute(text("UPDATE tds_alerts SET resolved_at = now() - interval '31 days'"))
+        events = dict(c.execute(text("SELECT id, event_id FROM tds_sync_queue WHERE id = ANY(:ids)"),
+                                {"ids": old_done + new_done}).all())
+
+    report = h.run()
+    assert report["pruned"] == {"completed_items": 3, "sync_runs": 1, "healer_runs": 0, "resolved_alerts": 1}, report
+    with engine.connect() as c:
+        left = set(c.execute(text("SELECT id FROM tds_sync_queue")).scalars())
+        left_events = set(c.execute(text("SELECT id FROM tds_inbox_events")).scalars())
+        left_runs = set(c.execute(text("SELECT id FROM tds_sync_runs")).scalars())
+    assert left == set(new_done + old_dead)  # the dead letter stays, however old
+    assert {events[i] for i in old_done}.isdisjoint(left_events) and {events[i] for i in new_done} <= left_events
+    assert left_runs == {new_run}
+    assert h.run()["pruned"]["completed_items"] == 0

@@ -1,0 +1,58 @@
+"""Retention: what the healer deletes so that the bookkeeping tables stop growing.
+
+Every accepted webhook leaves an inbox event and a sync item for ever, and every scrape of
+``/metrics`` counts the queue by state: a year of webhooks would make both slow. So each healer run
+deletes, older than ``healer.retain_days``:
+
+- completed sync items and their inbox events (a re-delivery of such an old event is then accepted
+  again, and the newer-wins upsert finds it stale or unchanged: nothing regresses);
+- finished sync runs (not the cursors, which live in ``tds_sync_cursors``), healer runs and resolved
+  alerts.
+
+Dead letters, pending, processing and failed items are never deleted: they are work not done. At most
+``BATCH`` rows of each kind go per run, each kind in its own short transaction, so a first run on a
+large backlog catches up over a few runs instead of holding locks for minutes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+BATCH = 20000
+
+_ITEMS = text("""
+WITH gone AS (
+    DELETE FROM tds_sync_queue WHERE id IN (
+        SELECT id FROM tds_sync_queue
+        WHERE status = 'completed' AND completed_at < now() - make_interval(days => :days)
+        ORDER BY completed_at LIMIT :batch)
+    RETURNING event_id
+)
+DELETE FROM tds_inbox_events WHERE id IN (SELECT event_id FROM gone)
+RETURNING id
+""")
+
+# (what, statement): each deletes at most :batch rows older than :days.
+_OTHERS = (
+    ("sync_runs", text("""DELETE FROM tds_sync_runs WHERE id IN (
+        SELECT id FROM tds_sync_runs WHERE status IN ('succeeded', 'failed', 'skipped')
+        AND finished_at < now() - make_interval(days => :days) ORDER BY id LIMIT :batch)""")),
+    ("healer_runs", text("""DELETE FROM tds_healer_runs WHERE id IN (
+        SELECT id FROM tds_healer_runs WHERE finished_at < now() - make_interval(days => :days)
+        ORDER BY id LIMIT :batch)""")),
+    ("resolved_alerts", text("""DELETE FROM tds_alerts WHERE id IN (
+        SELECT id FROM tds_alerts WHERE resolved_at < now() - make_interval(days => :days)
+        ORDER BY id LIMIT :batch)""")),
+)
+
+
+def prune(engine: Engine, days: int, batch: int = BATCH) -> dict[str, int]:
+    """Delete what is older than ``days``; returns the rows deleted per kind."""
+    params = {"days": days, "batch": batch}
+    with engine.begin() as conn:
+        deleted = {"completed_items": len(conn.execute(_ITEMS, params).all())}
+    for what, statement in _OTHERS:
+        with engine.begin() as conn:
+            deleted[what] = conn.execute(statement, params).rowcount
+    return deleted
