@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from . import alerts, entities, runs
-from .schema import STATUSES, sync_queue
+from .schema import STATUSES, healer_runs, stats_runs, sync_queue
 
 RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
@@ -22,6 +22,10 @@ def collect(engine: Engine, breakers: list[dict] | None = None) -> dict:
             .group_by(sync_queue.c.entity_type, sync_queue.c.status))}
         latest = runs.latest_per_entity(conn)
         open_alerts = {**alerts.open_counts(conn), "items": alerts.recent(conn, status="open", limit=ALERT_LINES)}
+        healer = conn.execute(select(healer_runs.c.finished_at, healer_runs.c.report)
+                              .order_by(healer_runs.c.id.desc()).limit(1)).first()
+        stats = conn.execute(select(stats_runs.c.finished_at, stats_runs.c.overall_match)
+                             .order_by(stats_runs.c.id.desc()).limit(1)).first()
     out = {}
     for spec in entities.ENTITIES:
         run = latest.get(spec.name)
@@ -29,7 +33,18 @@ def collect(engine: Engine, breakers: list[dict] | None = None) -> dict:
             "queue": {s: counts.get((spec.name, s), 0) for s in STATUSES},
             "last_run": {k: run[k] for k in RUN_FIELDS} if run else None,
         }
-    return {"entities": out, "breakers": breakers, "alerts": open_alerts}
+    last_healer = last_stats = None
+    if healer:
+        report = healer.report
+        last_healer = {"finished_at": healer.finished_at.isoformat(),
+                       "sent_again": sum(report.get("redispatched", {}).values()),
+                       "dead_letters_retried": report.get("dead_letters_retried", 0),
+                       "errors": len(report.get("errors", []))}
+    if stats:
+        last_stats = {"finished_at": stats.finished_at.isoformat(),
+                      "overall_match": float(stats.overall_match) if stats.overall_match is not None else None}
+    return {"entities": out, "breakers": breakers, "alerts": open_alerts, "healer": last_healer,
+            "stats": last_stats}
 
 
 def render(status: dict) -> str:
@@ -50,6 +65,12 @@ def render(status: dict) -> str:
             if b["state"] != "closed":
                 until = f" until {b['retry_at'][:19].replace('T', ' ')}" if b.get("retry_at") else ""
                 lines.append(f"  {b['name']}: {b['state']}{until}" + (f" ({b['reason']})" if b.get("reason") else ""))
+    h, st = status["healer"], status["stats"]
+    lines.append("last healer run: " + (f"{h['finished_at'][:19].replace('T', ' ')} (sent again {h['sent_again']}, "
+                                        f"dead letters retried {h['dead_letters_retried']}, errors {h['errors']})"
+                                        if h else "never"))
+    match = "" if not st or st["overall_match"] is None else f" (overall match {st['overall_match']:.2f}%)"
+    lines.append("last stats run: " + (f"{st['finished_at'][:19].replace('T', ' ')}{match}" if st else "never"))
     a = status["alerts"]
     lines.append("")
     lines.append(f"open alerts: {a['open']} (critical {a['critical']}, warning {a['warning']}, info {a['info']})"

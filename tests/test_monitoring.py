@@ -288,3 +288,29 @@ def test_status_shows_circuit_breakers(migrated, clean_db):
     r = subprocess.run([*TDS, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "circuit breakers: unknown (Redis does not answer)" in r.stdout
+
+
+def test_status_shows_the_last_healer_and_stats_runs(migrated, clean_db):
+    def status(*args):
+        r = subprocess.run([*TDS, "status", *args], env=migrated, cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    with clean_db.begin() as c:
+        c.execute(text("DELETE FROM tds_healer_runs"))
+        c.execute(text("DELETE FROM tds_stats_runs"))
+    out = status()
+    assert "last healer run: never" in out and "last stats run: never" in out
+    with clean_db.begin() as c:
+        c.execute(text("INSERT INTO tds_healer_runs (origin, started_at, finished_at, report) VALUES ('api', now(), "
+                       "now(), CAST(:r AS jsonb))"),
+                  {"r": json.dumps({"redispatched": {"lost_pending": 2, "expired_leases": 1, "failed_due": 0,
+                                                     "runs": 0}, "dead_letters_retried": 3, "errors": []})})
+        c.execute(text("INSERT INTO tds_stats_runs (origin, started_at, finished_at, overall_match, report) "
+                       "VALUES ('api', now(), now(), 97.22, '{}')"))
+    out = status()
+    assert "(sent again 3, dead letters retried 3, errors 0)" in out
+    assert "(overall match 97.22%)" in out
+    doc = json.loads(status("--json"))
+    assert doc["healer"]["sent_again"] == 3 and doc["stats"]["overall_match"] == 97.22
