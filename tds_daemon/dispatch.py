@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
 
-from .entities import EntitySpec
+from . import syncqueue
+from .entities import BY_NAME, EntitySpec
 from .metrics import dispatches
 
 log = logging.getLogger(__name__)
@@ -55,3 +59,19 @@ class Dispatcher:
             return False
         dispatches.labels(self.origin, "sent").inc()
         return True
+
+    def send_items(self, engine: Engine, items: Iterable[tuple[int, str]]) -> list[int]:
+        """Send "apply item N" for each committed (item id, entity); returns the ids not sent.
+
+        Those are marked unsent (``dispatched_at`` NULL) so that the recovery sweep sends them as soon
+        as Redis answers. If PostgreSQL refuses even that, they are still pending and are sent again
+        after ``workers.redispatch_after_s``: nothing is lost either way.
+        """
+        unsent = [item_id for item_id, entity in items if not self.send(BY_NAME[entity], item_id)]
+        if unsent:
+            try:
+                with engine.begin() as conn:
+                    syncqueue.undispatch(conn, unsent)
+            except exc.SQLAlchemyError as e:
+                log.warning("could not mark %d unsent item(s): %s", len(unsent), type(e).__name__)
+        return unsent

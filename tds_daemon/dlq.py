@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
-from . import entities, syncqueue
+from . import entities
 from .schema import sync_queue
 
 if TYPE_CHECKING:  # listing must not import prometheus_client (the CLI sets its directory first)
@@ -149,11 +149,9 @@ def replay(engine: Engine, dispatcher: Dispatcher, sel: Selector) -> Replayed:
         moved = set(result.replayed_ids)
         result.skipped_ids = [i for i in sel.ids if i not in moved]
         result.skipped = len(result.skipped_ids)
-    unsent = [r.id for r in rows if not params["dispatch"]
-              or not dispatcher.send(entities.BY_NAME[r.entity_type], r.id)]
-    if unsent and params["dispatch"]:
-        with engine.begin() as conn:
-            syncqueue.undispatch(conn, unsent)  # the recovery sweep sends them when Redis answers
+    # Redis known down: dispatched_at stayed NULL above, and the recovery sweep sends them when it answers.
+    unsent = (dispatcher.send_items(engine, [(r.id, r.entity_type) for r in rows]) if params["dispatch"]
+              else [r.id for r in rows])
     result.undispatched = len(unsent)
     log.info("dead letters replayed: selector=%s replayed=%d skipped=%d undispatched=%d", sel.describe(),
              result.replayed, result.skipped, result.undispatched)

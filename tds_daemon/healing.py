@@ -90,16 +90,12 @@ def redispatch(engine: Engine, dispatcher: Dispatcher, config: Config, *, passes
         result.buried += buried
         if buried:
             log.error("recovery: %d item(s) moved to dead_letter after repeated worker loss", buried)
-        unsent, per_kind = [], defaultdict(int)
+        per_kind = defaultdict(int)
         for item in lost:
             per_kind[item.was] += 1
             setattr(result, _KIND[item.was], getattr(result, _KIND[item.was]) + 1)
-            if not dispatcher.send(entities.BY_NAME[item.entity_type], item.id):
-                unsent.append(item.id)
-        if unsent:
-            with engine.begin() as conn:
-                syncqueue.undispatch(conn, unsent)
-            result.dispatch_failed += len(unsent)
+        unsent = dispatcher.send_items(engine, [(item.id, item.entity_type) for item in lost])
+        result.dispatch_failed += len(unsent)
         if lost:
             log.info("recovery: dispatched %d item(s) again (%d could not be sent): %s", len(lost), len(unsent),
                      " ".join(f"{_KIND[k]}={n}" for k, n in per_kind.items()))
@@ -184,10 +180,7 @@ def retry_dead_letters(engine: Engine, dispatcher: Dispatcher, config: Config) -
     with engine.begin() as conn:
         picked = syncqueue.retry_dead_letters(conn, h.dead_letter_retry_after_s, h.max_attempts_total,
                                               h.dead_letter_batch)
-    unsent = [item_id for item_id, entity in picked if not dispatcher.send(entities.BY_NAME[entity], item_id)]
-    if unsent:
-        with engine.begin() as conn:
-            syncqueue.undispatch(conn, unsent)
+    unsent = dispatcher.send_items(engine, picked)
     if picked:
         log.info("healer: %d dead letter(s) retried by policy (%d could not be sent yet)", len(picked), len(unsent))
     return len(picked), len(unsent)

@@ -24,8 +24,6 @@ SELECT id, :entity, :zoho_id, CASE WHEN :dispatch THEN now() END FROM ev
 RETURNING id, event_id
 """)
 _EXISTING = text("SELECT id FROM tds_inbox_events WHERE idempotency_key = :key")
-_UNDISPATCHED = text("UPDATE tds_sync_queue SET dispatched_at = NULL WHERE id = :id AND status = 'pending'")
-
 
 @dataclass(frozen=True)
 class Stored:
@@ -47,9 +45,3 @@ def store(engine: Engine, delivery: Delivery, payload_json: str, will_dispatch: 
             return Stored(event_id=row.event_id, item_id=row.id)
         existing = conn.execute(_EXISTING, {"key": delivery.idempotency_key}).scalar_one()
         return Stored(event_id=existing, item_id=None)
-
-
-def mark_undispatched(engine: Engine, item_id: int) -> None:
-    """The send failed: make the item visible to the recovery sweep at once."""
-    with engine.begin() as conn:
-        conn.execute(_UNDISPATCHED, {"id": item_id})

@@ -242,22 +242,22 @@ def test_acknowledge_is_idempotent_and_404_for_unknown(api, clean_db):
 
 # ---------------------------------------------------------------------------------------------- tds status
 
-def test_status_shows_open_alerts(migrated, clean_db):
-    def status(*args):
-        r = subprocess.run([*TDS, "status", *args], env=migrated, cwd=ROOT, capture_output=True, text=True,
-                           timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
+def tds_status(env: dict[str, str], *args: str) -> str:
+    r = subprocess.run([*TDS, "status", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
-    assert "open alerts: none" in status()
+
+def test_status_shows_open_alerts(migrated, clean_db):
+    assert "open alerts: none" in tds_status(migrated)
     alerts.raise_alert(clean_db, "dead_letters", "critical", "120 dead letters")
     alerts.raise_alert(clean_db, "queue_depth", "warning", "1,200 pending items", entity="product")
     alerts.raise_alert(clean_db, "queue_depth", "warning", "1,300 pending items", entity="product")
-    out = status()
+    out = tds_status(migrated)
     assert "open alerts: 2 (critical 1, warning 1, info 0)" in out
     assert "warning  queue_depth [product]: 1,300 pending items (x2," in out
     assert "critical dead_letters: 120 dead letters (x1," in out
-    doc = json.loads(status("--json"))
+    doc = json.loads(tds_status(migrated, "--json"))
     assert doc["alerts"]["open"] == 2 and doc["alerts"]["critical"] == 1
     assert [a["type"] for a in doc["alerts"]["items"]] == ["queue_depth", "dead_letters"]
     assert doc["entities"]["product"]["queue"]["pending"] == 0
@@ -272,35 +272,24 @@ def test_status_shows_circuit_breakers(migrated, clean_db):
     breaker = Breakers.from_config(config, client).get("entity:product")
     try:
         breaker.trip("test: tripped by hand")
-        r = subprocess.run([*TDS, "status"], env=migrated, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        assert f"circuit breakers: {len(NAMES) - 1} of {len(NAMES)} closed" in r.stdout
-        assert "entity:product: open until " in r.stdout and "test: tripped by hand" in r.stdout
-        r = subprocess.run([*TDS, "status", "--json"], env=migrated, cwd=ROOT, capture_output=True, text=True,
-                           timeout=60)
-        states = {b["name"]: b["state"] for b in json.loads(r.stdout)["breakers"]}
+        out = tds_status(migrated)
+        assert f"circuit breakers: {len(NAMES) - 1} of {len(NAMES)} closed" in out
+        assert "entity:product: open until " in out and "test: tripped by hand" in out
+        states = {b["name"]: b["state"] for b in json.loads(tds_status(migrated, "--json"))["breakers"]}
         assert states["entity:product"] == "open" and states["zoho:books"] == "closed"
     finally:
         breaker.reset()
         client.close()
     # Redis gone: the rest of the status still shows, and says it does not know the breakers.
     env = {**migrated, "TDS_REDIS_URL": "redis://127.0.0.1:1/0"}
-    r = subprocess.run([*TDS, "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert "circuit breakers: unknown (Redis does not answer)" in r.stdout
+    assert "circuit breakers: unknown (Redis does not answer)" in tds_status(env)
 
 
 def test_status_shows_the_last_healer_and_stats_runs(migrated, clean_db):
-    def status(*args):
-        r = subprocess.run([*TDS, "status", *args], env=migrated, cwd=ROOT, capture_output=True, text=True,
-                           timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
     with clean_db.begin() as c:
         c.execute(text("DELETE FROM tds_healer_runs"))
         c.execute(text("DELETE FROM tds_stats_runs"))
-    out = status()
+    out = tds_status(migrated)
     assert "last healer run: never" in out and "last stats run: never" in out
     with clean_db.begin() as c:
         c.execute(text("INSERT INTO tds_healer_runs (origin, started_at, finished_at, report) VALUES ('api', now(), "
@@ -309,8 +298,8 @@ def test_status_shows_the_last_healer_and_stats_runs(migrated, clean_db):
                                                      "runs": 0}, "dead_letters_retried": 3, "errors": []})})
         c.execute(text("INSERT INTO tds_stats_runs (origin, started_at, finished_at, overall_match, report) "
                        "VALUES ('api', now(), now(), 97.22, '{}')"))
-    out = status()
+    out = tds_status(migrated)
     assert "(sent again 3, dead letters retried 3, errors 0)" in out
     assert "(overall match 97.22%)" in out
-    doc = json.loads(status("--json"))
+    doc = json.loads(tds_status(migrated, "--json"))
     assert doc["healer"]["sent_again"] == 3 and doc["stats"]["overall_match"] == 97.22

@@ -74,11 +74,7 @@ class WebhookResource:
             raise ApiError(503, "database_unavailable", "TDS cannot reach its database; nothing was "
                            "stored, send it again later", headers={"Retry-After": RETRY_AFTER_S}) from None
         if not stored.duplicate and will_dispatch:
-            if not self.dispatcher.send(spec, stored.item_id):
-                try:
-                    inbox.mark_undispatched(self.engine, stored.item_id)
-                except exc.SQLAlchemyError:
-                    pass  # the item is stored; recovery re-dispatches it after redispatch_after_s
+            self.dispatcher.send_items(self.engine, [(stored.item_id, spec.name)])
         return stored, delivery
 
     def _authenticate(self, req: falcon.Request) -> None:
