@@ -121,6 +121,8 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("api", "max_body_bytes", int, 1048576, "largest webhook body accepted",
             check=_range(1024, 64 * 1048576)),
     Setting("api", "processes", int, 2, "gunicorn worker processes", check=_range(1, 64)),
+    Setting("api", "threads", int, 8, "threads per gunicorn worker process; webhooks that arrive together "
+            "are stored in one transaction", check=_range(1, 256)),
     Setting("api", "timeout_s", int, 30, "gunicorn request timeout", check=_range(5, 600)),
     Setting("workers", "processes", int, 2, "Dramatiq worker processes", check=_range(1, 64)),
     Setting("workers", "threads", int, 8, "threads per worker process", check=_range(1, 256)),

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
 from sqlalchemy import create_engine, exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from .config import Config
 
@@ -65,3 +69,20 @@ def transient_code(error: BaseException) -> str | None:
 
 def is_transient(error: BaseException) -> bool:
     return transient_code(error) is not None
+
+
+def execute_values(conn: Connection, sql: str, template: str, rows: list[Any]) -> list[tuple]:
+    """Many rows in one statement, straight through psycopg2 (``sql`` has one ``%s`` for the VALUES);
+    the rows it returns.
+
+    Binding a batch this way skips SQLAlchemy's per-row parameter processing (about a fifth of a full
+    sync's CPU, measured with ops/bench/sync). Errors are raised as SQLAlchemy would have raised them,
+    so that they are classified the same way (``transient_code``).
+    """
+    dbapi = conn.connection.dbapi_connection
+    try:
+        with dbapi.cursor() as cur:
+            return psycopg2.extras.execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=True)
+    except psycopg2.Error as e:
+        raise exc.DBAPIError.instance(sql, None, e, psycopg2.Error, hide_parameters=True, dialect=conn.dialect,
+                                      connection_invalidated=conn.dialect.is_disconnect(e, dbapi, None)) from e

@@ -1,4 +1,8 @@
-"""Storing an accepted delivery: inbox event + sync item, in one statement, before the 2xx."""
+"""Storing accepted deliveries: inbox event + sync item, in one statement, before the 2xx.
+
+The API stores the deliveries that arrive together in one statement and one commit (see
+``tds_daemon.api.groupcommit``); a single delivery is a batch of one.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,30 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from .db import execute_values
 from .intake import Delivery
 
-# One statement, so one round trip and atomic on its own: the event and its item exist together or
-# not at all. ON CONFLICT makes a concurrent duplicate lose quietly instead of failing.
-_STORE = text("""
+# One statement, so one round trip and atomic on its own: each event and its item exist together or
+# not at all. ON CONFLICT makes a duplicate (already stored, or stored concurrently) lose quietly
+# instead of failing the batch; the SELECT pairs each new item with its event's key.
+_STORE = """
 WITH ev AS (
     INSERT INTO tds_inbox_events (entity_type, zoho_id, event_type, idempotency_key, zoho_last_modified,
                                   payload)
-    VALUES (:entity, :zoho_id, :event, :key, :modified, CAST(:payload AS jsonb))
+    VALUES %s
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
+    RETURNING id, entity_type, zoho_id, idempotency_key
+), item AS (
+    INSERT INTO tds_sync_queue (event_id, entity_type, zoho_id, dispatched_at)
+    SELECT id, entity_type, zoho_id, {dispatched} FROM ev ORDER BY id
+    RETURNING id, event_id
 )
-INSERT INTO tds_sync_queue (event_id, entity_type, zoho_id, dispatched_at)
-SELECT id, :entity, :zoho_id, CASE WHEN :dispatch THEN now() END FROM ev
-RETURNING id, event_id
-""")
-_EXISTING = text("SELECT id FROM tds_inbox_events WHERE idempotency_key = :key")
+SELECT ev.idempotency_key, ev.id, item.id FROM ev JOIN item ON item.event_id = ev.id
+"""
+_STORE_SQL = {True: _STORE.format(dispatched="now()"), False: _STORE.format(dispatched="NULL::timestamptz")}
+_ROW = "(%s, %s, %s, %s, %s, %s::jsonb)"
+_EXISTING = text("SELECT idempotency_key, id FROM tds_inbox_events WHERE idempotency_key = ANY(:keys)")
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -36,12 +47,30 @@ class Stored:
 
 
 def store(engine: Engine, delivery: Delivery, payload_json: str, will_dispatch: bool) -> Stored:
-    params = {"entity": delivery.spec.name, "zoho_id": delivery.zoho_id, "event": delivery.event_type,
-              "key": delivery.idempotency_key, "modified": delivery.zoho_last_modified,
-              "payload": payload_json, "dispatch": will_dispatch}
+    return store_many(engine, [(delivery, payload_json)], will_dispatch)[0]
+
+
+def store_many(engine: Engine, deliveries: list[tuple[Delivery, str]], will_dispatch: bool) -> list[Stored]:
+    """Store (delivery, payload JSON) pairs in one transaction; a Stored for each, in the same order.
+
+    A delivery whose idempotency key is already stored, or appears earlier in the same batch, is a
+    duplicate of that event. ``will_dispatch``: the caller sends the messages right after the commit.
+    """
+    first: dict[str, tuple[Delivery, str]] = {}
+    for delivery, payload in deliveries:
+        first.setdefault(delivery.idempotency_key, (delivery, payload))
+    rows = [(d.spec.name, d.zoho_id, d.event_type, key, d.zoho_last_modified, payload)
+            for key, (d, payload) in first.items()]
     with engine.begin() as conn:
-        row = conn.execute(_STORE, params).first()
-        if row is not None:
-            return Stored(event_id=row.event_id, item_id=row.id)
-        existing = conn.execute(_EXISTING, {"key": delivery.idempotency_key}).scalar_one()
-        return Stored(event_id=existing, item_id=None)
+        found = {key: (event_id, item_id)
+                 for key, event_id, item_id in execute_values(conn, _STORE_SQL[will_dispatch], _ROW, rows)}
+        missing = [key for key in first if key not in found]
+        if missing:
+            found.update({key: (event_id, None) for key, event_id in conn.execute(_EXISTING, {"keys": missing})})
+    stored, seen = [], set()
+    for delivery, _ in deliveries:
+        key = delivery.idempotency_key
+        event_id, item_id = found[key]
+        stored.append(Stored(event_id, item_id if key not in seen else None))
+        seen.add(key)
+    return stored

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import psycopg2
-from psycopg2.extras import execute_values
-from sqlalchemy import Text, column, exc, func, literal_column, or_, select
+from sqlalchemy import Text, column, func, literal_column, or_, select
 from sqlalchemy import values as sa_values
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
 from . import jsoncodec, zohovalues
+from .db import execute_values
 from .entities import EntitySpec
 from .schema import entity_table
 
@@ -97,10 +96,8 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, 
     sql, template = _sql(table, deleted, by_arrival)
     for row in batch:
         row["raw"] = jsoncodec.dumps(row["raw"])
-    # Straight to psycopg2 with the statement SQLAlchemy compiled once: a page of 200 rows costs one
-    # string of VALUES, without SQLAlchemy's per-row parameter processing (about a fifth of a full
-    # sync's CPU, measured with ops/bench/sync).
-    returned = _execute_values(conn, sql, template, batch)
+    # The statement SQLAlchemy compiled once, with a page of 200 rows as one string of VALUES.
+    returned = execute_values(conn, sql, template, batch)
     written = {zid: (inserted, same) for zid, inserted, same in returned}
     outcomes: dict[str, str] = {}
     for zid, (inserted, same) in written.items():
@@ -117,17 +114,6 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, 
             stored = current.get(r["zoho_id"])
             outcomes[r["zoho_id"]] = "stale" if stored is not None and stored > r["version_at"] else "unchanged"
     return outcomes
-
-
-def _execute_values(conn: Connection, sql: str, template: str, batch: list[dict[str, Any]]) -> list[tuple]:
-    dbapi = conn.connection.dbapi_connection
-    try:
-        with dbapi.cursor() as cur:
-            return execute_values(cur, sql, batch, template=template, page_size=len(batch), fetch=True)
-    except psycopg2.Error as e:
-        # As SQLAlchemy would have raised it, so that errors are classified the same way (db.transient_code).
-        raise exc.DBAPIError.instance(sql, None, e, psycopg2.Error, hide_parameters=True, dialect=conn.dialect,
-                                      connection_invalidated=conn.dialect.is_disconnect(e, dbapi, None)) from e
 
 
 @lru_cache(maxsize=64)

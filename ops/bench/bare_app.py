@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 
 import falcon
 import psycopg2
@@ -35,13 +36,15 @@ class Intake:
 
     def __init__(self, dsn: str):
         self.dsn = dsn
-        self.conn = None  # one connection per gunicorn worker, opened on first use (after fork)
+        # one connection per gunicorn worker thread, opened on first use (after fork)
+        self.local = threading.local()
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
         raw = req.bounded_stream.read(req.content_length or 0)
-        if self.conn is None or self.conn.closed:
-            self.conn = psycopg2.connect(self.dsn, application_name="tds-bench-bare")
-        with self.conn, self.conn.cursor() as cur:  # the with-block commits
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self.local.conn = psycopg2.connect(self.dsn, application_name="tds-bench-bare")
+        with conn, conn.cursor() as cur:  # the with-block commits
             cur.execute(_INSERT, (raw.decode("utf-8"),))
         resp.status = falcon.HTTP_202
         resp.media = {"status": "accepted"}

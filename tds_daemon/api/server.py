@@ -54,7 +54,8 @@ class ApiServer(BaseApplication):
         settings = {
             "bind": [c.api.bind],
             "workers": c.api.processes,
-            "worker_class": "sync",
+            "worker_class": "gthread",
+            "threads": c.api.threads,
             "timeout": c.api.timeout_s,
             "graceful_timeout": c.supervisor.drain_timeout_s,
             "keepalive": 5,

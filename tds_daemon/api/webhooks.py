@@ -1,4 +1,4 @@
-"""``POST /api/tds/webhooks/{entity}``: check, store durably, then dispatch."""
+"""``POST /api/tds/webhooks/{entity}``: check, store durably (group commit), then dispatch."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import logging
 import falcon
 from sqlalchemy import exc
 
-from .. import entities, inbox, intake
+from .. import entities, intake
 from ..db import is_transient
 from ..metrics import webhooks_received
 from .errors import ApiError
+from .groupcommit import GroupCommit
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "30"
@@ -23,8 +24,7 @@ class WebhookResource:
         self.token = config.api.webhook_token.encode()
         self.secret = config.api.webhook_secret.encode()
         self.max_body = config.api.max_body_bytes
-        self.engine = engine
-        self.dispatcher = dispatcher
+        self.commits = GroupCommit(engine, dispatcher)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
         spec = entities.resolve(entity)
@@ -59,10 +59,8 @@ class WebhookResource:
             delivery = intake.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
         except intake.Rejected as e:
             raise ApiError(e.status, e.code, e.message) from None
-        payload_json = intake.dump_body(body)
-        will_dispatch = self.dispatcher.available
         try:
-            stored = inbox.store(self.engine, delivery, payload_json, will_dispatch)
+            stored = self.commits.store(delivery, intake.dump_body(body))
         except exc.DataError as e:
             raise ApiError(400, "unstorable_payload", "PostgreSQL cannot store this body: "
                            + str(e.orig).splitlines()[0]) from None
@@ -73,8 +71,6 @@ class WebhookResource:
                         type(e.orig if hasattr(e, "orig") else e).__name__)
             raise ApiError(503, "database_unavailable", "TDS cannot reach its database; nothing was "
                            "stored, send it again later", headers={"Retry-After": RETRY_AFTER_S}) from None
-        if not stored.duplicate and will_dispatch:
-            self.dispatcher.send_items(self.engine, [(stored.item_id, spec.name)])
         return stored, delivery
 
     def _authenticate(self, req: falcon.Request) -> None:

@@ -1,0 +1,100 @@
+"""Group commit: the webhooks one API process receives at the same time share one transaction.
+
+Each request still answers only after the commit that holds its delivery, and the messages are
+still sent after that commit. What is shared is the cost: one statement, one WAL flush and one
+message per entity for the whole group, instead of one each. At low load a group is one request.
+
+Leader and followers: a request that finds no write in progress takes every delivery waiting (its
+own included), writes them, and wakes the others; one that finds a write in progress waits for it,
+then either has its answer or leads the next group. No thread of its own, so nothing to start after
+gunicorn forks or to stop before it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import exc
+from sqlalchemy.engine import Engine
+
+from .. import inbox
+from ..db import is_transient
+from ..dispatch import Dispatcher
+from ..intake import Delivery
+
+log = logging.getLogger(__name__)
+MAX_GROUP = 100
+
+
+class _Slot:
+    __slots__ = ("delivery", "payload", "stored", "error", "done")
+
+    def __init__(self, delivery: Delivery, payload: str):
+        self.delivery, self.payload = delivery, payload
+        self.stored: inbox.Stored | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class GroupCommit:
+    def __init__(self, engine: Engine, dispatcher: Dispatcher, max_group: int = MAX_GROUP):
+        self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
+        self._cond = threading.Condition()
+        self._waiting: list[_Slot] = []
+        self._writing = False
+
+    def store(self, delivery: Delivery, payload_json: str) -> inbox.Stored:
+        """Store one delivery durably; returns once committed. Raises what storing it raised."""
+        slot = _Slot(delivery, payload_json)
+        with self._cond:
+            self._waiting.append(slot)
+        while True:
+            with self._cond:
+                while self._writing and not slot.done:
+                    self._cond.wait()
+                if slot.done:
+                    break
+                self._writing = True
+                group = self._waiting[:self.max_group]
+                del self._waiting[:self.max_group]
+            self._lead(group)
+        if slot.error is not None:
+            raise slot.error
+        return slot.stored
+
+    def _lead(self, group: list[_Slot]) -> None:
+        will_dispatch = self.dispatcher.available
+        try:
+            self._write(group, will_dispatch)
+        finally:
+            with self._cond:
+                for slot in group:
+                    if not slot.done and slot.error is None and slot.stored is None:
+                        slot.error = RuntimeError("the group holding this delivery was not written")
+                    slot.done = True
+                self._writing = False
+                self._cond.notify_all()
+        if will_dispatch:
+            # After the followers are woken: the next group is written while these messages go out.
+            new = [(s.stored.item_id, s.delivery.spec.name) for s in group if s.stored and not s.stored.duplicate]
+            if new:
+                self.dispatcher.send_items(self.engine, new)
+
+    def _write(self, group: list[_Slot], will_dispatch: bool) -> None:
+        try:
+            stored = inbox.store_many(self.engine, [(s.delivery, s.payload) for s in group], will_dispatch)
+        except exc.SQLAlchemyError as e:
+            if len(group) == 1 or is_transient(e):
+                # The database is unavailable (every delivery gets its 503), or the one delivery is at fault.
+                for slot in group:
+                    slot.error = e
+                return
+            # A permanent error in a group (PostgreSQL refused one body): write each on its own, so
+            # that only the delivery at fault gets its error.
+            log.info("group of %d refused (%s); storing each delivery alone", len(group), type(e.orig).__name__)
+            for slot in group:
+                self._write([slot], will_dispatch)
+            return
+        for slot, result in zip(group, stored, strict=True):
+            slot.stored = result

@@ -1,0 +1,146 @@
+"""Group commit in the API (``tds_daemon.api.groupcommit``), with real PostgreSQL and Redis: deliveries that
+arrive together share a transaction, and each still gets its own answer: stored, duplicate, or its error.
+
+The groups are made deterministic by holding the first delivery's insert on a row lock the test owns, so
+that the others queue up behind it and are written as one group when the lock goes.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import wait_until
+from sqlalchemy import exc, text
+
+from tds_daemon import entities, intake
+from tds_daemon.api.groupcommit import GroupCommit
+from tds_daemon.broker import make_broker
+from tds_daemon.config import load
+from tds_daemon.db import make_engine
+from tds_daemon.dispatch import Dispatcher
+
+PRODUCT = entities.get("product")
+
+
+def delivery(item_id: str, name: str = "Widget", modified: str = "2026-11-25T10:00:00+0000"):
+    body = {"item": {"item_id": item_id, "name": name, "last_modified_time": modified}}
+    return intake.read(PRODUCT, body), intake.dump_body(body)
+
+
+@pytest.fixture
+def committer(migrated, clean_db):
+    config = load(environ=migrated)
+    engine = make_engine(config, pool_size=2, application_name="tds-test-groupcommit")
+    # Redis is real; nothing consumes these messages, which is fine: only storing is under test.
+    yield GroupCommit(engine, Dispatcher(make_broker(config), origin="test"))
+    engine.dispose()
+
+
+def counts(engine) -> tuple[int, int]:
+    with engine.connect() as c:
+        return (c.execute(text("SELECT count(*) FROM tds_inbox_events")).scalar_one(),
+                c.execute(text("SELECT count(*) FROM tds_sync_queue")).scalar_one())
+
+
+class HeldGroup:
+    """Blocks the next group on a row lock: a transaction of the test's inserts the first delivery's key,
+    uncommitted, so that delivery's INSERT ... ON CONFLICT waits; later deliveries queue behind it."""
+
+    def __init__(self, engine, committer: GroupCommit, first):
+        self.engine, self.committer, self.first = engine, committer, first
+
+    def __enter__(self):
+        d, _ = self.first
+        self.conn = self.engine.connect()
+        self.tx = self.conn.begin()
+        self.conn.execute(text("INSERT INTO tds_inbox_events (entity_type, zoho_id, event_type, idempotency_key, "
+                               "payload) VALUES ('product', :z, 'updated', :k, '{}')"),
+                          {"z": d.zoho_id, "k": d.idempotency_key})
+        return self
+
+    def release(self):
+        self.tx.rollback()  # the held delivery is then stored as new
+        self.conn.close()
+
+    def __exit__(self, *exc_info):
+        if self.tx.is_active:
+            self.release()
+
+
+def test_concurrent_deliveries_are_stored_each_with_its_own_item(committer, clean_db):
+    batch = [delivery(f"9{i:04d}") for i in range(200)]
+    with ThreadPoolExecutor(16) as pool:
+        stored = list(pool.map(lambda d: committer.store(*d), batch))
+    assert all(not s.duplicate for s in stored)
+    assert len({s.event_id for s in stored}) == 200 and len({s.item_id for s in stored}) == 200
+    assert counts(clean_db) == (200, 200)
+    with clean_db.connect() as c:
+        pairs = c.execute(text("SELECT e.zoho_id, q.zoho_id FROM tds_sync_queue q "
+                               "JOIN tds_inbox_events e ON e.id = q.event_id")).all()
+    assert all(a == b for a, b in pairs) and len(pairs) == 200
+
+
+def test_a_group_of_three_shares_one_write_and_duplicates_in_it_are_recognised(committer, clean_db):
+    held = delivery("1")
+    twice = delivery("2")
+    other = delivery("3")
+    with HeldGroup(clean_db, committer, held) as hold, ThreadPoolExecutor(4) as pool:
+        first = pool.submit(committer.store, *held)
+        wait_until(lambda: committer._writing, 10, message="the held delivery's write started")
+        rest = [pool.submit(committer.store, *d) for d in (twice, other, twice)]
+        wait_until(lambda: len(committer._waiting) == 3, 10, message="three deliveries queued behind it")
+        hold.release()
+        results = [f.result(timeout=30) for f in rest]
+        assert not first.result(timeout=30).duplicate
+    # Both copies of the same delivery name one event; only one of them is new.
+    assert results[0].event_id == results[2].event_id
+    assert [r.duplicate for r in results] == [False, False, True]
+    assert counts(clean_db) == (3, 3)
+    # Sent again later, it is a duplicate of the stored event.
+    again = committer.store(*twice)
+    assert again.duplicate and again.event_id == results[0].event_id
+
+
+def test_one_unstorable_body_in_a_group_fails_alone(committer, clean_db):
+    held = delivery("1")
+    good_a, good_b = delivery("2"), delivery("4")
+    bad = delivery("3", name="nul \u0000 inside")  # valid JSON, which jsonb refuses
+    with HeldGroup(clean_db, committer, held) as hold, ThreadPoolExecutor(4) as pool:
+        pool.submit(committer.store, *held)
+        wait_until(lambda: committer._writing, 10, message="the held delivery's write started")
+        futures = [pool.submit(committer.store, *d) for d in (good_a, bad, good_b)]
+        wait_until(lambda: len(committer._waiting) == 3, 10, message="three deliveries queued behind it")
+        hold.release()
+        with pytest.raises(exc.DataError):
+            futures[1].result(timeout=30)
+        assert not futures[0].result(timeout=30).duplicate
+        assert not futures[2].result(timeout=30).duplicate
+    assert counts(clean_db) == (3, 3)
+    with clean_db.connect() as c:
+        stored = set(c.execute(text("SELECT zoho_id FROM tds_inbox_events")).scalars())
+    assert stored == {"1", "2", "4"}
+
+
+def test_database_unavailable_fails_every_delivery_of_the_group(migrated, clean_db):
+    # A port nothing listens on: the write fails as transient, and every waiting request gets that error.
+    config = load(environ={**migrated, "TDS_DATABASE_URL": "postgresql+psycopg2://root@127.0.0.1:9/none",
+                           "TDS_DATABASE_CONNECT_TIMEOUT_S": "1"})
+    engine = make_engine(config, pool_size=1)
+    committer = GroupCommit(engine, Dispatcher(make_broker(config), origin="test"))
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def store(d):
+        barrier.wait(10)
+        try:
+            committer.store(*d)
+        except exc.OperationalError as e:
+            errors.append(e)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(store, [delivery(str(i)) for i in range(4)]))
+    engine.dispose()
+    assert len(errors) == 4
+    assert not committer._writing and not committer._waiting
