@@ -1,16 +1,26 @@
-"""Entity actors: one Dramatiq actor per registry spec, all running ``apply_item``.
+"""Entity actors: one Dramatiq actor per registry spec, all running ``apply_items``.
 
-Each message carries a sync item id; the item and its inbox event in PostgreSQL are the truth. The
-effect (the upsert) and the item's completion commit in one transaction, so a redelivered message
-for a completed item finds nothing to claim and does nothing.
+Each message carries a list of sync item ids (``tds_daemon.dispatch``; a single id from a message sent
+by an earlier version is taken as a list of one); the items and their inbox events in PostgreSQL are
+the truth. The items are claimed together, then each entity's group is applied in one transaction: the
+upserts and every item's completion commit together, so a redelivered message for completed items
+finds nothing to claim and does nothing. Several items for one object are applied in their id order
+(in rounds, one upsert each), so each gets the outcome it would have had alone: an older version after
+a newer one is ``stale``. If the group's transaction fails, each of its items is applied again alone,
+so that one bad object costs only itself (unless the database itself is out of reach: that is no
+item's fault, and trying each alone would only wait out one connect timeout per item).
 
-Each entity has a circuit breaker (``entity:<name>``, ``tds_daemon.breakers``), asked once an item is
-claimed. While it refuses, the item is deferred rather than tried: back to ``failed`` with
+Each entity has a circuit breaker (``entity:<name>``, ``tds_daemon.breakers``), asked once per group
+of claimed items. While it refuses, the items are deferred rather than tried: back to ``failed`` with
 ``error_code`` ``breaker_open``, ``next_attempt_at`` when the breaker lets trial calls through, and
-the claim's attempt given back, so it keeps every retry; the recovery sweep dispatches it again then.
-What the breaker is told: an apply that commits is a success, one that fails transiently (the
-database unavailable, a timeout, a deadlock: ``tds_daemon.db.transient_code``) a failure; a
-permanent error (a bad payload, a TDS bug) is about the item, not the entity, and counts neither way.
+the claim's attempt given back, so they keep every retry; the recovery sweep dispatches them again
+then. What the breaker is told: an apply that commits is a success, one that fails transiently (the
+database unavailable, a timeout, a deadlock: ``tds_daemon.db.transient_code``) a failure; a permanent
+error (a bad payload, a TDS bug) is about the item, not the entity, and counts neither way. A
+transaction is one call, so a group applied together is one result (one Redis round trip per batch,
+not per item), and each item tried alone after it is one. Except on a half-open trial: there each
+item of the group is a trial result, so that a batch holding as many items as the breaker wants
+trials closes it, as that many single-item messages would have.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+from collections import Counter
 
 import dramatiq
 from sqlalchemy import exc
@@ -25,68 +36,150 @@ from sqlalchemy import exc
 from tds_daemon import entities, intake, syncqueue, upsert
 from tds_daemon.breakers import HALF_OPEN, OPEN, Breaker, Decision, clock
 from tds_daemon.db import transient_code
+from tds_daemon.entities import EntitySpec
 from tds_daemon.metrics import sync_items, webhook_apply_seconds
+from tds_daemon.syncqueue import Claimed
 
 from . import runtime
 
 log = logging.getLogger(__name__)
 # A half-open breaker refused (its trials are in flight): they settle within an apply's time, so look again soon.
 HALF_OPEN_RECHECK_S = 2.0
+# Transient errors of the database as a whole, not of any item: a group failing so is not retried item by item.
+DATABASE_WIDE = frozenset({"database_unavailable", "database_busy"})
 
 
-def apply_item(item_id: int) -> None:
+def apply_items(item_ids: list[int] | int) -> None:
     rt = runtime.get()
-    cfg = rt.config
+    ids = [item_ids] if isinstance(item_ids, int) else list(item_ids)
     try:
         with rt.engine.begin() as conn:
-            item = syncqueue.claim(conn, item_id, cfg.workers.lease_s)
+            claimed = syncqueue.claim_many(conn, ids, rt.config.workers.lease_s)
     except exc.SQLAlchemyError as e:
-        # Not claimed, so still pending in PostgreSQL: recovery dispatches it again once the
+        # Not claimed, so still pending in PostgreSQL: recovery dispatches them again once the
         # database answers. Nothing to retry here.
-        log.warning("could not claim item=%s: %s", item_id, _describe(e))
+        log.warning("could not claim items=%s: %s", _span(ids), _describe(e))
         return
-    if item is None:
-        log.debug("nothing to do: item=%s (completed, taken or dead)", item_id)
-        return
-    spec = entities.BY_NAME.get(item.entity_type)
+    if len(claimed) < len(ids):
+        log.debug("nothing to do: %d of items=%s (completed, taken or dead)", len(ids) - len(claimed), _span(ids))
+    groups: dict[str, list[Claimed]] = {}
+    for item in claimed:
+        groups.setdefault(item.entity_type, []).append(item)
+    for entity_type, items in groups.items():
+        _apply_group(rt, entity_type, items)
+
+
+def _apply_group(rt, entity_type: str, items: list[Claimed]) -> None:
+    """The claimed items of one entity: one breaker check, one transaction, each item alone if that fails."""
+    spec = entities.BY_NAME.get(entity_type)
     breaker = rt.breakers.entity(spec.name) if spec is not None and rt.breakers is not None else None
     decision = breaker.check() if breaker is not None else Decision(True, "closed")
     if not decision:
-        _defer(rt, item, breaker, decision)
+        _defer(rt, items, breaker, decision)
         return
+    if spec is not None and len(items) > 1:
+        try:
+            outcomes = _commit(rt, spec, items)
+        except Exception as e:  # any: the items are tried one by one below, which classifies the error
+            code = transient_code(e)
+            if code in DATABASE_WIDE:
+                _tell(breaker, decision, _as_calls(decision, False, len(items)))
+                _finish_failed(rt, items, code=code, message=_describe(e), transient=True)
+                return
+            log.warning("batch failed, applying its items one by one: entity=%s items=%d first=%s last=%s error=%s",
+                        entity_type, len(items), items[0].id, items[-1].id, _describe(e))
+        else:
+            _tell(breaker, decision, _as_calls(decision, True, len(items)))
+            _applied(spec, items, outcomes)
+            return
+    # The group's check covers these (no check per item): each item's transaction is one result.
+    _tell(breaker, decision, [_apply_one(rt, spec, entity_type, item) for item in items])
+
+
+def _apply_one(rt, spec: EntitySpec | None, entity_type: str, item: Claimed) -> bool | None:
+    """Apply one item in its own transaction; what the breaker hears: True applied, False transient
+    failure, None a permanent error (nothing about the entity)."""
     try:
         if spec is None:
-            raise upsert.InvalidObject(f"entity type {item.entity_type!r} is not known to this TDS version")
-        change = upsert.Change(obj=intake.extract_object(spec, item.payload), version_at=item.received_at,
-                               deleted=item.event_type == "deleted")
-        with rt.engine.begin() as conn:
-            outcome = upsert.apply(conn, spec, cfg.database.entity_schema, [change])[item.zoho_id]
-            syncqueue.complete(conn, item.id, outcome)
+            raise upsert.InvalidObject(f"entity type {entity_type!r} is not known to this TDS version")
+        outcomes = _commit(rt, spec, [item])
     except upsert.InvalidObject as e:
-        _untold(breaker, decision)
-        _finish_failed(rt, item, permanent=True, code=e.code, message=str(e))
+        _finish_failed(rt, [item], code=e.code, message=str(e))
+        return None
     except Exception as e:  # classified below; nothing escapes to Dramatiq, whose retries we do not use
         code = transient_code(e)
         if code:
-            if breaker is not None:
-                breaker.record(False)
-            exhausted = item.attempt_count >= cfg.workers.max_attempts
-            _finish_failed(rt, item, permanent=exhausted, code="retries_exhausted" if exhausted else code,
-                           message=_describe(e), transient=True)
-        else:
-            _untold(breaker, decision)
-            log.exception("unexpected error applying item=%s entity=%s", item.id, item.entity_type)
-            _finish_failed(rt, item, permanent=True, code="internal_error",
-                           message=f"{_describe(e)}; this is a TDS bug: report it with the worker log, "
-                                   f"then replay the item")
+            _finish_failed(rt, [item], code=code, message=_describe(e), transient=True)
+            return False
+        log.exception("unexpected error applying item=%s entity=%s", item.id, entity_type)
+        _finish_failed(rt, [item], code="internal_error",
+                       message=f"{_describe(e)}; this is a TDS bug: report it with the worker log, "
+                               f"then replay the item")
+        return None
+    _applied(spec, [item], outcomes)
+    return True
+
+
+def _commit(rt, spec: EntitySpec, items: list[Claimed]) -> dict[int, str]:
+    """Upsert the items and complete each with its own outcome, in one transaction; {item id: outcome}."""
+    schema = rt.config.database.entity_schema
+    outcomes: dict[int, str] = {}
+    with rt.engine.begin() as conn:
+        for batch in _rounds(items):
+            changes = [upsert.Change(obj=intake.extract_object(spec, i.payload), version_at=i.received_at,
+                                     deleted=i.event_type == "deleted") for i in batch]
+            by_zoho_id = upsert.apply(conn, spec, schema, changes)
+            outcomes.update((i.id, by_zoho_id[i.zoho_id]) for i in batch)
+        syncqueue.complete_many(conn, [(i.id, outcomes[i.id]) for i in items])
+    return outcomes
+
+
+def _rounds(items: list[Claimed]) -> list[list[Claimed]]:
+    """Round k holds the k-th item (in id order) of each object: an upsert takes each object once, and
+    rounds applied in order give every item the outcome it would have had applied after the one before."""
+    rounds: list[list[Claimed]] = []
+    seen: Counter[str] = Counter()
+    for item in sorted(items, key=lambda i: i.id):
+        k = seen[item.zoho_id]
+        seen[item.zoho_id] += 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(item)
+    return rounds
+
+
+def _applied(spec: EntitySpec, items: list[Claimed], outcomes: dict[int, str]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for item in items:
+        outcome = outcomes[item.id]
+        sync_items.labels(spec.name, outcome).inc()
+        webhook_apply_seconds.labels(spec.name).observe(max(0.0, (now - item.received_at).total_seconds()))
+        log.debug("applied: entity=%s zoho_id=%s item=%s outcome=%s", spec.name, item.zoho_id, item.id, outcome)
+    counts = Counter(outcomes[i.id] for i in items)
+    log.info("applied: entity=%s items=%d %s first=%s last=%s", spec.name, len(items),
+             " ".join(f"{o}={n}" for o, n in sorted(counts.items())), items[0].id, items[-1].id)
+
+
+def _as_calls(decision: Decision, result: bool, n: int) -> list[bool]:
+    """A group's one transaction as breaker results: one call, or one trial per item when half-open."""
+    return [result] * (n if decision.state == HALF_OPEN else 1)
+
+
+def _tell(breaker: Breaker | None, decision: Decision, results: list[bool | None]) -> None:
+    """Report the group's results to its breaker; if none says anything of the entity (permanent errors),
+    the half-open trial permit the group held goes back."""
+    if breaker is None:
         return
-    if breaker is not None:
-        breaker.record(True)
-    name = spec.name
-    sync_items.labels(name, outcome).inc()
-    webhook_apply_seconds.labels(name).observe(
-        max(0.0, (dt.datetime.now(dt.UTC) - item.received_at).total_seconds()))
-    log.info("applied: entity=%s zoho_id=%s item=%s outcome=%s", name, item.zoho_id, item.id, outcome)
+    told = [r for r in results if r is not None]
+    for result in told:
+        breaker.record(result)
+    if not told and decision.state == HALF_OPEN:
+        breaker.release()
+
+
+def _span(ids: list[int]) -> str:
+    """Item ids for a log line: all of a few, else the first and last (a message holds up to 100)."""
+    return ",".join(map(str, ids)) if len(ids) <= 5 else f"{ids[0]}..{ids[-1]}({len(ids)})"
 
 
 def _describe(e: Exception) -> str:
@@ -95,14 +188,8 @@ def _describe(e: Exception) -> str:
     return f"{type(orig or e).__name__}: {text[0] if text else ''}"[:500]
 
 
-def _untold(breaker: Breaker | None, decision: Decision) -> None:
-    """The apply said nothing about the entity (a permanent error): a trial permit it held goes back."""
-    if breaker is not None and decision.state == HALF_OPEN:
-        breaker.release()
-
-
-def _defer(rt, item, breaker: Breaker, decision: Decision) -> None:
-    """Not tried: failed until the breaker may let it through, its attempt given back."""
+def _defer(rt, items: list[Claimed], breaker: Breaker, decision: Decision) -> None:
+    """Not tried: failed until the breaker may let them through, their attempt given back."""
     now = dt.datetime.now(dt.UTC)
     if decision.state == OPEN and decision.retry_at is not None:
         delay = max(0.0, (decision.retry_at - now).total_seconds())
@@ -110,45 +197,58 @@ def _defer(rt, item, breaker: Breaker, decision: Decision) -> None:
     else:
         delay = min(HALF_OPEN_RECHECK_S, breaker.settings.open_s)
         why = f"circuit breaker {breaker.name} is half-open with its trial calls in flight"
-    delay += random.uniform(0.05, 0.5)  # deferred items come back spread out, not all in one sweep
     try:
         with rt.engine.begin() as conn:
-            syncqueue.defer(conn, item.id, "breaker_open", f"{why}; deferred without using an attempt", delay)
+            for item in items:
+                # Deferred items come back spread out, not all in one sweep.
+                syncqueue.defer(conn, item.id, "breaker_open", f"{why}; deferred without using an attempt",
+                                delay + random.uniform(0.05, 0.5))
     except exc.SQLAlchemyError as e:
-        # Still 'processing' in the database: its lease runs out and recovery dispatches it again.
-        log.warning("could not defer item=%s: %s", item.id, type(e).__name__)
+        # Still 'processing' in the database: their lease runs out and recovery dispatches them again.
+        log.warning("could not defer items=%s: %s", _span([i.id for i in items]), type(e).__name__)
         return
-    sync_items.labels(item.entity_type, "deferred").inc()
-    log.info("deferred: entity=%s zoho_id=%s item=%s retry_in=%.1fs reason=%s", item.entity_type, item.zoho_id,
-             item.id, delay, why)
+    sync_items.labels(items[0].entity_type, "deferred").inc(len(items))
+    for item in items:
+        log.debug("deferred: entity=%s zoho_id=%s item=%s", item.entity_type, item.zoho_id, item.id)
+    log.info("deferred: entity=%s items=%d first=%s last=%s retry_in=%.1fs reason=%s", items[0].entity_type,
+             len(items), items[0].id, items[-1].id, delay, why)
 
 
-def _finish_failed(rt, item, *, permanent: bool, code: str, message: str, transient: bool = False) -> None:
+def _finish_failed(rt, items: list[Claimed], *, code: str, message: str, transient: bool = False) -> None:
+    """Record a failed apply, in one transaction: a transient error leaves each item failed with a backoff
+    (dead-lettered once its attempts are used up), a permanent one dead-letters it at once."""
     cfg = rt.config.workers
+    done = []
     try:
         with rt.engine.begin() as conn:
-            if permanent:
-                if transient:
-                    message = f"gave up after {item.attempt_count} attempts; last error: {message}"
-                syncqueue.dead_letter(conn, item.id, code, message)
-            else:
-                delay = syncqueue.backoff_s(item.attempt_count, cfg.min_backoff_ms, cfg.max_backoff_ms)
-                syncqueue.fail(conn, item.id, code, message, delay)
+            for item in items:
+                exhausted = transient and item.attempt_count >= cfg.max_attempts
+                if transient and not exhausted:
+                    delay = syncqueue.backoff_s(item.attempt_count, cfg.min_backoff_ms, cfg.max_backoff_ms)
+                    syncqueue.fail(conn, item.id, code, message, delay)
+                    done.append((item, "failed", code, message))
+                elif exhausted:
+                    why = f"gave up after {item.attempt_count} attempts; last error: {message}"
+                    syncqueue.dead_letter(conn, item.id, "retries_exhausted", why)
+                    done.append((item, "dead_letter", "retries_exhausted", why))
+                else:
+                    syncqueue.dead_letter(conn, item.id, code, message)
+                    done.append((item, "dead_letter", code, message))
     except exc.SQLAlchemyError as e:
-        # Still 'processing' in the database: its lease runs out and recovery dispatches it again.
-        log.warning("could not record failure of item=%s: %s", item.id, type(e).__name__)
+        # Still 'processing' in the database: their lease runs out and recovery dispatches them again.
+        log.warning("could not record failure of items=%s: %s", _span([i.id for i in items]), type(e).__name__)
         return
-    outcome = "dead_letter" if permanent else "failed"
-    sync_items.labels(item.entity_type, outcome).inc()
-    level = logging.ERROR if permanent else logging.WARNING
-    log.log(level, "%s: entity=%s zoho_id=%s item=%s attempt=%s code=%s message=%s", outcome,
-            item.entity_type, item.zoho_id, item.id, item.attempt_count, code, message)
+    for item, outcome, item_code, item_message in done:
+        sync_items.labels(item.entity_type, outcome).inc()
+        level = logging.ERROR if outcome == "dead_letter" else logging.WARNING
+        log.log(level, "%s: entity=%s zoho_id=%s item=%s attempt=%s code=%s message=%s", outcome,
+                item.entity_type, item.zoho_id, item.id, item.attempt_count, item_code, item_message)
 
 
 def declare(broker: dramatiq.Broker) -> dict[str, dramatiq.Actor]:
     """Declare every entity actor on the broker; their names and queues come from the registry."""
     return {
-        spec.name: dramatiq.actor(apply_item, actor_name=spec.actor_name, queue_name=spec.queue,
+        spec.name: dramatiq.actor(apply_items, actor_name=spec.actor_name, queue_name=spec.queue,
                                   broker=broker)
         for spec in entities.ENTITIES
     }

@@ -1,8 +1,9 @@
-"""Sending "apply sync item N" messages, by the queue and actor names of the entity registry.
+"""Sending "apply sync items [N, ...]" messages, by the queue and actor names of the entity registry.
 
 The API never imports the actors: a message names its actor, and any worker that declared it
-consumes it. PostgreSQL holds the item; the message is only a wake-up call, so a failed send is
-recorded (``dispatched_at`` left NULL) and the recovery sweep sends it again later.
+consumes it. A message carries a list of at most ``MAX_BATCH`` item ids of one entity, which the
+actor applies in one transaction. PostgreSQL holds the items; the message is only a wake-up call, so
+a failed send is recorded (``dispatched_at`` left NULL) and the recovery sweep sends it again later.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from .entities import BY_NAME, EntitySpec
 from .metrics import dispatches
 
 log = logging.getLogger(__name__)
+# Item ids per message at most: bounds the actor's transaction (its row locks and how long it holds
+# them), and what one bad item costs the rest of its batch (they are then applied one by one).
+MAX_BATCH = 100
 
 
 class Dispatcher:
@@ -41,7 +45,11 @@ class Dispatcher:
 
     def send(self, spec: EntitySpec, item_id: int) -> bool:
         """Ask the entity's actor to apply a sync item; True if the message reached Redis."""
-        return self.send_to(spec.queue, spec.actor_name, item_id)
+        return self.send_batch(spec, [item_id])
+
+    def send_batch(self, spec: EntitySpec, item_ids: list[int]) -> bool:
+        """One message asking the entity's actor to apply the items; True if it reached Redis."""
+        return self.send_to(spec.queue, spec.actor_name, list(item_ids))
 
     def send_to(self, queue: str, actor_name: str, *args) -> bool:
         if not self.available:
@@ -61,13 +69,23 @@ class Dispatcher:
         return True
 
     def send_items(self, engine: Engine, items: Iterable[tuple[int, str]]) -> list[int]:
-        """Send "apply item N" for each committed (item id, entity); returns the ids not sent.
+        """Send "apply items" for the committed (item id, entity) pairs, one message per entity and
+        ``MAX_BATCH`` ids; returns the ids not sent.
 
         Those are marked unsent (``dispatched_at`` NULL) so that the recovery sweep sends them as soon
         as Redis answers. If PostgreSQL refuses even that, they are still pending and are sent again
         after ``workers.redispatch_after_s``: nothing is lost either way.
         """
-        unsent = [item_id for item_id, entity in items if not self.send(BY_NAME[entity], item_id)]
+        by_entity: dict[str, list[int]] = {}
+        for item_id, entity in items:
+            by_entity.setdefault(entity, []).append(item_id)
+        unsent: list[int] = []
+        for entity, ids in by_entity.items():
+            spec = BY_NAME[entity]
+            for start in range(0, len(ids), MAX_BATCH):
+                chunk = ids[start:start + MAX_BATCH]
+                if not self.send_batch(spec, chunk):
+                    unsent.extend(chunk)
         if unsent:
             try:
                 with engine.begin() as conn:

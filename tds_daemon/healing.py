@@ -126,7 +126,7 @@ SELECT id FROM tds_sync_runs WHERE status = 'queued' AND dispatched_at IS NOT NU
 
 
 def _message_args(client: redis.Redis, namespace: str, queue: str) -> set[Any]:
-    """The first argument of every message Redis holds for ``queue`` (queued or being processed)."""
+    """The item or run ids named by every message Redis holds for ``queue`` (queued or being processed)."""
     decoder = dramatiq.get_encoder()
     found = set()
     for _, data in client.hscan_iter(f"{namespace}:{queue}.msgs", count=1000):
@@ -135,7 +135,8 @@ def _message_args(client: redis.Redis, namespace: str, queue: str) -> set[Any]:
         except Exception:  # not one of ours; it names no item
             continue
         if args:
-            found.add(args[0])
+            # An entity message names a list of items (one int from a message of an earlier version).
+            found.update(args[0] if isinstance(args[0], list) else [args[0]])
     return found
 
 

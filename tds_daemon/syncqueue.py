@@ -20,20 +20,32 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+# Many items in one statement (a message carries a batch of ids). The claimable rows are locked in id
+# order and SKIP LOCKED: a row another transaction holds (a concurrent claim, the recovery sweep putting
+# it back to pending) is left to it, never waited for; if it is still claimable afterwards, the sweep
+# sends it again.
 _CLAIM = text("""
+WITH picked AS (
+    SELECT id FROM tds_sync_queue
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND status IN ('pending', 'failed')
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+)
 UPDATE tds_sync_queue q
 SET status = 'processing', attempt_count = q.attempt_count + 1, updated_at = now(),
     lease_until = now() + make_interval(secs => :lease_s)
-FROM tds_inbox_events e
-WHERE q.id = :id AND e.id = q.event_id AND q.status IN ('pending', 'failed')
+FROM picked, tds_inbox_events e
+WHERE q.id = picked.id AND e.id = q.event_id
 RETURNING q.id, q.entity_type, q.zoho_id, q.attempt_count, e.event_type, e.payload, e.received_at,
           e.zoho_last_modified
 """)
+# Each item with its own outcome: the arrays are zipped by unnest.
 _COMPLETE = text("""
-UPDATE tds_sync_queue
-SET status = 'completed', outcome = :outcome, completed_at = now(), updated_at = now(), lease_until = NULL,
+UPDATE tds_sync_queue q
+SET status = 'completed', outcome = v.outcome, completed_at = now(), updated_at = now(), lease_until = NULL,
     error_code = NULL, error_message = NULL
-WHERE id = :id AND status = 'processing'
+FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:outcomes AS text[])) AS outcome) v
+WHERE q.id = v.id AND q.status = 'processing'
 """)
 _FAIL = text("""
 UPDATE tds_sync_queue
@@ -107,14 +119,29 @@ class Claimed:
     zoho_last_modified: Any
 
 
+def claim_many(conn: Connection, item_ids: list[int], lease_s: int) -> list[Claimed]:
+    """Take the items that are claimable for processing, in id order; the others (done, taken, dead: a
+    redelivery) are left out."""
+    if not item_ids:
+        return []
+    rows = conn.execute(_CLAIM, {"ids": list(item_ids), "lease_s": lease_s}).all()
+    return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: c.id)
+
+
 def claim(conn: Connection, item_id: int, lease_s: int) -> Claimed | None:
     """Take an item for processing; None if it is done, taken, or dead (a redelivery: do nothing)."""
-    row = conn.execute(_CLAIM, {"id": item_id, "lease_s": lease_s}).first()
-    return Claimed(**row._mapping) if row else None
+    claimed = claim_many(conn, [item_id], lease_s)
+    return claimed[0] if claimed else None
+
+
+def complete_many(conn: Connection, outcomes: list[tuple[int, str]]) -> None:
+    """Mark processing items completed, each with its own outcome: [(item id, outcome)]."""
+    if outcomes:
+        conn.execute(_COMPLETE, {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes]})
 
 
 def complete(conn: Connection, item_id: int, outcome: str) -> None:
-    conn.execute(_COMPLETE, {"id": item_id, "outcome": outcome})
+    complete_many(conn, [(item_id, outcome)])
 
 
 def backoff_s(attempt: int, min_ms: int, max_ms: int) -> float:

@@ -97,7 +97,7 @@ class Healer:
     def sent(self, entity: str) -> list[int]:
         """Item ids of the messages Redis holds for the entity's queue."""
         ns, queue = self.config.redis.namespace, entities.get(entity).queue
-        return sorted(json.loads(v)["args"][0] for v in self.redis.hvals(f"{ns}:{queue}.msgs"))
+        return sorted(i for v in self.redis.hvals(f"{ns}:{queue}.msgs") for i in json.loads(v)["args"][0])
 
     def close(self) -> None:
         self.redis.close()

@@ -54,7 +54,7 @@ class ApiServer(BaseApplication):
         settings = {
             "bind": [c.api.bind],
             "workers": c.api.processes,
-            "worker_class": "gthread",
+            "worker_class": "gthread" if c.api.threads > 1 else "sync",
             "threads": c.api.threads,
             "timeout": c.api.timeout_s,
             "graceful_timeout": c.supervisor.drain_timeout_s,
