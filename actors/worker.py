@@ -61,9 +61,12 @@ def run(config: Config) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # Before any thread starts, so that every thread of the process inherits it.
+    nice = os.nice(config.workers.nice) if config.workers.nice else os.nice(0)
     broker, worker = build(config)
     worker.start()
-    log.info("worker started: threads=%d queues=%d", config.workers.threads, len(broker.get_declared_queues()))
+    log.info("worker started: threads=%d queues=%d nice=%d", config.workers.threads,
+             len(broker.get_declared_queues()), nice)
     _say_ready()
     stop.wait()
     log.info("worker stopping: in-flight messages have %ds to finish", config.supervisor.drain_timeout_s)

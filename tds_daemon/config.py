@@ -126,6 +126,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("api", "timeout_s", int, 30, "gunicorn request timeout", check=_range(5, 600)),
     Setting("workers", "processes", int, 2, "Dramatiq worker processes", check=_range(1, 64)),
     Setting("workers", "threads", int, 8, "threads per worker process", check=_range(1, 256)),
+    Setting("workers", "nice", int, 10, "CPU priority the worker processes give up to the API (a nice "
+            "increment): when the CPU is short, accepting webhooks comes first (Zoho does not send a missed "
+            "one again) and applying catches up after", check=_range(0, 19)),
     Setting("workers", "max_attempts", int, 10,
             "attempts for a transient failure before the item goes to dead_letter", check=_range(1, 100)),
     Setting("workers", "min_backoff_ms", int, 500, "first retry delay", check=_range(10, 600000)),

@@ -16,7 +16,7 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or is not accepting work (a transient condition)."""
 
 
-def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "tds") -> Engine:
+def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "tds", pre_ping: bool = True) -> Engine:
     url = make_url(config.database.url)
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg2")
@@ -24,7 +24,7 @@ def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=config.database.connect_timeout_s,
         connect_args={
             "connect_timeout": config.database.connect_timeout_s,

@@ -15,6 +15,7 @@ from conftest import wait_until
 from sqlalchemy import exc, text
 
 from tds_daemon import entities, intake
+from tds_daemon.api.app import intake_engine
 from tds_daemon.api.groupcommit import GroupCommit
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
@@ -32,7 +33,7 @@ def delivery(item_id: str, name: str = "Widget", modified: str = "2026-11-25T10:
 @pytest.fixture
 def committer(migrated, clean_db):
     config = load(environ=migrated)
-    engine = make_engine(config, pool_size=2, application_name="tds-test-groupcommit")
+    engine = intake_engine(config)  # as the API stores webhooks: autocommit, no ping
     # Redis is real; nothing consumes these messages, which is fine: only storing is under test.
     yield GroupCommit(engine, Dispatcher(make_broker(config), origin="test"))
     engine.dispose()
@@ -144,3 +145,16 @@ def test_database_unavailable_fails_every_delivery_of_the_group(migrated, clean_
     engine.dispose()
     assert len(errors) == 4
     assert not committer._writing and not committer._waiting
+
+
+def test_a_connection_the_server_closed_is_replaced_without_failing_the_webhook(committer, clean_db):
+    # The intake engine does not ping before each write; after a PostgreSQL restart its pooled
+    # connections are dead, and the first write on one must not turn into a 503.
+    assert not committer.store(*delivery("1")).duplicate
+    with clean_db.connect() as c:
+        killed = c.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = 'tds-api-intake' AND datname = current_database()"))
+        assert killed.scalar_one() >= 1
+    second = committer.store(*delivery("2"))
+    assert not second.duplicate
+    assert counts(clean_db) == (2, 2)

@@ -113,6 +113,20 @@ def test_a_killed_worker_is_replaced_and_counted(processes, clean_db, migrated):
     wait_until(lambda: all_applied(clean_db, 1), 20, message="the webhook applied by the new worker")
 
 
+def nice_of(pid: int) -> int:
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
+
+
+def test_workers_give_the_cpu_to_the_api_by_workers_nice(processes, clean_db, migrated):
+    daemon = start_daemon(processes, migrated, TDS_WORKERS_NICE="7")
+    base = nice_of(daemon.proc.pid)
+    api = [p for p in daemon.children() if p not in daemon.worker_pids()]
+    assert api and all(nice_of(p) == base for p in api)
+    assert daemon.worker_pids() and all(nice_of(p) == min(19, base + 7) for p in daemon.worker_pids())
+    assert daemon.post("items", product()).status_code == 202
+    wait_until(lambda: all_applied(clean_db, 1), 20, message="the webhook applied by a niced worker")
+
+
 def test_a_crash_loop_makes_the_supervisor_give_up_and_say_why(processes, clean_db, migrated, listener):
     daemon = start_daemon(processes, migrated, NOTIFY_SOCKET=listener.path, TDS_SUPERVISOR_MAX_RESTARTS="2",
                           TDS_WORKERS_PROCESSES="1")

@@ -28,62 +28,78 @@ MAX_GROUP = 100
 
 
 class _Slot:
-    __slots__ = ("delivery", "payload", "stored", "error", "done")
+    __slots__ = ("delivery", "payload", "stored", "error", "done", "wake")
 
     def __init__(self, delivery: Delivery, payload: str):
         self.delivery, self.payload = delivery, payload
         self.stored: inbox.Stored | None = None
         self.error: BaseException | None = None
-        self.done = False
+        self.done = False  # False when woken: this request leads the next group
+        self.wake = threading.Event()
 
 
 class GroupCommit:
     def __init__(self, engine: Engine, dispatcher: Dispatcher, max_group: int = MAX_GROUP):
         self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._writing = False
 
     def store(self, delivery: Delivery, payload_json: str) -> inbox.Stored:
         """Store one delivery durably; returns once committed. Raises what storing it raised."""
         slot = _Slot(delivery, payload_json)
-        with self._cond:
+        with self._lock:
             self._waiting.append(slot)
-        while True:
-            with self._cond:
-                while self._writing and not slot.done:
-                    self._cond.wait()
-                if slot.done:
-                    break
-                self._writing = True
-                group = self._waiting[:self.max_group]
-                del self._waiting[:self.max_group]
-            self._lead(group)
+            leads = not self._writing
+            self._writing = True
+        if not leads:
+            # Woken once: either its group was written, or it is first in line and leads the next one.
+            # One event per request, not one condition for all: a write wakes only the requests it holds.
+            slot.wake.wait()
+        if not slot.done:
+            self._lead()
         if slot.error is not None:
             raise slot.error
         return slot.stored
 
-    def _lead(self, group: list[_Slot]) -> None:
+    def _lead(self) -> None:
+        """Write the waiting deliveries (the leader's own is first among them), answer them, pass the lead on."""
+        with self._lock:
+            group = self._waiting[:self.max_group]
+            del self._waiting[:self.max_group]
         will_dispatch = self.dispatcher.available
         try:
             self._write(group, will_dispatch)
         finally:
-            with self._cond:
+            with self._lock:
                 for slot in group:
-                    if not slot.done and slot.error is None and slot.stored is None:
+                    if slot.error is None and slot.stored is None:
                         slot.error = RuntimeError("the group holding this delivery was not written")
                     slot.done = True
-                self._writing = False
-                self._cond.notify_all()
+                after = self._waiting[0] if self._waiting else None
+                self._writing = after is not None
+            for slot in group:
+                slot.wake.set()
+            if after is not None:
+                after.wake.set()
         if will_dispatch:
-            # After the followers are woken: the next group is written while these messages go out.
+            # After the others are woken: the next group is written while these messages go out.
             new = [(s.stored.item_id, s.delivery.spec.name) for s in group if s.stored and not s.stored.duplicate]
             if new:
                 self.dispatcher.send_items(self.engine, new)
 
     def _write(self, group: list[_Slot], will_dispatch: bool) -> None:
+        deliveries = [(s.delivery, s.payload) for s in group]
         try:
-            stored = inbox.store_many(self.engine, [(s.delivery, s.payload) for s in group], will_dispatch)
+            try:
+                stored = inbox.store_many(self.engine, deliveries, will_dispatch)
+            except exc.DBAPIError as e:
+                if not e.connection_invalidated:
+                    raise
+                # A pooled connection the server had closed (a restart): no ping before each write, so
+                # try once more on a new one. Had the first write committed, this finds them as duplicates.
+                log.info("database connection lost (%s); writing the group again", type(e.orig).__name__)
+                stored = inbox.store_many(self.engine, deliveries, will_dispatch)
         except exc.SQLAlchemyError as e:
             if len(group) == 1 or is_transient(e):
                 # The database is unavailable (every delivery gets its 503), or the one delivery is at fault.
