@@ -16,7 +16,8 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or is not accepting work (a transient condition)."""
 
 
-def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "tds", pre_ping: bool = True) -> Engine:
+def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "tds", pre_ping: bool = True,
+                autocommit: bool = False) -> Engine:
     url = make_url(config.database.url)
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg2")
@@ -25,6 +26,8 @@ def make_engine(config: Config, *, pool_size: int = 5, application_name: str = "
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
+        # Set on each new connection, not switched on and off at every checkout as execution_options would.
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         pool_timeout=config.database.connect_timeout_s,
         connect_args={
             "connect_timeout": config.database.connect_timeout_s,

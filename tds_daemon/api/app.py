@@ -35,8 +35,7 @@ from .webhooks import WebhookResource
 def intake_engine(config: Config):
     """Storing webhooks: one statement, atomic by itself, so autocommit (one round trip per group, not
     three), and no ping before each write; ``GroupCommit`` tries once more on a connection found dead."""
-    return make_engine(config, pool_size=2, application_name="tds-api-intake", pre_ping=False).execution_options(
-        isolation_level="AUTOCOMMIT")
+    return make_engine(config, pool_size=2, application_name="tds-api-intake", pre_ping=False, autocommit=True)
 
 
 def create_app(config: Config, *, engine=None, webhook_engine=None, dispatcher=None) -> falcon.App:
