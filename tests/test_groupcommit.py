@@ -1,5 +1,6 @@
-"""Group commit in the API (``tds_daemon.api.groupcommit``), with real PostgreSQL and Redis: deliveries that
-arrive together share a transaction, and each still gets its own answer: stored, duplicate, or its error.
+"""Group commit in the API (``tds_daemon.api.groupcommit``) and its outbox, with real PostgreSQL and Redis:
+deliveries that arrive together share a transaction, and each still gets its own answer: stored, duplicate, or
+its error; their messages leave at once when idle, gathered under load, and at the latest when the process exits.
 
 The groups are made deterministic by holding the first delivery's insert on a row lock the test owns, so
 that the others queue up behind it and are written as one group when the lock goes.
@@ -7,16 +8,20 @@ that the others queue up behind it and are written as one group when the lock go
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 from conftest import wait_until
 from sqlalchemy import exc, text
 
 from tds_daemon import entities, intake
 from tds_daemon.api.app import intake_engine
 from tds_daemon.api.groupcommit import GroupCommit
+from tds_daemon.api.outbox import Outbox
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
 from tds_daemon.db import make_engine
@@ -158,3 +163,30 @@ def test_a_connection_the_server_closed_is_replaced_without_failing_the_webhook(
     second = committer.store(*delivery("2"))
     assert not second.duplicate
     assert counts(clean_db) == (2, 2)
+
+
+def test_the_outbox_sends_at_once_when_idle_and_sends_what_is_left_when_closed(migrated):
+    # A namespace of its own: no worker of another test may take these messages.
+    config = load(environ={**migrated, "TDS_REDIS_NAMESPACE": f"tds_test_outbox_{uuid.uuid4().hex[:8]}"})
+    broker = make_broker(config)
+    client = redis.Redis.from_url(config.redis.url)
+    msgs = f"{config.redis.namespace}:{PRODUCT.queue}.msgs"
+
+    def messages() -> list[list[int]]:
+        return sorted(json.loads(v)["args"][0] for v in client.hvals(msgs))
+
+    outbox = Outbox(make_engine(config, pool_size=1), Dispatcher(broker, origin="test"), linger_s=600)
+    try:
+        outbox.add([(10**12 + 1, "product")])
+        wait_until(lambda: messages() == [[10**12 + 1]], 10, message="the first items sent at once")
+        # The thread now lingers (600 s here): later items gather ...
+        outbox.add([(10**12 + 2, "product")])
+        outbox.add([(10**12 + 3, "product")])
+        assert messages() == [[10**12 + 1]]
+        # ... and closing (gunicorn's worker_exit) sends them, as one message.
+        outbox.close()
+        assert messages() == [[10**12 + 1], [10**12 + 2, 10**12 + 3]]
+    finally:
+        for key in client.scan_iter(match=f"{config.redis.namespace}*"):
+            client.delete(key)
+        client.close()

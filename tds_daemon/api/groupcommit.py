@@ -1,8 +1,9 @@
 """Group commit: the webhooks one API process receives at the same time share one transaction.
 
 Each request still answers only after the commit that holds its delivery, and the messages are
-still sent after that commit. What is shared is the cost: one statement, one WAL flush and one
-message per entity for the whole group, instead of one each. At low load a group is one request.
+still sent after that commit (by the process's ``Outbox``, which gathers the items of several groups
+into one message). What is shared is the cost: one statement and one WAL flush for the whole group,
+instead of one each. At low load a group is one request.
 
 Leader and followers: a request that finds no write in progress takes every delivery waiting (its
 own included), writes them, and wakes the others; one that finds a write in progress waits for it,
@@ -22,6 +23,7 @@ from .. import inbox
 from ..db import is_transient
 from ..dispatch import Dispatcher
 from ..intake import Delivery
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 MAX_GROUP = 100
@@ -41,6 +43,7 @@ class _Slot:
 class GroupCommit:
     def __init__(self, engine: Engine, dispatcher: Dispatcher, max_group: int = MAX_GROUP):
         self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
+        self.outbox = Outbox(engine, dispatcher)
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._writing = False
@@ -83,10 +86,10 @@ class GroupCommit:
             if after is not None:
                 after.wake.set()
         if will_dispatch:
-            # After the others are woken: the next group is written while these messages go out.
+            # After the others are woken: the next group is written while the outbox sends these.
             new = [(s.stored.item_id, s.delivery.spec.name) for s in group if s.stored and not s.stored.duplicate]
             if new:
-                self.dispatcher.send_items(self.engine, new)
+                self.outbox.add(new)
 
     def _write(self, group: list[_Slot], will_dispatch: bool) -> None:
         deliveries = [(s.delivery, s.payload) for s in group]

@@ -14,6 +14,12 @@ from ..config import Config, ConfigError, load
 log = logging.getLogger(__name__)
 
 
+def _worker_exit(server, worker) -> None:
+    from .outbox import close_all
+
+    close_all()
+
+
 def _child_exit(server, worker) -> None:
     # Without this, a dead gunicorn worker's gauges would be summed forever.
     multiprocess.mark_process_dead(worker.pid)
@@ -79,6 +85,7 @@ class ApiServer(BaseApplication):
             "proc_name": "tds-api",
             "control_socket_disable": True,
             "child_exit": _child_exit,
+            "worker_exit": _worker_exit,
             "post_worker_init": lambda worker: logs.setup(c.log.level),
         }
         for key, value in settings.items():
