@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import zohovalues
+from . import jsoncodec, zohovalues
 from .entities import EntitySpec
 
 EVENTS = ("created", "updated", "deleted")
@@ -54,7 +54,7 @@ def parse_body(raw: bytes, content_type: str | None) -> dict:
                        f"content type {media or '(none)'} is not accepted; send application/json or "
                        "application/x-www-form-urlencoded with a JSONString field")
     try:
-        doc = json.loads(text)
+        doc = jsoncodec.loads(text)
     except ValueError as e:
         raise Rejected(400, "invalid_json", f"body is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -115,4 +115,4 @@ def read(spec: EntitySpec, body: dict, query_event: str | None = None,
 
 def dump_body(body: dict) -> str:
     """The body as stored: JSON text, every field kept."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return jsoncodec.dumps(body)
