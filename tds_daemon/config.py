@@ -123,6 +123,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("api", "processes", int, 2, "gunicorn worker processes", check=_range(1, 64)),
     Setting("api", "threads", int, 8, "threads per gunicorn worker process; webhooks that arrive together "
             "are stored in one transaction", check=_range(1, 256)),
+    Setting("api", "send_interval_ms", int, 20, "after sending new items to the workers, how long each API "
+            "process gathers the next ones: longer means fewer, bigger batches (less CPU), shorter means less "
+            "latency", check=_range(0, 1000)),
     Setting("api", "timeout_s", int, 30, "gunicorn request timeout", check=_range(5, 600)),
     Setting("workers", "processes", int, 2, "Dramatiq worker processes", check=_range(1, 64)),
     Setting("workers", "threads", int, 8, "threads per worker process", check=_range(1, 256)),

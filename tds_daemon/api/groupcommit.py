@@ -41,9 +41,10 @@ class _Slot:
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, dispatcher: Dispatcher, max_group: int = MAX_GROUP):
+    def __init__(self, engine: Engine, dispatcher: Dispatcher, *, send_interval_s: float = 0.02,
+                 max_group: int = MAX_GROUP):
         self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
-        self.outbox = Outbox(engine, dispatcher)
+        self.outbox = Outbox(engine, dispatcher, send_interval_s)
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._writing = False

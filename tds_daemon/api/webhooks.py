@@ -24,7 +24,7 @@ class WebhookResource:
         self.token = config.api.webhook_token.encode()
         self.secret = config.api.webhook_secret.encode()
         self.max_body = config.api.max_body_bytes
-        self.commits = GroupCommit(engine, dispatcher)
+        self.commits = GroupCommit(engine, dispatcher, send_interval_s=config.api.send_interval_ms / 1000)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
         spec = entities.resolve(entity)
