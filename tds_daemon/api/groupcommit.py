@@ -7,8 +7,8 @@ instead of one each. At low load a group is one request.
 
 Leader and followers: a request that finds no write in progress takes every delivery waiting (its
 own included), writes them, and wakes the others; one that finds a write in progress waits for it,
-then either has its answer or leads the next group. No thread of its own, so nothing to start after
-gunicorn forks or to stop before it exits.
+then either has its answer or leads the next group. The requests' own threads do the writing: nothing
+to start after gunicorn forks (the outbox starts its thread on first use).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class GroupCommit:
                 return
             # A permanent error in a group (PostgreSQL refused one body): write each on its own, so
             # that only the delivery at fault gets its error.
-            log.info("group of %d refused (%s); storing each delivery alone", len(group), type(e.orig).__name__)
+            log.info("group of %d refused (%s); storing each delivery alone", len(group),
+                     type(getattr(e, "orig", e)).__name__)
             for slot in group:
                 self._write([slot], will_dispatch)
             return
