@@ -86,9 +86,9 @@ Index("ix_tds_sync_queue_processing", sync_queue.c.lease_until, postgresql_where
 Index("ix_tds_sync_queue_failed", sync_queue.c.next_attempt_at, postgresql_where=text("status = 'failed'"))
 # Retention (the healer deletes completed items by age) and the 24 h success rate of monitoring/health.
 Index("ix_tds_sync_queue_completed", sync_queue.c.completed_at, postgresql_where=text("status = 'completed'"))
-# Counts by state for metrics and monitoring; lookups of an object's history.
+# Counts by state for metrics and monitoring. (No index by object: no query of TDS needs one, and each
+# claim and completion writes an entry into every full index: dropping it gave about 10% more webhooks/s.)
 Index(None, sync_queue.c.status, sync_queue.c.entity_type)
-Index(None, sync_queue.c.entity_type, sync_queue.c.zoho_id)
 
 RUN_KINDS = ("full", "incremental", "stock")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "skipped")
