@@ -43,10 +43,6 @@ class Dispatcher:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def send(self, spec: EntitySpec, item_id: int) -> bool:
-        """Ask the entity's actor to apply a sync item; True if the message reached Redis."""
-        return self.send_batch(spec, [item_id])
-
     def send_batch(self, spec: EntitySpec, item_ids: list[int]) -> bool:
         """One message asking the entity's actor to apply the items; True if it reached Redis."""
         return self.send_to(spec.queue, spec.actor_name, list(item_ids))

@@ -46,10 +46,6 @@ class Stored:
         return self.item_id is None
 
 
-def store(engine: Engine, delivery: Delivery, payload_json: str, will_dispatch: bool) -> Stored:
-    return store_many(engine, [(delivery, payload_json)], will_dispatch)[0]
-
-
 def store_many(engine: Engine, deliveries: list[tuple[Delivery, str]], will_dispatch: bool) -> list[Stored]:
     """Store (delivery, payload JSON) pairs in one transaction; a Stored for each, in the same order.
 

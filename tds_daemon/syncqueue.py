@@ -128,20 +128,10 @@ def claim_many(conn: Connection, item_ids: list[int], lease_s: int) -> list[Clai
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: c.id)
 
 
-def claim(conn: Connection, item_id: int, lease_s: int) -> Claimed | None:
-    """Take an item for processing; None if it is done, taken, or dead (a redelivery: do nothing)."""
-    claimed = claim_many(conn, [item_id], lease_s)
-    return claimed[0] if claimed else None
-
-
 def complete_many(conn: Connection, outcomes: list[tuple[int, str]]) -> None:
     """Mark processing items completed, each with its own outcome: [(item id, outcome)]."""
     if outcomes:
         conn.execute(_COMPLETE, {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes]})
-
-
-def complete(conn: Connection, item_id: int, outcome: str) -> None:
-    complete_many(conn, [(item_id, outcome)])
 
 
 def backoff_s(attempt: int, min_ms: int, max_ms: int) -> float:

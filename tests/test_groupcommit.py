@@ -13,9 +13,10 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 import redis
-from conftest import wait_until
+from conftest import TDS, WEBHOOK_TOKEN, free_port, wait_until
 from sqlalchemy import exc, text
 
 from tds_daemon import entities, intake
@@ -188,5 +189,34 @@ def test_the_outbox_sends_at_once_when_idle_and_sends_what_is_left_when_closed(m
         assert messages() == [[10**12 + 1], [10**12 + 2, 10**12 + 3]]
     finally:
         for key in client.scan_iter(match=f"{config.redis.namespace}*"):
+            client.delete(key)
+        client.close()
+
+
+def test_a_stopping_api_process_sends_what_its_outbox_holds(processes, migrated, clean_db):
+    # One gunicorn process gathering for a second, no workers: the second webhook's item is still in the
+    # outbox when the API is told to stop, and only gunicorn's worker_exit hook can send it.
+    ns = f"tds_test_exit_{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    env = {**migrated, "TDS_REDIS_NAMESPACE": ns, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1",
+           "TDS_API_SEND_INTERVAL_MS": "1000"}
+    base = f"http://127.0.0.1:{port}"
+    api = processes.start("tds-api", [*TDS, "api"], env=env,
+                          ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
+    client = redis.Redis.from_url(migrated["TDS_REDIS_URL"])
+    msgs = f"{ns}:{PRODUCT.queue}.msgs"
+    try:
+        headers = {"X-TDS-Webhook-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
+        for zoho_id in ("1", "2"):
+            body = {"item": {"item_id": zoho_id, "name": "Widget", "last_modified_time": "2026-11-25T10:00:00+0000"}}
+            assert httpx.post(f"{base}/api/tds/webhooks/items", json=body, headers=headers,
+                              timeout=10).status_code == 202
+        assert processes.stop(api) == 0
+        sent = sorted(i for v in client.hvals(msgs) for i in json.loads(v)["args"][0])
+        with clean_db.connect() as c:
+            items = sorted(c.execute(text("SELECT id FROM tds_sync_queue")).scalars())
+        assert len(items) == 2 and sent == items
+    finally:
+        for key in client.scan_iter(match=f"{ns}*"):
             client.delete(key)
         client.close()

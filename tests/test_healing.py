@@ -137,7 +137,7 @@ def test_flushdb_with_500_pending_items_the_healer_restores_all_500(processes, e
     counts = {"product": 200, "customer": 150, "invoice": 150}
     ids = {entity: add_items(engine, entity, n, dispatched=True) for entity, n in counts.items()}
     for entity, item_ids in ids.items():
-        assert all(h.dispatcher.send(entities.get(entity), i) for i in item_ids)
+        assert h.dispatcher.send_items(engine, [(i, entity) for i in item_ids]) == []
         assert h.sent(entity) == item_ids
     h.redis.flushdb()  # Redis restarted empty: every message is gone
     assert all(h.sent(entity) == [] for entity in counts)

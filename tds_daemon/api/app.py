@@ -38,7 +38,7 @@ def intake_engine(config: Config):
     return make_engine(config, pool_size=2, application_name="tds-api-intake", pre_ping=False, autocommit=True)
 
 
-def create_app(config: Config, *, engine=None, webhook_engine=None, dispatcher=None) -> falcon.App:
+def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     engine = engine or make_engine(config, pool_size=4, application_name="tds-api")
     if dispatcher is None:
         dispatcher = Dispatcher(make_broker(config), origin="intake")
@@ -46,8 +46,7 @@ def create_app(config: Config, *, engine=None, webhook_engine=None, dispatcher=N
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(errors.serialize_error)
     app.add_error_handler(Exception, errors.unexpected)
-    app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, webhook_engine or intake_engine(config),
-                                                                dispatcher))
+    app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/health/live", LiveResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
