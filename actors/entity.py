@@ -2,9 +2,12 @@
 
 Each message carries a list of sync item ids (``tds_daemon.dispatch``; a single id from a message sent
 by an earlier version is taken as a list of one); the items and their inbox events in PostgreSQL are
-the truth. The items are claimed together, then each entity's group is applied in one transaction: the
-upserts and every item's completion commit together, so a redelivered message for completed items
-finds nothing to claim and does nothing. Several items for one object are applied in their id order
+the truth. Items never tried, the common case, are locked, upserted and completed in one transaction
+(``_apply_fresh``): pending → completed, one write of each item. The others (tried before, sent again by
+the recovery sweep, or whose fresh transaction failed) go the claiming way: claimed together
+('processing', the attempt counted), then each entity's group is applied in one transaction. Either
+way the upserts and every item's completion commit together, so a redelivered message for completed
+items finds nothing to do. Several items for one object are applied in their id order
 (in rounds, one upsert each), so each gets the outcome it would have had alone: an older version after
 a newer one is ``stale``. If the group's transaction fails, each of its items is applied again alone,
 so that one bad object costs only itself (unless the database itself is out of reach: that is no
@@ -29,6 +32,7 @@ import datetime as dt
 import logging
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 import dramatiq
 from sqlalchemy import exc
@@ -52,6 +56,66 @@ DATABASE_WIDE = frozenset({"database_unavailable", "database_busy"})
 def apply_items(item_ids: list[int] | int) -> None:
     rt = runtime.get()
     ids = [item_ids] if isinstance(item_ids, int) else list(item_ids)
+    fresh = _apply_fresh(rt, ids)
+    if fresh is None:
+        return
+    rest = [i for i in ids if i not in fresh.applied]
+    if rest:
+        _apply_claimed(rt, rest, batch=not fresh.failed)
+
+
+class _NotFresh(Exception):
+    """The fresh items of a message are not one known entity whose breaker lets them through."""
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    applied: frozenset[int] = frozenset()
+    failed: bool = False  # their transaction failed: the claiming way tries them one by one
+
+
+def _apply_fresh(rt, ids: list[int]) -> _Fresh | None:
+    """The common case, in one transaction: lock the items never tried, apply and complete them. The
+    others go the claiming way. None when the database as a whole failed: the items stay pending,
+    untouched, and the recovery sweep sends them again."""
+    items: list[Claimed] = []
+    spec = breaker = decision = None
+    try:
+        with rt.engine.begin() as conn:
+            items = syncqueue.lock_fresh(conn, ids)
+            if not items:
+                return _Fresh()
+            spec = entities.BY_NAME.get(items[0].entity_type)
+            if spec is None or any(i.entity_type != spec.name for i in items):
+                raise _NotFresh
+            breaker = rt.breakers.entity(spec.name) if rt.breakers is not None else None
+            decision = breaker.check() if breaker is not None else Decision(True, "closed")
+            if not decision:
+                raise _NotFresh  # the claiming way defers them
+            outcomes = _write(conn, rt, spec, items, fresh=True)
+    except _NotFresh:
+        return _Fresh()
+    except Exception as e:  # any: the claiming way tries the items again, one by one, and classifies
+        code = transient_code(e)
+        if code in DATABASE_WIDE:
+            if decision is not None:
+                _tell(breaker, decision, _as_calls(decision, False, len(items)))
+            log.warning("could not apply items=%s: %s; the recovery sweep sends them again", _span(ids),
+                        _describe(e))
+            return None
+        if decision is not None and decision.state == HALF_OPEN:
+            breaker.release()  # the claiming way asks again
+        log.warning("batch failed, applying its items one by one: entity=%s items=%s error=%s",
+                    spec.name if spec else "?", _span([i.id for i in items] or ids), _describe(e))
+        return _Fresh(failed=True)
+    _tell(breaker, decision, _as_calls(decision, True, len(items)))
+    _applied(spec, items, outcomes)
+    return _Fresh(applied=frozenset(i.id for i in items))
+
+
+def _apply_claimed(rt, ids: list[int], *, batch: bool) -> None:
+    """Items tried before (or that the fresh way could not apply): claim them, then apply each entity's
+    group together (``batch``) or each item alone."""
     try:
         with rt.engine.begin() as conn:
             claimed = syncqueue.claim_many(conn, ids, rt.config.workers.lease_s)
@@ -66,10 +130,10 @@ def apply_items(item_ids: list[int] | int) -> None:
     for item in claimed:
         groups.setdefault(item.entity_type, []).append(item)
     for entity_type, items in groups.items():
-        _apply_group(rt, entity_type, items)
+        _apply_group(rt, entity_type, items, batch=batch)
 
 
-def _apply_group(rt, entity_type: str, items: list[Claimed]) -> None:
+def _apply_group(rt, entity_type: str, items: list[Claimed], *, batch: bool = True) -> None:
     """The claimed items of one entity: one breaker check, one transaction, each item alone if that fails."""
     spec = entities.BY_NAME.get(entity_type)
     breaker = rt.breakers.entity(spec.name) if spec is not None and rt.breakers is not None else None
@@ -77,7 +141,7 @@ def _apply_group(rt, entity_type: str, items: list[Claimed]) -> None:
     if not decision:
         _defer(rt, items, breaker, decision)
         return
-    if spec is not None and len(items) > 1:
+    if spec is not None and batch and len(items) > 1:
         try:
             outcomes = _commit(rt, spec, items)
         except Exception as e:  # any: the items are tried one by one below, which classifies the error
@@ -122,15 +186,19 @@ def _apply_one(rt, spec: EntitySpec | None, entity_type: str, item: Claimed) -> 
 
 def _commit(rt, spec: EntitySpec, items: list[Claimed]) -> dict[int, str]:
     """Upsert the items and complete each with its own outcome, in one transaction; {item id: outcome}."""
+    with rt.engine.begin() as conn:
+        return _write(conn, rt, spec, items)
+
+
+def _write(conn, rt, spec: EntitySpec, items: list[Claimed], *, fresh: bool = False) -> dict[int, str]:
     schema = rt.config.database.entity_schema
     outcomes: dict[int, str] = {}
-    with rt.engine.begin() as conn:
-        for batch in _rounds(items):
-            changes = [upsert.Change(obj=intake.extract_object(spec, i.payload), version_at=i.received_at,
-                                     deleted=i.event_type == "deleted") for i in batch]
-            by_zoho_id = upsert.apply(conn, spec, schema, changes)
-            outcomes.update((i.id, by_zoho_id[i.zoho_id]) for i in batch)
-        syncqueue.complete_many(conn, [(i.id, outcomes[i.id]) for i in items])
+    for batch in _rounds(items):
+        changes = [upsert.Change(obj=intake.extract_object(spec, i.payload), version_at=i.received_at,
+                                 deleted=i.event_type == "deleted") for i in batch]
+        by_zoho_id = upsert.apply(conn, spec, schema, changes)
+        outcomes.update((i.id, by_zoho_id[i.zoho_id]) for i in batch)
+    syncqueue.complete_many(conn, [(i.id, outcomes[i.id]) for i in items], fresh=fresh)
     return outcomes
 
 

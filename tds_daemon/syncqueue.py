@@ -9,6 +9,12 @@ pending ──claim──▶ processing ──▶ completed
 PostgreSQL, not the broker, is what guarantees every item ends applied: the sweep re-dispatches
 pending items whose message was lost, processing items whose lease ran out (a killed worker), and
 failed items whose retry time has come.
+
+An item never tried takes a shorter way: it is locked, applied and completed in one transaction
+(``lock_fresh``, then ``complete_many(..., fresh=True)``), pending → completed, with no claim written
+before. A worker killed there leaves it pending, untouched; the sweep sends it again, marked
+``redispatched``, and a marked item goes the claiming way, where every attempt is counted and an item
+that kills its worker every time is at last dead-lettered (``worker_lost``).
 """
 
 from __future__ import annotations
@@ -39,13 +45,25 @@ WHERE q.id = picked.id AND e.id = q.event_id
 RETURNING q.id, q.entity_type, q.zoho_id, q.attempt_count, e.event_type, e.payload, e.received_at,
           e.zoho_last_modified
 """)
-# Each item with its own outcome: the arrays are zipped by unnest.
+# Items never tried (pending, no attempt, no error: not sent again by the sweep), locked for the
+# transaction that applies and completes them. SKIP LOCKED as in the claim.
+_LOCK_FRESH = text("""
+SELECT q.id, q.entity_type, q.zoho_id, 1 AS attempt_count, e.event_type, e.payload, e.received_at,
+       e.zoho_last_modified
+FROM tds_sync_queue q JOIN tds_inbox_events e ON e.id = q.event_id
+WHERE q.id = ANY(CAST(:ids AS bigint[])) AND q.status = 'pending' AND q.attempt_count = 0
+  AND q.error_code IS NULL
+ORDER BY q.id
+FOR UPDATE OF q SKIP LOCKED
+""")
+# Each item with its own outcome: the arrays are zipped by unnest. A fresh item (locked, still pending)
+# counts its one attempt here; a claimed one counted it in the claim.
 _COMPLETE = text("""
 UPDATE tds_sync_queue q
 SET status = 'completed', outcome = v.outcome, completed_at = now(), updated_at = now(), lease_until = NULL,
-    error_code = NULL, error_message = NULL
+    error_code = NULL, error_message = NULL, attempt_count = q.attempt_count + :tried
 FROM (SELECT unnest(CAST(:ids AS bigint[])) AS id, unnest(CAST(:outcomes AS text[])) AS outcome) v
-WHERE q.id = v.id AND q.status = 'processing'
+WHERE q.id = v.id AND q.status = :status
 """)
 _FAIL = text("""
 UPDATE tds_sync_queue
@@ -85,7 +103,13 @@ WITH lost AS (
     FOR UPDATE OF q SKIP LOCKED
 )
 UPDATE tds_sync_queue q
-SET status = 'pending', dispatched_at = now(), lease_until = NULL, updated_at = now()
+SET status = 'pending', dispatched_at = now(), lease_until = NULL, updated_at = now(),
+    error_code = CASE WHEN picked.status = 'pending' AND q.dispatched_at IS NOT NULL
+                      THEN 'redispatched' ELSE q.error_code END,
+    error_message = CASE WHEN picked.status = 'pending' AND q.dispatched_at IS NOT NULL
+                         THEN 'sent again by the recovery sweep: not applied within ' || :after_s
+                              || ' s of being sent (its message was lost, or its worker stopped)'
+                         ELSE q.error_message END
 FROM picked WHERE q.id = picked.id
 RETURNING q.id, q.entity_type, picked.status AS was
 """)
@@ -128,10 +152,19 @@ def claim_many(conn: Connection, item_ids: list[int], lease_s: int) -> list[Clai
     return sorted((Claimed(**row._mapping) for row in rows), key=lambda c: c.id)
 
 
-def complete_many(conn: Connection, outcomes: list[tuple[int, str]]) -> None:
-    """Mark processing items completed, each with its own outcome: [(item id, outcome)]."""
+def lock_fresh(conn: Connection, item_ids: list[int]) -> list[Claimed]:
+    """Lock the items never tried, in id order, for this transaction to apply and complete (``fresh``)."""
+    if not item_ids:
+        return []
+    return [Claimed(**row._mapping) for row in conn.execute(_LOCK_FRESH, {"ids": list(item_ids)})]
+
+
+def complete_many(conn: Connection, outcomes: list[tuple[int, str]], *, fresh: bool = False) -> None:
+    """Mark items completed, each with its own outcome: [(item id, outcome)]. Claimed (processing) items,
+    or with ``fresh`` the pending ones this transaction locked."""
     if outcomes:
-        conn.execute(_COMPLETE, {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes]})
+        conn.execute(_COMPLETE, {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes],
+                                 "status": "pending" if fresh else "processing", "tried": int(fresh)})
 
 
 def backoff_s(attempt: int, min_ms: int, max_ms: int) -> float:

@@ -278,6 +278,14 @@ def queue_counts(engine) -> dict[str, int]:
         return dict(c.execute(text("SELECT status, count(*) FROM tds_sync_queue GROUP BY 1")).all())
 
 
+def applies_blocked(engine) -> int:
+    """Worker transactions of this database waiting for a row lock: an apply in flight, held by a test.
+    (A fresh item stays 'pending' while its transaction runs, so the queue's states cannot tell.)"""
+    with engine.connect() as c:
+        return c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                              "AND application_name = 'tds-worker' AND wait_event_type = 'Lock'")).scalar_one()
+
+
 def all_applied(engine, expected: int) -> bool:
     counts = queue_counts(engine)
     return counts.get("completed", 0) == expected and sum(counts.values()) == expected

@@ -167,6 +167,64 @@ def test_an_invalid_object_dead_letters_only_itself(db, dispatcher):
     assert set(entity_rows(db, "product")) == {o["item_id"] for o in objects} - {bad}
 
 
+_RECORD_TRANSITIONS = """
+CREATE TABLE test_transitions (item_id bigint, was text, now text, tx bigint DEFAULT txid_current());
+CREATE FUNCTION test_record_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO test_transitions (item_id, was, now) VALUES (OLD.id, OLD.status, NEW.status); RETURN NEW; END $$;
+CREATE TRIGGER test_transitions AFTER UPDATE ON tds_sync_queue FOR EACH ROW EXECUTE FUNCTION test_record_transition();
+"""
+_FORGET_TRANSITIONS = """
+DROP TRIGGER IF EXISTS test_transitions ON tds_sync_queue;
+DROP FUNCTION IF EXISTS test_record_transition();
+DROP TABLE IF EXISTS test_transitions;
+"""
+
+
+def test_fresh_items_are_applied_with_one_write_each_and_no_claim(db, dispatcher):
+    ids = store(db, "product", [make_object("product") for _ in range(10)])
+    with db.begin() as c:
+        c.execute(text(_RECORD_TRANSITIONS))
+    try:
+        assert dispatcher.send_batch(PRODUCT, ids)
+        done = wait_completed(db, ids)
+        with db.connect() as c:
+            transitions = c.execute(text("SELECT item_id, was, now, tx FROM test_transitions")).all()
+    finally:
+        with db.begin() as c:
+            c.execute(text(_FORGET_TRANSITIONS))
+    assert {(i["attempt_count"], i["error_code"]) for i in done.values()} == {(1, None)}, done
+    # pending → completed in the apply's own transaction: the completion is the only write of each item
+    # (the claiming way writes 'processing' first, in a transaction of its own).
+    assert sorted((t.item_id, t.was, t.now) for t in transitions) == [(i, "pending", "completed") for i in ids]
+    assert len({t.tx for t in transitions}) == 1, "one transaction"
+
+
+def test_an_item_sent_again_by_the_sweep_goes_the_counted_way(db, dispatcher):
+    """A worker killed inside the one-transaction apply leaves its items pending and untouched; the sweep
+    sends them again marked, and a marked item is claimed first (its attempt counted), so an item that
+    kills its worker every time is dead-lettered at last instead of being tried for ever."""
+    [lost, unsent] = store(db, "product", [make_object("product"), make_object("product")])
+    with db.begin() as c:
+        # lost: sent long ago and not applied (its message lost, or its worker killed mid-apply);
+        # unsent: never sent (Redis was down at intake).
+        c.execute(text("UPDATE tds_sync_queue SET dispatched_at = now() - interval '2 hours' WHERE id = :i"),
+                  {"i": lost})
+        c.execute(text("UPDATE tds_sync_queue SET dispatched_at = NULL WHERE id = :i"), {"i": unsent})
+        buried, recovered = syncqueue.recover(c, redispatch_after_s=60, max_attempts=10)
+    assert sorted(r.id for r in recovered) == sorted([lost, unsent]) and buried == 0
+    got = items(db, [lost, unsent])
+    assert got[lost]["error_code"] == "redispatched" and "not applied within 60 s" in got[lost]["error_message"]
+    assert got[unsent]["error_code"] is None  # never sent: nothing went wrong with it
+    with db.begin() as c:
+        assert [i.id for i in syncqueue.lock_fresh(c, [lost, unsent])] == [unsent]
+        assert [(i.id, i.attempt_count) for i in syncqueue.claim_many(c, [lost], 60)] == [(lost, 1)]
+        c.rollback()
+    assert dispatcher.send_batch(PRODUCT, [lost, unsent])
+    done = wait_completed(db, [lost, unsent])
+    assert [done[i]["error_code"] for i in (lost, unsent)] == [None, None], done
+    assert [done[i]["attempt_count"] for i in (lost, unsent)] == [1, 1], done
+
+
 def test_a_locked_row_fails_only_its_item_and_it_is_retried(db, dispatcher):
     held = new_id()
     [first] = store(db, "product", [make_object("product", held, minutes=0, name="before")])

@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, WEBHOOK_TOKEN, all_applied, queue_counts, start_daemon, wait_until
+from conftest import ADMIN_TOKEN, WEBHOOK_TOKEN, all_applied, applies_blocked, queue_counts, start_daemon, wait_until
 from notify_listener import NotifyListener
 from sqlalchemy import text
 from zoho_objects import default_payload, make_object
@@ -236,8 +236,8 @@ def test_drain_finishes_in_flight_messages_and_loses_nothing(processes, clean_db
     assert daemon.post("items", default_payload("product", held)).status_code == 202
     wait_until(lambda: all_applied(clean_db, 1), 20, message="the first version applied")
     with clean_db.connect() as locker:
-        # A row lock held by the test keeps the updates of that product in flight (in 'processing')
-        # until after the stop signal; lock_timeout (7.5 s here) is longer than the hold.
+        # A row lock held by the test keeps the updates of that product in flight until after the stop
+        # signal; lock_timeout (7.5 s here) is longer than the hold.
         tx = locker.begin()
         locker.execute(text("SELECT 1 FROM zoho.products WHERE zoho_id = :id FOR UPDATE"), {"id": held["item_id"]})
         for minutes in (1, 2):
@@ -246,7 +246,7 @@ def test_drain_finishes_in_flight_messages_and_loses_nothing(processes, clean_db
         accepted = 3
         for _ in range(100):
             accepted += daemon.post("items", product()).status_code == 202
-        wait_until(lambda: queue_counts(clean_db).get("processing", 0) >= 1, 20, message="an item in flight")
+        wait_until(lambda: applies_blocked(clean_db) >= 1, 20, message="an item in flight")
         daemon.proc.send_signal(signal.SIGTERM)
 
         def api_gone() -> bool:
@@ -312,7 +312,7 @@ def test_a_second_stop_signal_forces_without_waiting(processes, clean_db, migrat
         locker.execute(text("SELECT 1 FROM zoho.products WHERE zoho_id = :id FOR UPDATE"), {"id": held["item_id"]})
         update = make_object("product", held["item_id"], minutes=1)
         assert daemon.post("items", default_payload("product", update)).status_code == 202
-        wait_until(lambda: queue_counts(clean_db).get("processing", 0) == 1, 20, message="an item in flight")
+        wait_until(lambda: applies_blocked(clean_db) == 1, 20, message="an item in flight")
         daemon.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "stopping: draining" in daemon.output(), 20, message="the drain to start")
         daemon.proc.send_signal(signal.SIGTERM)
