@@ -1,9 +1,10 @@
 """Recovery: a thread in each worker process that re-dispatches items whose message was lost.
 
 Lost means: a pending item never sent (Redis was down at intake) or sent long ago and not applied
-(Redis restarted empty, or the message died with a killed worker before it was claimed), a
-processing item whose lease ran out (its worker was killed mid-message), or a failed item whose
-retry time has come; and sync runs queued whose message never reached a worker.
+(Redis restarted empty, or the message died with a killed worker before the item was claimed or while
+its one-transaction apply ran), a processing item whose lease ran out (its worker was killed while
+applying a claimed item), or a failed item whose retry time has come; and sync runs queued whose
+message never reached a worker.
 Several workers sweep at once safely: rows are taken with SKIP LOCKED.
 """
 
