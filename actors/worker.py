@@ -22,6 +22,7 @@ from tds_daemon.dispatch import Dispatcher
 
 from . import entity, healer, runtime, stats, sync
 from .middleware import Recovery
+from .middleware.intake_first import IntakeFirst
 
 log = logging.getLogger(__name__)
 # How long an idle consumer waits between polls of Redis: bounds the receipt→applied latency.
@@ -45,7 +46,9 @@ class _Worker(dramatiq.Worker):
 
 
 def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
-    broker = make_broker(config, middleware=[TimeLimit(time_limit=5 * 60 * 1000), Recovery()])
+    hold_s = min(config.workers.intake_first_s, config.workers.redispatch_after_s / 2)
+    broker = make_broker(config, middleware=[IntakeFirst(config.redis.namespace, hold_s),
+                                             TimeLimit(time_limit=5 * 60 * 1000), Recovery()])
     engine = make_engine(config, pool_size=config.workers.threads + 1, application_name="tds-worker")
     breakers = Breakers.from_config(config, redis_for_breakers(config), alerts=engine)
     runtime.install(runtime.Runtime(config, engine, Dispatcher(broker, origin="recovery"), breakers))

@@ -132,6 +132,9 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("workers", "nice", int, 10, "CPU priority the worker processes give up to the API (a nice "
             "increment): when the CPU is short, accepting webhooks comes first (Zoho does not send a missed "
             "one again) and applying catches up after", check=_range(0, 19)),
+    Setting("workers", "intake_first_s", float, 30.0, "while the API is saturated, how long at most the "
+            "workers hold back newly received items so that taking webhooks comes first (0: never; at most "
+            "half of workers.redispatch_after_s is used)", check=_range(0, 600)),
     Setting("workers", "max_attempts", int, 10,
             "attempts for a transient failure before the item goes to dead_letter", check=_range(1, 100)),
     Setting("workers", "min_backoff_ms", int, 500, "first retry delay", check=_range(10, 600000)),

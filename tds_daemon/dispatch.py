@@ -51,7 +51,9 @@ class Dispatcher:
         if not self.available:
             dispatches.labels(self.origin, "skipped").inc()
             return False
-        message = Message(queue_name=queue, actor_name=actor_name, args=args, kwargs={}, options={})
+        # The origin lets the workers tell intake's messages from the rest (actors/middleware/intake_first.py).
+        message = Message(queue_name=queue, actor_name=actor_name, args=args, kwargs={},
+                          options={"tds_origin": self.origin})
         try:
             self.broker.enqueue(message)
         except (redis.RedisError, OSError) as e:

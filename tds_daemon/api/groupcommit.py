@@ -42,9 +42,9 @@ class _Slot:
 
 class GroupCommit:
     def __init__(self, engine: Engine, dispatcher: Dispatcher, *, send_interval_s: float = 0.02,
-                 max_group: int = MAX_GROUP):
+                 max_group: int = MAX_GROUP, announcer=None):
         self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
-        self.outbox = Outbox(engine, dispatcher, send_interval_s)
+        self.outbox = Outbox(engine, dispatcher, send_interval_s, announcer)
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._writing = False

@@ -31,8 +31,9 @@ def close_all() -> None:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, dispatcher: Dispatcher, linger_s: float):
+    def __init__(self, engine: Engine, dispatcher: Dispatcher, linger_s: float, announcer=None):
         self.engine, self.dispatcher, self.linger_s = engine, dispatcher, linger_s
+        self.announcer = announcer  # tells the workers when this process is saturated (api/pressure.py)
         self._cond = threading.Condition()
         self._items: list[tuple[int, str]] = []
         self._thread: threading.Thread | None = None
@@ -64,6 +65,8 @@ class Outbox:
                 while not self._items and not self._closed:
                     self._cond.wait()
             self._send()
+            if self.announcer is not None:
+                self.announcer.tick()
             time.sleep(self.linger_s)
 
     def _send(self) -> None:

@@ -14,6 +14,7 @@ from ..db import is_transient
 from ..metrics import webhooks_received
 from .errors import ApiError
 from .groupcommit import GroupCommit
+from .pressure import Announcer, Pressure
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "30"
@@ -24,16 +25,22 @@ class WebhookResource:
         self.token = config.api.webhook_token.encode()
         self.secret = config.api.webhook_secret.encode()
         self.max_body = config.api.max_body_bytes
-        self.commits = GroupCommit(engine, dispatcher, send_interval_s=config.api.send_interval_ms / 1000)
+        self.pressure = Pressure(config.api.threads)
+        announcer = Announcer(self.pressure, dispatcher.broker.client, config.redis.namespace)
+        self.commits = GroupCommit(engine, dispatcher, send_interval_s=config.api.send_interval_ms / 1000,
+                                   announcer=announcer)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
         spec = entities.resolve(entity)
         label = spec.name if spec else "unknown"
+        self.pressure.enter()
         try:
             stored, delivery = self._accept(req, spec, entity)
         except ApiError as e:
             webhooks_received.labels(label, e.code).inc()
             raise
+        finally:
+            self.pressure.leave()
         outcome = "duplicate" if stored.duplicate else "accepted"
         webhooks_received.labels(label, outcome).inc()
         # DEBUG, not INFO: a line per webhook costs more than storing it, under gunicorn's threads (a

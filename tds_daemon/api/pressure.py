@@ -1,0 +1,91 @@
+"""Intake pressure: whether an API process takes webhooks as fast as it can, and telling the workers.
+
+Zoho does not send a missed webhook again and expects its answer within seconds (ZOHO.md: "store,
+answer, apply later"). At saturation the API's group commits wait mostly on PostgreSQL's WAL flushes
+and on the CPU, and the workers' own transactions compete for both (docs/PERFORMANCE.md). So while an
+API process is saturated it says so in Redis (``<namespace>:intake:saturated``, a key that expires by
+itself), and the workers hold back the messages of new items for a bounded time
+(``workers.intake_first_s``; ``actors/middleware/intake_first.py``): taking webhooks comes first,
+applying catches up as soon as the burst is over.
+
+Saturated means: over the last window, on average at least ``threshold`` of the process's request
+threads were inside the webhook handler at once, i.e. the requests queue for the database write. At
+300 webhooks/s the average is a fraction of one; when wrk holds one connection per thread it stays
+close to all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+WINDOW_S = 0.5
+THRESHOLD = 0.75  # of the process's threads
+KEY_TTL_MS = 1000  # the workers' hold ends at most this long after the last saturated window
+KEY = "{namespace}:intake:saturated"
+
+
+class Pressure:
+    """The time-weighted mean number of webhook requests in flight in this process, per window."""
+
+    def __init__(self, threads: int, *, window_s: float = WINDOW_S, threshold: float = THRESHOLD,
+                 clock=time.monotonic):
+        self.limit = max(1.0, threads * threshold)
+        self.window_s, self.clock = window_s, clock
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._area = 0.0
+        self._start = self._last = clock()
+        self._saturated_until = 0.0
+        self.last_mean = 0.0
+
+    def enter(self) -> None:
+        self._change(+1)
+
+    def leave(self) -> None:
+        self._change(-1)
+
+    @property
+    def saturated(self) -> bool:
+        """The last full window was saturated (and it ended less than a window ago)."""
+        with self._lock:
+            self._advance(self.clock())
+            return self.clock() < self._saturated_until
+
+    def _change(self, delta: int) -> None:
+        with self._lock:
+            self._advance(self.clock())
+            self._inflight += delta
+
+    def _advance(self, now: float) -> None:
+        self._area += self._inflight * (now - self._last)
+        self._last = now
+        elapsed = now - self._start
+        if elapsed >= self.window_s:
+            self.last_mean = self._area / elapsed
+            if self.last_mean >= self.limit:
+                self._saturated_until = now + self.window_s
+            self._area, self._start = 0.0, now
+
+
+class Announcer:
+    """Sets the Redis key while ``pressure`` is saturated, at most every quarter of its lifetime."""
+
+    def __init__(self, pressure: Pressure, client, namespace: str):
+        self.pressure, self.client = pressure, client
+        self.key = KEY.format(namespace=namespace)
+        self._next = 0.0
+
+    def tick(self) -> None:
+        if not self.pressure.saturated:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + KEY_TTL_MS / 4000
+        try:
+            self.client.set(self.key, "1", px=KEY_TTL_MS)
+        except Exception as e:  # Redis down: the workers simply do not hold back
+            log.debug("could not announce intake pressure: %s", type(e).__name__)

@@ -1,0 +1,152 @@
+"""Intake first: while the API is saturated the workers hold back new items, for a bounded time.
+
+The API side (``tds_daemon.api.pressure``) is tested with a clock of the test's own and with real
+concurrent requests; the worker side against a real daemon, with the Redis key set by the test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import redis
+from conftest import WEBHOOK_TOKEN, all_applied, start_daemon, wait_until
+from zoho_objects import default_payload, make_object
+
+from tds_daemon import entities, inbox, intake
+from tds_daemon.api.pressure import KEY, Pressure
+from tds_daemon.broker import make_broker
+from tds_daemon.config import load
+from tds_daemon.dispatch import Dispatcher
+
+HOLD_S = 8
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pressure_is_the_mean_number_of_requests_in_flight_over_a_window():
+    clock = Clock()
+    p = Pressure(8, window_s=0.5, threshold=0.75, clock=clock)
+    for _ in range(5):
+        p.enter()
+    clock.now += 0.6
+    assert not p.saturated and p.last_mean == pytest.approx(5)  # 5 of 8 threads: below 6
+    p.enter()
+    clock.now += 0.6
+    assert p.saturated and p.last_mean == pytest.approx(6)
+    for _ in range(6):
+        p.leave()
+    clock.now += 0.3  # the window is not over: the last verdict holds
+    assert p.saturated
+    clock.now += 0.3
+    assert not p.saturated and p.last_mean == 0
+
+
+@pytest.fixture(scope="module")
+def env(migrated, redis_namespace):
+    return {**migrated, "TDS_REDIS_NAMESPACE": f"{redis_namespace}_hold_{uuid.uuid4().hex[:8]}",
+            "TDS_WORKERS_REDISPATCH_AFTER_S": "60", "TDS_WORKERS_INTAKE_FIRST_S": str(HOLD_S)}
+
+
+@pytest.fixture(scope="module")
+def daemon(module_processes, env):
+    d = start_daemon(module_processes, env)
+    yield d
+    d.http.close()
+
+
+@pytest.fixture
+def saturated(env):
+    """Keeps the key an API process sets at saturation, until the test calls ``stop``."""
+    client = redis.Redis.from_url(env["TDS_REDIS_URL"])
+    key = KEY.format(namespace=env["TDS_REDIS_NAMESPACE"])
+    stop = threading.Event()
+
+    def keep():
+        while not stop.is_set():
+            client.set(key, "1", px=1000)
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=keep, daemon=True)
+    thread.start()
+    yield stop
+    stop.set()
+    thread.join(5)
+    client.delete(key)
+    client.close()
+
+
+def post(daemon) -> None:
+    r = daemon.post("items", default_payload("product", make_object("product")))
+    assert r.status_code == 202, r.text
+
+
+def not_applied_for(engine, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all_applied(engine, 1):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_new_items_wait_while_the_api_is_saturated_and_go_when_it_is_not(daemon, clean_db, saturated):
+    post(daemon)
+    assert not_applied_for(clean_db, 3), "applied while the API said it was saturated"
+    saturated.set()  # the key expires within a second
+    wait_until(lambda: all_applied(clean_db, 1), 10, message="the held item applied once the API was not saturated")
+
+
+def test_the_hold_ends_after_intake_first_s_even_if_the_api_stays_saturated(daemon, clean_db, saturated):
+    t0 = time.monotonic()
+    post(daemon)
+    wait_until(lambda: all_applied(clean_db, 1), HOLD_S + 15, message="the item applied at the end of its hold")
+    assert time.monotonic() - t0 >= HOLD_S - 1.5, "not held"
+
+
+def test_items_sent_by_anyone_but_intake_are_never_held(daemon, clean_db, env, saturated):
+    spec = entities.get("product")
+    body = default_payload("product", make_object("product"))
+    [stored] = inbox.store_many(clean_db, [(intake.read(spec, body), intake.dump_body(body))], will_dispatch=True)
+    dispatcher = Dispatcher(make_broker(load(environ=env)), origin="recovery")
+    try:
+        assert dispatcher.send_batch(spec, [stored.item_id])
+        wait_until(lambda: all_applied(clean_db, 1), HOLD_S - 3, message="the recovery's message applied at once")
+    finally:
+        dispatcher.broker.client.close()
+
+
+def test_a_saturated_api_says_so(daemon, clean_db, env):
+    client = redis.Redis.from_url(env["TDS_REDIS_URL"])
+    key = KEY.format(namespace=env["TDS_REDIS_NAMESPACE"])
+    client.delete(key)
+    stop = threading.Event()
+
+    def hammer():
+        with httpx.Client(base_url=daemon.base_url, timeout=10,
+                          headers={"X-TDS-Webhook-Token": WEBHOOK_TOKEN}) as http:
+            while not stop.is_set():
+                http.post("/api/tds/webhooks/items", json=default_payload("product", make_object("product")))
+
+    try:
+        # Three connections per request thread of the API (2 processes × 8 threads): requests queue.
+        with ThreadPoolExecutor(48) as pool:
+            for _ in range(48):
+                pool.submit(hammer)
+            wait_until(lambda: client.exists(key), 30, interval=0.05, message="the saturated key set")
+            stop.set()
+        # Once the load is gone, the key expires by itself.
+        wait_until(lambda: not client.exists(key), 10, message="the key gone after the load")
+    finally:
+        stop.set()
+        client.close()
