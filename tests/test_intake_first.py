@@ -145,6 +145,8 @@ def test_a_saturated_api_says_so(daemon, clean_db, env):
                 pool.submit(hammer)
             wait_until(lambda: client.exists(key), 30, interval=0.05, message="the saturated key set")
             stop.set()
+        # And the operator is told why rows lag (once a minute at most).
+        wait_until(lambda: "intake saturated" in daemon.output(), 10, message="the log line")
         # Once the load is gone, the key expires by itself.
         wait_until(lambda: not client.exists(key), 10, message="the key gone after the load")
     finally:

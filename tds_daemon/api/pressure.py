@@ -26,6 +26,7 @@ WINDOW_S = 0.5
 THRESHOLD = 0.5  # of the process's threads
 KEY_TTL_MS = 1000  # the workers' hold ends at most this long after the last saturated window
 KEY = "{namespace}:intake:saturated"
+LOG_EVERY_S = 60
 
 
 class Pressure:
@@ -78,6 +79,7 @@ class Announcer:
         self.pressure, self.client = pressure, client
         self.key = KEY.format(namespace=namespace)
         self._next = 0.0
+        self._logged_at = -LOG_EVERY_S
 
     def tick(self) -> None:
         if not self.pressure.saturated:
@@ -86,6 +88,11 @@ class Announcer:
         if now < self._next:
             return
         self._next = now + KEY_TTL_MS / 4000
+        if now - self._logged_at >= LOG_EVERY_S:
+            # What explains rows lagging during a burst; once a minute at most.
+            self._logged_at = now
+            log.info("intake saturated (on average %.1f requests in the handler at once): workers hold back "
+                     "new items for up to workers.intake_first_s", self.pressure.last_mean)
         try:
             self.client.set(self.key, "1", px=KEY_TTL_MS)
         except Exception as e:  # Redis down: the workers simply do not hold back
