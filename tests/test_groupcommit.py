@@ -150,7 +150,8 @@ def test_database_unavailable_fails_every_delivery_of_the_group(migrated, clean_
         list(pool.map(store, [delivery(str(i)) for i in range(4)]))
     engine.dispose()
     assert len(errors) == 4
-    assert not committer._writing and not committer._waiting
+    # and nothing is left stuck: the writer thread is idle again, ready for the next group
+    wait_until(lambda: not committer._writing and not committer._waiting, 5, message="the writer idle")
 
 
 def test_a_connection_the_server_closed_is_replaced_without_failing_the_webhook(committer, clean_db):

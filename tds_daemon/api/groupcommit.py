@@ -5,10 +5,10 @@ still sent after that commit (by the process's ``Outbox``, which gathers the ite
 into one message). What is shared is the cost: one statement and one WAL flush for the whole group,
 instead of one each. At low load a group is one request.
 
-Leader and followers: a request that finds no write in progress takes every delivery waiting (its
-own included), writes them, and wakes the others; one that finds a write in progress waits for it,
-then either has its answer or leads the next group. The requests' own threads do the writing: nothing
-to start after gunicorn forks (the outbox starts its thread on first use).
+One writer thread per process (started on first use, after gunicorn forked) takes every delivery
+waiting, writes them, wakes their requests, and takes the next group at once: no request thread has to
+be woken and scheduled to lead the next write (that hand-off cost about 1 ms per group at saturation,
+docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ MAX_GROUP = 100
 
 
 class _Slot:
-    __slots__ = ("delivery", "payload", "stored", "error", "done", "wake")
+    __slots__ = ("delivery", "payload", "stored", "error", "wake")
 
     def __init__(self, delivery: Delivery, payload: str):
         self.delivery, self.payload = delivery, payload
         self.stored: inbox.Stored | None = None
         self.error: BaseException | None = None
-        self.done = False  # False when woken: this request leads the next group
         self.wake = threading.Event()
 
 
@@ -45,49 +44,56 @@ class GroupCommit:
                  max_group: int = MAX_GROUP, announcer=None):
         self.engine, self.dispatcher, self.max_group = engine, dispatcher, max_group
         self.outbox = Outbox(engine, dispatcher, send_interval_s, announcer)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._waiting: list[_Slot] = []
-        self._writing = False
+        self._writing = False  # a group is being written
+        self._thread: threading.Thread | None = None
 
     def store(self, delivery: Delivery, payload_json: str) -> inbox.Stored:
         """Store one delivery durably; returns once committed. Raises what storing it raised."""
         slot = _Slot(delivery, payload_json)
-        with self._lock:
+        with self._cond:
             self._waiting.append(slot)
-            leads = not self._writing
-            self._writing = True
-        if not leads:
-            # Woken once: either its group was written, or it is first in line and leads the next one.
-            # One event per request, not one condition for all: a write wakes only the requests it holds.
-            slot.wake.wait()
-        if not slot.done:
-            self._lead()
+            if self._thread is None:
+                # Started on first use: in the process that serves requests, after gunicorn forked it.
+                self._thread = threading.Thread(target=self._run, name="tds-group-commit", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        # Woken once, by the writer, when the group holding this delivery is written (one event per
+        # request, not one condition for all: a write wakes only the requests it holds).
+        slot.wake.wait()
         if slot.error is not None:
             raise slot.error
         return slot.stored
 
-    def _lead(self) -> None:
-        """Write the waiting deliveries (the leader's own is first among them), answer them, pass the lead on."""
-        with self._lock:
-            group = self._waiting[:self.max_group]
-            del self._waiting[:self.max_group]
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting:
+                    self._cond.wait()
+                group = self._waiting[:self.max_group]
+                del self._waiting[:self.max_group]
+                self._writing = True
+            try:
+                self._write_group(group)
+            except BaseException:  # the thread must live on: each request of the group has its error
+                log.exception("writing a group of %d failed", len(group))
+            finally:
+                with self._cond:
+                    self._writing = False
+
+    def _write_group(self, group: list[_Slot]) -> None:
+        """Write one group, answer its requests, hand its new items to the outbox."""
         will_dispatch = self.dispatcher.available
         try:
             self._write(group, will_dispatch)
         finally:
-            with self._lock:
-                for slot in group:
-                    if slot.error is None and slot.stored is None:
-                        slot.error = RuntimeError("the group holding this delivery was not written")
-                    slot.done = True
-                after = self._waiting[0] if self._waiting else None
-                self._writing = after is not None
             for slot in group:
+                if slot.error is None and slot.stored is None:
+                    slot.error = RuntimeError("the group holding this delivery was not written")
                 slot.wake.set()
-            if after is not None:
-                after.wake.set()
         if will_dispatch:
-            # After the others are woken: the next group is written while the outbox sends these.
+            # After the requests are woken: they answer while the outbox takes these.
             new = [(s.stored.item_id, s.delivery.spec.name) for s in group if s.stored and not s.stored.duplicate]
             if new:
                 self.outbox.add(new)
