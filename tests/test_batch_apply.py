@@ -18,10 +18,13 @@ from conftest import all_applied, free_port, queue_counts, start_daemon, wait_un
 from sqlalchemy import text
 from zoho_objects import default_payload, make_object, new_id
 
+from actors import entity as entity_actors
+from actors import runtime
 from tds_daemon import entities, inbox, intake, syncqueue
 from tds_daemon.breakers import Breaker, Settings
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
+from tds_daemon.db import make_engine
 from tds_daemon.dispatch import MAX_BATCH, Dispatcher
 
 TIMEOUT = 30
@@ -375,3 +378,23 @@ def test_send_items_with_redis_down_returns_every_id_and_marks_them_unsent(db, b
         assert c.execute(text("SELECT count(*) FROM tds_sync_queue WHERE dispatched_at IS NULL")).scalar_one() == 5
     # Unsent items are what the sweep sends at once, whatever its redispatch delay.
     wait_until(lambda: all_applied(db, 5), TIMEOUT, interval=0.2, message=f"5 items applied ({queue_counts(db)})")
+
+
+def test_with_the_database_out_of_reach_fresh_items_stay_pending_untouched(db, dispatcher, batch_env, monkeypatch):
+    """The one-transaction apply against a database that does not answer: nothing is written, nothing
+    raised to Dramatiq, and the items are as intake left them, for the recovery sweep to send again."""
+    ids = store(db, "product", [make_object("product") for _ in range(3)])
+    before = items(db, ids)
+    dead = load(environ={**batch_env, "TDS_DATABASE_URL": "postgresql+psycopg2://root@127.0.0.1:9/none",
+                         "TDS_DATABASE_CONNECT_TIMEOUT_S": "1"})
+    engine = make_engine(dead, pool_size=1)
+    monkeypatch.setattr(runtime, "_current", runtime.Runtime(dead, engine, dispatcher))
+    try:
+        entity_actors.apply_items(ids)  # returns: the failure is the database's, not the items'
+    finally:
+        engine.dispose()
+    assert items(db, ids) == before
+    assert {(i["status"], i["attempt_count"], i["error_code"]) for i in before.values()} == {("pending", 0, None)}
+    # Sent again (as the sweep would), they are applied.
+    assert dispatcher.send_batch(PRODUCT, ids)
+    assert {i["outcome"] for i in wait_completed(db, ids).values()} == {"created"}

@@ -15,10 +15,12 @@ import httpx
 import pytest
 import redis
 from conftest import WEBHOOK_TOKEN, all_applied, start_daemon, wait_until
+from dramatiq import Message
 from zoho_objects import default_payload, make_object
 
+from actors.middleware.intake_first import IntakeFirst
 from tds_daemon import entities, inbox, intake
-from tds_daemon.api.pressure import KEY, Pressure
+from tds_daemon.api.pressure import KEY, Announcer, Pressure
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
 from tds_daemon.dispatch import Dispatcher
@@ -152,3 +154,20 @@ def test_a_saturated_api_says_so(daemon, clean_db, env):
     finally:
         stop.set()
         client.close()
+
+
+def test_with_redis_out_of_reach_nothing_is_held(env):
+    """The key cannot be read: the worker holds nothing (and the API's announcer does not fail)."""
+    down = load(environ={**env, "TDS_REDIS_URL": "redis://127.0.0.1:9/0", "TDS_REDIS_SOCKET_TIMEOUT_S": "0.5"})
+    broker = make_broker(down)
+    message = Message(queue_name="tds.product", actor_name="apply_product", args=([1],), kwargs={},
+                      options={"tds_origin": "intake"})
+    t0 = time.monotonic()
+    IntakeFirst(down.redis.namespace, HOLD_S).before_process_message(broker, message)
+    assert time.monotonic() - t0 < HOLD_S / 2, "held although the key could not be read"
+    clock = Clock()
+    pressure = Pressure(1, window_s=0.5, clock=clock)
+    pressure.enter()
+    clock.now += 0.6  # a whole window with its one thread in the handler
+    assert pressure.saturated
+    Announcer(pressure, broker.client, down.redis.namespace).tick()  # logs at DEBUG, raises nothing
