@@ -15,12 +15,13 @@ import uuid
 
 import pytest
 import redis
-from conftest import free_port, start_private_redis, wait_until
+from conftest import all_applied, free_port, start_daemon, start_private_redis, wait_until
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from zoho_objects import default_payload, make_object
 
 from tds_daemon.broker import Broker
-from tds_daemon.wakeup import Wakeup
+from tds_daemon.wakeup import CHANNEL, Wakeup
 
 QUEUE = "tds.wakeup_test"
 IDLE_WAIT_S = 30
@@ -137,3 +138,20 @@ def test_redis_restarted_consumers_poll_while_it_is_down_then_wait_for_wake_up_c
         wait_until(lambda: consumer.received, FETCHED_WITHIN_S, message="the message, fetched on its wake-up call")
     finally:
         consumer.close()
+
+
+def test_a_daemon_s_workers_listen_and_a_webhook_wakes_them(module_processes, migrated, clean_db, namespace):
+    daemon = start_daemon(module_processes, migrated, TDS_REDIS_NAMESPACE=namespace)
+    client = redis.Redis.from_url(migrated["TDS_REDIS_URL"], socket_timeout=5)
+    channel = CHANNEL.format(namespace=namespace)
+    try:
+        workers = int(migrated["TDS_WORKERS_PROCESSES"])
+        wait_until(lambda: client.pubsub_numsub(channel) == [(channel.encode(), workers)], 30,
+                   message=f"each of the {workers} worker processes to subscribe to {channel}")
+        r = daemon.post("product", default_payload("product", make_object("product")))
+        assert r.status_code == 202, r.text
+        wait_until(lambda: all_applied(clean_db, 1), 10, message="the webhook applied")
+    finally:
+        module_processes.stop(daemon.proc)
+        daemon.http.close()
+        client.close()
