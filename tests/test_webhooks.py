@@ -91,6 +91,22 @@ def test_numeric_ids_are_kept_as_strings(daemon, clean_db):
     assert row(clean_db, "product", "4815000000012345678") is not None
 
 
+def test_integers_beyond_64_bits_are_kept_exactly(daemon, clean_db):
+    # A custom field's number, say: JSON allows any size, and nothing TDS stores may round it.
+    big, small = "123456789012345678901234567890", "-9223372036854775809"
+    body = ('{"item": {"item_id": "77", "name": "x", "last_modified_time": "' + zoho_time()
+            + f'", "custom_fields": [{{"value": {big}}}], "weight": {small}}}}}')
+    assert daemon.post("items", body).status_code == 202
+    wait_applied(clean_db, 1)
+    with clean_db.connect() as c:
+        stored = c.execute(text("SELECT payload #>> '{item,custom_fields,0,value}', payload #>> '{item,weight}' "
+                                "FROM tds_inbox_events")).one()
+        raw = c.execute(text("SELECT raw #>> '{custom_fields,0,value}', raw ->> 'weight' FROM zoho.products "
+                             "WHERE zoho_id = '77'")).one()
+    assert tuple(stored) == (big, small)
+    assert tuple(raw) == (big, small)
+
+
 def _raw_post(daemon, path: str, body: bytes, headers: dict) -> httpx.Response:
     return daemon.http.post(path, content=body, headers=headers)
 
