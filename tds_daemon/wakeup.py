@@ -106,12 +106,12 @@ class Wakeup(Middleware):
                     if message["type"] == "subscribe":  # from now on, every publish reaches us
                         self._live.set()
                     elif message["type"] == "message":
-                        self._event(message["data"].decode()).set()
-            except (redis.RedisError, OSError) as e:
+                        self._event(message["data"].decode(errors="replace")).set()
+            except Exception as e:  # whatever it was, the thread lives on and the consumers poll meanwhile
                 # Once per outage: while Redis is down, the retries below fail quietly.
                 level = logging.WARNING if self._live.is_set() else logging.DEBUG
                 log.log(level, "wake-up calls lost, consumers poll Redis until they are back: %s",
-                        type(e).__name__)
+                        type(e).__name__, exc_info=not isinstance(e, (redis.RedisError, OSError)))
             finally:
                 self._went_deaf()
                 pubsub.close()
