@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .db import execute_values
 from .intake import Delivery
@@ -36,6 +36,15 @@ _ROW = "(%s, %s, %s, %s, %s, %s::jsonb)"
 _EXISTING = text("SELECT idempotency_key, id FROM tds_inbox_events WHERE idempotency_key = ANY(:keys)")
 
 
+def _store(conn: Connection, first: dict, rows: list, will_dispatch: bool) -> dict[str, tuple[int, int | None]]:
+    found = {key: (event_id, item_id)
+             for key, event_id, item_id in execute_values(conn, _STORE_SQL[will_dispatch], _ROW, rows)}
+    missing = [key for key in first if key not in found]
+    if missing:
+        found.update({key: (event_id, None) for key, event_id in conn.execute(_EXISTING, {"keys": missing})})
+    return found
+
+
 @dataclass(frozen=True)
 class Stored:
     event_id: int
@@ -46,23 +55,26 @@ class Stored:
         return self.item_id is None
 
 
-def store_many(engine: Engine, deliveries: list[tuple[Delivery, str]], will_dispatch: bool) -> list[Stored]:
+def store_many(bind: Engine | Connection, deliveries: list[tuple[Delivery, str]],
+               will_dispatch: bool) -> list[Stored]:
     """Store (delivery, payload JSON) pairs in one transaction; a Stored for each, in the same order.
 
     A delivery whose idempotency key is already stored, or appears earlier in the same batch, is a
     duplicate of that event. ``will_dispatch``: the caller sends the messages right after the commit.
+    ``bind``: an engine (a connection of its pool for this call), or a connection of the caller's in
+    autocommit mode (the API's writer thread keeps one): the storing statement commits by itself.
     """
     first: dict[str, tuple[Delivery, str]] = {}
     for delivery, payload in deliveries:
         first.setdefault(delivery.idempotency_key, (delivery, payload))
     rows = [(d.spec.name, d.zoho_id, d.event_type, key, d.zoho_last_modified, payload)
             for key, (d, payload) in first.items()]
-    with engine.begin() as conn:
-        found = {key: (event_id, item_id)
-                 for key, event_id, item_id in execute_values(conn, _STORE_SQL[will_dispatch], _ROW, rows)}
-        missing = [key for key in first if key not in found]
-        if missing:
-            found.update({key: (event_id, None) for key, event_id in conn.execute(_EXISTING, {"keys": missing})})
+    if isinstance(bind, Engine):
+        with bind.begin() as conn:
+            found = _store(conn, first, rows, will_dispatch)
+    else:
+        found = _store(bind, first, rows, will_dispatch)
+        bind.commit()  # ends SQLAlchemy's own transaction marker, if the duplicates' SELECT began one
     stored, seen = [], set()
     for delivery, _ in deliveries:
         key = delivery.idempotency_key
