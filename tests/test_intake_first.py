@@ -18,7 +18,7 @@ from conftest import WEBHOOK_TOKEN, all_applied, start_daemon, wait_until
 from dramatiq import Message
 from zoho_objects import default_payload, make_object
 
-from actors.middleware.intake_first import IntakeFirst
+from actors.middleware.intake_first import POLL_S, IntakeFirst
 from tds_daemon import entities, inbox, intake
 from tds_daemon.api.pressure import KEY, Announcer, Pressure
 from tds_daemon.broker import make_broker
@@ -81,6 +81,12 @@ def saturated(env):
 
     thread = threading.Thread(target=keep, daemon=True)
     thread.start()
+    wait_until(lambda: client.exists(key), 5, message="the saturation key set")
+    # A worker process reads the key at most every POLL_S and keeps its verdict meanwhile: a read just
+    # before the key was set (the previous test's last apply) would let the next message through. With
+    # wake-up calls a message reaches a worker within milliseconds, so that window was hit.
+    set_at = time.monotonic()
+    wait_until(lambda: time.monotonic() - set_at > 2 * POLL_S, 1, message="every cached verdict stale")
     yield stop
     stop.set()
     thread.join(5)
