@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 
-from . import entities
+from . import entities, zohovalues
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -184,7 +184,8 @@ stats_runs = Table(
 )
 Index(None, stats_runs.c.started_at)
 
-_SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(20, 6), "date": Date, "timestamptz": lambda: TZ,
+_SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(zohovalues.NUMERIC_PRECISION, zohovalues.NUMERIC_SCALE),
+              "date": Date, "timestamptz": lambda: TZ,
               "boolean": Boolean}
 
 

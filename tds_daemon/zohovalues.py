@@ -8,8 +8,14 @@ JSON numbers: every id is kept as a string.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+# The typed numeric columns are numeric(NUMERIC_PRECISION, NUMERIC_SCALE) (tds_daemon.schema). A larger
+# value is refused here, as a field the column cannot hold, instead of by PostgreSQL as an overflow.
+NUMERIC_PRECISION, NUMERIC_SCALE = 20, 6
+_NUMERIC_LIMIT = Decimal(10) ** (NUMERIC_PRECISION - NUMERIC_SCALE)
+_NUMERIC_STEP = Decimal(10) ** -NUMERIC_SCALE
 
 
 class InvalidValue(ValueError):
@@ -59,6 +65,10 @@ def _numeric(v: Any) -> Decimal:
         raise InvalidValue(f"expected a number, got {v!r}") from None
     if not d.is_finite():
         raise InvalidValue(f"expected a finite number, got {v!r}")
+    # PostgreSQL rounds to the scale (half away from zero) before it checks the precision.
+    if abs(d) >= _NUMERIC_LIMIT or abs(d.quantize(_NUMERIC_STEP, rounding=ROUND_HALF_UP)) >= _NUMERIC_LIMIT:
+        raise InvalidValue(f"{v!r} is too large: the column holds numbers below 10^"
+                           f"{NUMERIC_PRECISION - NUMERIC_SCALE} with {NUMERIC_SCALE} decimals")
     return d
 
 

@@ -153,9 +153,13 @@ def test_versions_of_one_object_in_a_batch_get_the_outcomes_of_one_after_another
     assert rows[a]["deleted_at"] is None and rows[c]["deleted_at"] is not None
 
 
-def test_an_invalid_object_dead_letters_only_itself(db, dispatcher):
+@pytest.mark.parametrize("rate, shown", [
+    ("abc", "abc"),  # not a number
+    (10 ** 20, "too large"),  # a number the numeric(20, 6) column cannot hold: not PostgreSQL's overflow
+])
+def test_an_invalid_object_dead_letters_only_itself(db, dispatcher, rate, shown):
     objects = [make_object("product") for _ in range(5)]
-    objects[2]["rate"] = "abc"  # not a number: the typed column refuses it
+    objects[2]["rate"] = rate
     bad = objects[2]["item_id"]
     ids = store(db, "product", objects)
     assert dispatcher.send_batch(PRODUCT, ids)
@@ -163,7 +167,7 @@ def test_an_invalid_object_dead_letters_only_itself(db, dispatcher):
     done = wait_settled(db, ids)
     dead = done.pop(ids[2])
     assert dead["status"] == "dead_letter" and dead["error_code"] == "invalid_field", dead
-    assert "rate" in dead["error_message"] and "abc" in dead["error_message"], dead["error_message"]
+    assert "rate" in dead["error_message"] and shown in dead["error_message"], dead["error_message"]
     assert dead["attempt_count"] == 1  # permanent: not retried; the batch attempt did not count twice
     assert {i["status"] for i in done.values()} == {"completed"}, done
     assert {i["attempt_count"] for i in done.values()} == {1}
