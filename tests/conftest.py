@@ -51,6 +51,18 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
         time.sleep(interval)
 
 
+def holds_for(condition: Callable[[], object], seconds: float, interval: float = 0.05) -> bool:
+    """Whether ``condition`` stays truthy for ``seconds`` (checked every ``interval``): the bounded way to
+    show that something does *not* happen, which a wait-until cannot express. False at the first miss."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not condition():
+            return False
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from conftest import WEBHOOK_TOKEN, all_applied, start_daemon, wait_until
+from conftest import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
 from dramatiq import Message
 from zoho_objects import default_payload, make_object
 
@@ -100,12 +100,7 @@ def post(daemon) -> None:
 
 
 def not_applied_for(engine, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if all_applied(engine, 1):
-            return False
-        time.sleep(0.1)
-    return True
+    return holds_for(lambda: not all_applied(engine, 1), seconds, interval=0.1)
 
 
 def test_new_items_wait_while_the_api_is_saturated_and_go_when_it_is_not(daemon, clean_db, saturated):

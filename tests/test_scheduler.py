@@ -15,7 +15,7 @@ import uuid
 import falcon.testing
 import pytest
 import redis as redis_lib
-from conftest import ADMIN_TOKEN, ROOT, TDS, free_port, wait_until
+from conftest import ADMIN_TOKEN, ROOT, TDS, free_port, holds_for, wait_until
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 
@@ -113,10 +113,7 @@ def test_exactly_one_leader_and_a_dead_leaders_lease_is_taken_over(make_config, 
     assert rds.get(leader_key(config.redis.namespace)).decode() == leader.instance_id
     assert a.alive() and b.alive()
     # Over more than one renewal the roles hold.
-    deadline = time.monotonic() + LEASE_S / 3 + 0.5
-    while time.monotonic() < deadline:
-        assert leader.is_leader() and not other.is_leader()
-        time.sleep(0.05)
+    assert holds_for(lambda: leader.is_leader() and not other.is_leader(), LEASE_S / 3 + 0.5), "the roles changed"
 
     died = time.monotonic()
     leader.stop(release=False)  # as if killed: the lease stays until it expires

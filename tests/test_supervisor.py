@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, WEBHOOK_TOKEN, all_applied, applies_blocked, queue_counts, start_daemon, wait_until
+from conftest import (
+    ADMIN_TOKEN,
+    WEBHOOK_TOKEN,
+    all_applied,
+    applies_blocked,
+    holds_for,
+    queue_counts,
+    start_daemon,
+    wait_until,
+)
 from notify_listener import NotifyListener
 from sqlalchemy import text
 from zoho_objects import default_payload, make_object
@@ -172,7 +180,7 @@ class Traffic:
                 self.answers.append(r.status_code)
             except httpx.HTTPError as e:
                 self.answers.append(type(e).__name__)
-            time.sleep(0.01)
+            self._stop.wait(0.01)
 
     def __enter__(self):
         self._thread.start()
@@ -289,10 +297,7 @@ def test_two_daemons_one_scheduler_leader_and_failover(processes, clean_db, migr
     assert leader_pid(second) == leading  # both APIs see the same single leader
     leader, follower = (first, second) if leading == first.proc.pid else (second, first)
     # The follower stays a follower while the leader renews (two lease periods).
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        assert leader_pid(follower) == leader.proc.pid
-        time.sleep(0.5)
+    assert holds_for(lambda: leader_pid(follower) == leader.proc.pid, 10, interval=0.5), "the follower took over"
 
     leader.proc.send_signal(signal.SIGKILL)  # dies without releasing its lease
     leader.proc.wait(timeout=10)

@@ -10,12 +10,11 @@ polling when there is none.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 import redis
-from conftest import all_applied, free_port, start_daemon, start_private_redis, wait_until
+from conftest import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from zoho_objects import default_payload, make_object
@@ -84,12 +83,7 @@ def send(url: str, namespace: str, *, wakeup: bool = True) -> None:
 def fetches_stay_at(consumer: Consumer, seconds: float) -> bool:
     """Bounded check that something does not happen: the idle consumer fetches nothing more."""
     before = consumer.fetches
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if consumer.fetches != before:
-            return False
-        time.sleep(0.05)
-    return True
+    return holds_for(lambda: consumer.fetches == before, seconds)
 
 
 @pytest.fixture
