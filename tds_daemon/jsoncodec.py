@@ -15,14 +15,25 @@ from typing import Any
 
 import orjson
 
-# An integer value (first, or after ":", "[" or ",") of 19 digits or more: perhaps beyond 64 bits. Text in a
-# string that looks like one only costs that document the slower decoder.
-_LONG_INT = re.compile(rb"(?:^|[:\[,])\s*-?\d{19}")
-_LONG_INT_STR = re.compile(r"(?:^|[:\[,])\s*-?\d{19}")
+# An integer value (after ":", "[" or ",", or the whole document) of 19 digits or more: perhaps beyond 64
+# bits. Text in a string that looks like one only costs that document the slower decoder.
+_LONG_INT = re.compile(rb"[:\[,]\s*-?\d{19}")
+_LONG_DOC = re.compile(rb"\s*-?\d{19}")
+# Before those patterns, a cheaper test that most documents fail: 19 digits in a row anywhere (every digit
+# made "0" by a byte table, then one substring search). On a webhook body it costs an eighth of the
+# patterns' scan, which was 10% of the instructions an API process spends on a webhook (callgrind).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _may_hold_long_int(data: bytes) -> bool:
+    if _NINETEEN_DIGITS not in data.translate(_DIGITS_TO_ZERO):
+        return False
+    return bool(_LONG_INT.search(data) or _LONG_DOC.match(data))
 
 
 def loads(data: bytes | str) -> Any:
-    if (_LONG_INT if isinstance(data, bytes) else _LONG_INT_STR).search(data):
+    if _may_hold_long_int(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")):
         return json.loads(data)
     try:
         return orjson.loads(data)
@@ -31,7 +42,12 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(obj: Any) -> str:
+    return dumpb(obj).decode()
+
+
+def dumpb(obj: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes (an HTTP body)."""
     try:
-        return orjson.dumps(obj).decode()
+        return orjson.dumps(obj)
     except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, or a type it does not know
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()

@@ -95,9 +95,9 @@ def test_a_group_of_three_shares_one_write_and_duplicates_in_it_are_recognised(c
     other = delivery("3")
     with HeldGroup(clean_db, committer, held) as hold, ThreadPoolExecutor(4) as pool:
         first = pool.submit(committer.store, *held)
-        wait_until(lambda: committer._writing, 10, message="the held delivery's write started")
+        wait_until(lambda: committer.writing, 10, message="the held delivery's write started")
         rest = [pool.submit(committer.store, *d) for d in (twice, other, twice)]
-        wait_until(lambda: len(committer._waiting) == 3, 10, message="three deliveries queued behind it")
+        wait_until(lambda: committer.waiting == 3, 10, message="three deliveries queued behind it")
         hold.release()
         results = [f.result(timeout=30) for f in rest]
         assert not first.result(timeout=30).duplicate
@@ -116,9 +116,9 @@ def test_one_unstorable_body_in_a_group_fails_alone(committer, clean_db):
     bad = delivery("3", name="nul \u0000 inside")  # valid JSON, which jsonb refuses
     with HeldGroup(clean_db, committer, held) as hold, ThreadPoolExecutor(4) as pool:
         pool.submit(committer.store, *held)
-        wait_until(lambda: committer._writing, 10, message="the held delivery's write started")
+        wait_until(lambda: committer.writing, 10, message="the held delivery's write started")
         futures = [pool.submit(committer.store, *d) for d in (good_a, bad, good_b)]
-        wait_until(lambda: len(committer._waiting) == 3, 10, message="three deliveries queued behind it")
+        wait_until(lambda: committer.waiting == 3, 10, message="three deliveries queued behind it")
         hold.release()
         with pytest.raises(exc.DataError):
             futures[1].result(timeout=30)
@@ -151,7 +151,7 @@ def test_database_unavailable_fails_every_delivery_of_the_group(migrated, clean_
     engine.dispose()
     assert len(errors) == 4
     # and nothing is left stuck: the writer thread is idle again, ready for the next group
-    wait_until(lambda: not committer._writing and not committer._waiting, 5, message="the writer idle")
+    wait_until(lambda: not committer.writing and not committer.waiting, 5, message="the writer idle")
 
 
 def test_a_connection_the_server_closed_is_replaced_without_failing_the_webhook(committer, clean_db):

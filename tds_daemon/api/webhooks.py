@@ -41,8 +41,7 @@ class WebhookResource:
             raise
         finally:
             self.pressure.leave()
-        outcome = "duplicate" if stored.duplicate else "accepted"
-        webhooks_received.labels(label, outcome).inc()
+        outcome = "duplicate" if stored.duplicate else "accepted"  # counted by the group's writer
         # DEBUG, not INFO: a line per webhook costs more than storing it, under gunicorn's threads (a
         # write to stderr gives up the GIL), and tds_webhooks_received_total counts them.
         log.debug("webhook %s: entity=%s zoho_id=%s event=%s event_id=%s item=%s", outcome, spec.name,
