@@ -38,7 +38,7 @@ class Clock:
 
 def test_pressure_is_the_mean_number_of_requests_in_flight_over_a_window():
     clock = Clock()
-    p = Pressure(8, window_s=0.5, threshold=0.75, clock=clock)
+    p = Pressure(8, window_s=0.5, threshold=0.75, sustain_s=0, clock=clock)
     for _ in range(5):
         p.enter()
     clock.now += 0.6
@@ -52,6 +52,33 @@ def test_pressure_is_the_mean_number_of_requests_in_flight_over_a_window():
     assert p.saturated
     clock.now += 0.3
     assert not p.saturated and p.last_mean == 0
+
+
+def test_a_stall_and_its_catch_up_are_not_saturation_a_sustained_burst_is():
+    """A stall fills every thread for as long as it lasts; holding the workers then only delays what
+    arrives after it. Only windows at the limit for ``sustain_s`` in a row are saturation."""
+    clock = Clock()
+    p = Pressure(8, window_s=0.5, sustain_s=3.0, clock=clock)
+
+    def window(in_flight: int) -> bool:
+        for _ in range(in_flight):
+            p.enter()
+        clock.now += 0.5
+        saturated = p.saturated
+        for _ in range(in_flight):
+            p.leave()
+        return saturated
+
+    # A 2 s stall with every thread stuck, then back to a fraction of one thread.
+    assert not any(window(8) for _ in range(4))
+    assert not window(0)
+    # A burst: the limit (4 of 8) reached in every window. Saturation from 3 s on, not before.
+    verdicts = [window(5) for _ in range(8)]
+    assert verdicts == [False] * 5 + [True] * 3
+    # One window under the limit ends it, and the next run must last sustain_s again.
+    assert not window(1)
+    assert not any(window(8) for _ in range(5))
+    assert window(8)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +194,7 @@ def test_with_redis_out_of_reach_nothing_is_held(env):
     IntakeFirst(down.redis.namespace, HOLD_S).before_process_message(broker, message)
     assert time.monotonic() - t0 < HOLD_S / 2, "held although the key could not be read"
     clock = Clock()
-    pressure = Pressure(1, window_s=0.5, clock=clock)
+    pressure = Pressure(1, window_s=0.5, sustain_s=0, clock=clock)
     pressure.enter()
     clock.now += 0.6  # a whole window with its one thread in the handler
     assert pressure.saturated

@@ -8,11 +8,17 @@ itself), and the workers hold back the messages of new items for a bounded time
 (``workers.intake_first_s``; ``actors/middleware/intake_first.py``): taking webhooks comes first,
 applying catches up as soon as the burst is over.
 
-Saturated means: over the last window, on average at least half of the process's request threads
-were inside the webhook handler at once, i.e. the requests queue for the database write. At 300
-webhooks/s the average is a fraction of one; with wrk holding one connection per thread (8 per
-process) it was 4.4 to 5.7 with the API alone (each request about 4 ms in the handler, half of it
-waiting for its group's write).
+Saturated means: in every window of the last ``SUSTAIN_S``, on average at least half of the process's
+request threads were inside the webhook handler at once, i.e. the requests queue for the database
+write. At 300 webhooks/s the average is a fraction of one; with wrk holding one connection per thread
+(8 per process) it was 4.4 to 5.7 with the API alone (each request about 4 ms in the handler, half of
+it waiting for its group's write).
+
+Why sustained: a stall (a slow WAL flush, a lock, the VM descheduled) also fills every thread, for as
+long as it lasts and the short catch-up after it. Holding the workers then helps nothing and delays
+every item received in the catch-up until the key expires: two 1 s stalls in a 300/s run took p99
+receipt→applied from tens of milliseconds to 1.8 s, and 4 events over 250 ms to 2054
+(docs/PERFORMANCE.md, seventh session). A burst of webhooks lasts longer than that.
 """
 
 from __future__ import annotations
@@ -24,23 +30,26 @@ import time
 log = logging.getLogger(__name__)
 WINDOW_S = 0.5
 THRESHOLD = 0.5  # of the process's threads
+SUSTAIN_S = 3.0  # saturated windows in a row before the workers are told: longer than a stall and its catch-up
 KEY_TTL_MS = 1000  # the workers' hold ends at most this long after the last saturated window
 KEY = "{namespace}:intake:saturated"
 LOG_EVERY_S = 60
 
 
 class Pressure:
-    """The time-weighted mean number of webhook requests in flight in this process, per window."""
+    """The time-weighted mean number of webhook requests in flight in this process, per window, and
+    whether it has stayed at the limit for ``sustain_s``."""
 
     def __init__(self, threads: int, *, window_s: float = WINDOW_S, threshold: float = THRESHOLD,
-                 clock=time.monotonic):
+                 sustain_s: float = SUSTAIN_S, clock=time.monotonic):
         self.limit = max(1.0, threads * threshold)
-        self.window_s, self.clock = window_s, clock
+        self.window_s, self.sustain_s, self.clock = window_s, sustain_s, clock
         self._lock = threading.Lock()
         self._inflight = 0
         self._area = 0.0
         self._start = self._last = clock()
         self._saturated_until = 0.0
+        self._run_start: float | None = None  # start of the saturated windows in a row, if the last was
         self.last_mean = 0.0
 
     def enter(self) -> None:
@@ -51,7 +60,8 @@ class Pressure:
 
     @property
     def saturated(self) -> bool:
-        """The last full window was saturated (and it ended less than a window ago)."""
+        """The windows of the last ``sustain_s`` up to the last full one were all at the limit (and
+        that one ended less than a window ago)."""
         with self._lock:
             self._advance(self.clock())
             return self.clock() < self._saturated_until
@@ -67,8 +77,13 @@ class Pressure:
         elapsed = now - self._start
         if elapsed >= self.window_s:
             self.last_mean = self._area / elapsed
-            if self.last_mean >= self.limit:
-                self._saturated_until = now + self.window_s
+            if self.last_mean < self.limit:
+                self._run_start = None
+            else:
+                if self._run_start is None:
+                    self._run_start = self._start
+                if now - self._run_start >= self.sustain_s:
+                    self._saturated_until = now + self.window_s
             self._area, self._start = 0.0, now
 
 
