@@ -36,49 +36,86 @@ class Clock:
         return self.now
 
 
+def answer(p: Pressure, n: int) -> None:
+    """``n`` requests answered at once: counted as answered, no time in flight."""
+    for _ in range(n):
+        p.enter()
+        p.leave()
+
+
+def spend(p: Pressure, clock: Clock, seconds: float, answered: int) -> None:
+    """``seconds`` pass in steps of 1/8 s (exact in binary), with ``answered`` requests spread over them."""
+    steps = round(seconds * 8)
+    for i in range(steps):
+        answer(p, answered * (i + 1) // steps - answered * i // steps)
+        clock.now += 0.125
+
+
 def test_pressure_is_the_mean_number_of_requests_in_flight_over_a_window():
     clock = Clock()
     p = Pressure(8, window_s=0.5, threshold=0.75, sustain_s=0, clock=clock)
     for _ in range(5):
         p.enter()
-    clock.now += 0.6
+    spend(p, clock, 0.5, 20)
     assert not p.saturated and p.last_mean == pytest.approx(5)  # 5 of 8 threads: below 6
     p.enter()
-    clock.now += 0.6
+    spend(p, clock, 0.5, 20)
     assert p.saturated and p.last_mean == pytest.approx(6)
     for _ in range(6):
         p.leave()
-    clock.now += 0.3  # the window is not over: the last verdict holds
+    spend(p, clock, 0.25, 0)  # the window is not over: the last verdict holds
     assert p.saturated
-    clock.now += 0.3
+    spend(p, clock, 0.25, 0)
     assert not p.saturated and p.last_mean == 0
 
 
 def test_a_stall_and_its_catch_up_are_not_saturation_a_sustained_burst_is():
-    """A stall fills every thread for as long as it lasts; holding the workers then only delays what
-    arrives after it. Only windows at the limit for ``sustain_s`` in a row are saturation."""
+    """A stall fills every thread for as long as it lasts, and its catch-up for a moment; holding the
+    workers then only delays what arrives after it. Saturation is the threads full *and* requests
+    answered, in every window of ``sustain_s``."""
     clock = Clock()
-    p = Pressure(8, window_s=0.5, sustain_s=3.0, clock=clock)
+    p = Pressure(8, window_s=0.5, sustain_s=1.5, clock=clock)
 
-    def window(in_flight: int) -> bool:
+    def window(in_flight: int, answered: int) -> bool:
+        """A window with ``in_flight`` requests in the handler throughout and ``answered`` answered."""
         for _ in range(in_flight):
             p.enter()
-        clock.now += 0.5
+        spend(p, clock, 0.5, answered)
         saturated = p.saturated
         for _ in range(in_flight):
-            p.leave()
+            p.leave()  # at the start of the next window: what it answers first
         return saturated
 
-    # A 2 s stall with every thread stuck, then back to a fraction of one thread.
-    assert not any(window(8) for _ in range(4))
-    assert not window(0)
-    # A burst: the limit (4 of 8) reached in every window. Saturation from 3 s on, not before.
-    verdicts = [window(5) for _ in range(8)]
-    assert verdicts == [False] * 5 + [True] * 3
-    # One window under the limit ends it, and the next run must last sustain_s again.
-    assert not window(1)
-    assert not any(window(8) for _ in range(5))
-    assert window(8)
+    def stall(seconds: float, looked_at_every: float | None) -> list[bool]:
+        """Every thread stuck in the handler, nothing answered; the verdicts of whoever looked."""
+        for _ in range(8):
+            p.enter()
+        verdicts = []
+        step = looked_at_every or seconds
+        for _ in range(round(seconds / step)):
+            clock.now += step
+            if looked_at_every:
+                verdicts.append(p.saturated)
+        for _ in range(8):
+            p.leave()
+        return verdicts
+
+    # Before: 300/s shared by two processes, about one request in the handler.
+    assert not window(1, 75)
+    # A 2 s stall, the verdict read every quarter second; then the catch-up: the threads full again for
+    # a window or two while the backlog is answered, then back to normal.
+    assert stall(2.0, 0.25) + [window(8, 600), window(8, 600), window(1, 75)] == [False] * 11
+    # The same where nobody looks during the stall (no request can enter, none is answered): the
+    # window that began before it ends after it, answers from its first moments and all.
+    answer(p, 50)
+    assert stall(2.0, None) + [window(8, 600), window(8, 600), window(1, 75)] == [False] * 3
+    # A burst: the threads at the limit (4 of 8), hundreds answered, window after window.
+    # Saturation from 1.5 s on, not before.
+    verdicts = [window(5, 700) for _ in range(6)]
+    assert verdicts == [False, False, True, True, True, True]
+    # One window under the limit ends it; the next run must last sustain_s again.
+    assert not window(1, 75)
+    assert [window(8, 700) for _ in range(3)] == [False, False, True]
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +233,6 @@ def test_with_redis_out_of_reach_nothing_is_held(env):
     clock = Clock()
     pressure = Pressure(1, window_s=0.5, sustain_s=0, clock=clock)
     pressure.enter()
-    clock.now += 0.6  # a whole window with its one thread in the handler
+    spend(pressure, clock, 0.5, 2)  # a whole window with its one thread in the handler
     assert pressure.saturated
     Announcer(pressure, broker.client, down.redis.namespace).tick()  # logs at DEBUG, raises nothing

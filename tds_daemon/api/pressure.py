@@ -9,16 +9,19 @@ itself), and the workers hold back the messages of new items for a bounded time
 applying catches up as soon as the burst is over.
 
 Saturated means: in every window of the last ``SUSTAIN_S``, on average at least half of the process's
-request threads were inside the webhook handler at once, i.e. the requests queue for the database
-write. At 300 webhooks/s the average is a fraction of one; with wrk holding one connection per thread
-(8 per process) it was 4.4 to 5.7 with the API alone (each request about 4 ms in the handler, half of
-it waiting for its group's write).
+request threads were inside the webhook handler at once, and requests kept being answered (at least
+as many as that half), i.e. the requests queue for the database write. At 300 webhooks/s the average
+is a fraction of one; with wrk holding one connection per thread (8 per process) it was 4.4 to 5.7
+with the API alone (each request about 4 ms in the handler, half of it waiting for its group's write),
+and hundreds of requests were answered per window.
 
-Why sustained: a stall (a slow WAL flush, a lock, the VM descheduled) also fills every thread, for as
-long as it lasts and the short catch-up after it. Holding the workers then helps nothing and delays
-every item received in the catch-up until the key expires: two 1 s stalls in a 300/s run took p99
-receipt→applied from tens of milliseconds to 1.8 s, and 4 events over 250 ms to 2054
-(docs/PERFORMANCE.md, seventh session). A burst of webhooks lasts longer than that.
+Why both, and why in a row: a stall (a slow WAL flush, a lock, the VM descheduled) also fills every
+thread, for as long as it lasts, and the catch-up after it fills them again for a moment. Holding the
+workers then helps nothing and delays every item received in the catch-up until the key expires: two
+1 s stalls in a 300/s run took p99 receipt→applied from 58 ms to 1.3 s, and the events over 250 ms
+from 4 to 1388 (docs/PERFORMANCE.md, seventh session). A window spent entirely in a stall answers
+nothing, which ends the run; the windows around it (its start, the catch-up) are two at most, fewer
+than ``SUSTAIN_S`` holds. A burst of webhooks fills the threads and is answered, window after window.
 """
 
 from __future__ import annotations
@@ -30,15 +33,15 @@ import time
 log = logging.getLogger(__name__)
 WINDOW_S = 0.5
 THRESHOLD = 0.5  # of the process's threads
-SUSTAIN_S = 3.0  # saturated windows in a row before the workers are told: longer than a stall and its catch-up
+SUSTAIN_S = 1.5  # saturated windows in a row before the workers are told: three, more than a stall can make
 KEY_TTL_MS = 1000  # the workers' hold ends at most this long after the last saturated window
 KEY = "{namespace}:intake:saturated"
 LOG_EVERY_S = 60
 
 
 class Pressure:
-    """The time-weighted mean number of webhook requests in flight in this process, per window, and
-    whether it has stayed at the limit for ``sustain_s``."""
+    """The time-weighted mean number of webhook requests in flight in this process and the number
+    answered, per window, and whether both have stayed at the limit for ``sustain_s``."""
 
     def __init__(self, threads: int, *, window_s: float = WINDOW_S, threshold: float = THRESHOLD,
                  sustain_s: float = SUSTAIN_S, clock=time.monotonic):
@@ -47,6 +50,7 @@ class Pressure:
         self._lock = threading.Lock()
         self._inflight = 0
         self._area = 0.0
+        self._answered = 0
         self._start = self._last = clock()
         self._saturated_until = 0.0
         self._run_start: float | None = None  # start of the saturated windows in a row, if the last was
@@ -60,8 +64,8 @@ class Pressure:
 
     @property
     def saturated(self) -> bool:
-        """The windows of the last ``sustain_s`` up to the last full one were all at the limit (and
-        that one ended less than a window ago)."""
+        """The windows of the last ``sustain_s`` up to the last full one were all at the limit, in
+        requests in flight and answered (and that one ended less than a window ago)."""
         with self._lock:
             self._advance(self.clock())
             return self.clock() < self._saturated_until
@@ -70,21 +74,26 @@ class Pressure:
         with self._lock:
             self._advance(self.clock())
             self._inflight += delta
+            if delta < 0:
+                self._answered += 1
 
     def _advance(self, now: float) -> None:
+        # Every answer calls this, and so does a new request: a whole window without a call answered
+        # nothing, whatever the window's first moments answered (a stall closes one long window).
+        quiet = now - self._last >= self.window_s
         self._area += self._inflight * (now - self._last)
         self._last = now
         elapsed = now - self._start
         if elapsed >= self.window_s:
             self.last_mean = self._area / elapsed
-            if self.last_mean < self.limit:
+            if quiet or self.last_mean < self.limit or self._answered < self.limit:
                 self._run_start = None
             else:
                 if self._run_start is None:
                     self._run_start = self._start
                 if now - self._run_start >= self.sustain_s:
                     self._saturated_until = now + self.window_s
-            self._area, self._start = 0.0, now
+            self._area, self._answered, self._start = 0.0, 0, now
 
 
 class Announcer:
