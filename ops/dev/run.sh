@@ -31,7 +31,8 @@ token=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys
 sim_port=8090
 "$tds" simulator --port "$sim_port" > "${TMPDIR:-/tmp}/tds-dev-simulator.log" 2>&1 &
 sim_pid=$!
-trap 'kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null' EXIT
+# || true: after Ctrl-C the simulator is already gone, and set -e would turn that into exit 1
+trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
   curl -sf "http://127.0.0.1:$sim_port/_sim/info" >/dev/null 2>&1 && break
   kill -0 "$sim_pid" 2>/dev/null || { echo "the Zoho simulator did not start:"; cat "${TMPDIR:-/tmp}/tds-dev-simulator.log"; exit 1; }
