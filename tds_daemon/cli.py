@@ -161,7 +161,8 @@ def cmd_simulator(args) -> int:
 
     try:
         settings = Settings(seed=args.seed, scale=args.scale, counts=parse_counts(args.count),
-                            rate_limit=args.rate_limit, refresh_limit=args.refresh_limit,
+                            rate_limit=args.rate_limit, daily_limit=args.daily_limit,
+                            max_concurrency=args.max_concurrency, refresh_limit=args.refresh_limit,
                             organization_id=args.organization_id, client_id=args.client_id,
                             client_secret=args.client_secret, refresh_token=args.refresh_token, verbose=args.verbose)
         faults = Faults(seed=args.seed, error_rate=args.error_rate, latency_ms=args.latency_ms,
@@ -435,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies the default volumes (1,312 items, ...)")
     p.add_argument("--count", action="append", default=[], metavar="ENTITY=N", help="volume of one entity")
     p.add_argument("--rate-limit", type=int, default=100, help="requests/min per app per organization; 0 = off")
+    p.add_argument("--daily-limit", type=int, default=0,
+                   help="requests per day per organization, all apps together (429 code 45); 0 = off")
+    p.add_argument("--max-concurrency", type=int, default=0, metavar="N",
+                   help="requests of the organization in flight at once, all apps together; 0 = off")
     p.add_argument("--refresh-limit", type=int, default=10, help="access tokens per refresh token per 10 min")
     p.add_argument("--token-ttl", type=int, default=3600, metavar="SECONDS", help="access token lifetime")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered 500/503")

@@ -14,7 +14,7 @@ SCALE = 0.25  # product 328 (2 pages), customer 626 (4), invoice 750 (4), ... ev
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sim-client", "client_secret": "sim-secret",
                "refresh_token": "sim-refresh"}
 NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "token_ttl_s": 3600, "fire_webhooks": None,
-             "rate_limit": 0, "daily_limit": 0, "refresh_limit": 0}
+             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 APP_PREFIX = {"books": "/books/v3", "inventory": "/inventory/v1"}
 ALL = [e.name for e in entities.ENTITIES]

@@ -7,6 +7,7 @@ refreshes per 10 minutes, for the limit tests.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -22,13 +23,14 @@ import pytest
 from conftest import TDS, free_port
 
 from tds_daemon import entities
+from tds_daemon.simulator.zohotime import ORG_TZ
 from tds_daemon.zohovalues import parse_timestamp
 
 ORG = "600000001"
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sim-client", "client_secret": "sim-secret",
                "refresh_token": "sim-refresh"}
 NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "token_ttl_s": 3600, "fire_webhooks": None,
-             "rate_limit": 0, "daily_limit": 0, "refresh_limit": 0}
+             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0}
 APP_PREFIX = {"books": "/books/v3", "inventory": "/inventory/v1"}
 
 
@@ -276,6 +278,125 @@ def test_rate_limit_answers_429_with_retry_after(limited):
     books = limited.control("GET", "stats")["apps"]["books"]
     assert books["status"]["429"] == 1 and books["limited"] == 1
     assert books["max_window_accepted"] == 10 and books["max_window"] == 11
+
+
+RATE_HEADERS = ("X-Rate-Limit-Limit", "X-Rate-Limit-Remaining", "X-Rate-Limit-Reset")
+
+
+def remaining(r: httpx.Response) -> int:
+    return int(r.headers["X-Rate-Limit-Remaining"])
+
+
+def seconds_to_org_midnight() -> float:
+    now = dt.datetime.now(ORG_TZ)
+    return (dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), ORG_TZ) - now).total_seconds()
+
+
+def test_rate_limit_headers_count_the_organization_s_calls(sim):
+    books, inventory = sim.api("books", "/invoices", per_page=1), sim.api("inventory", "/items", per_page=1)
+    assert books.status_code == inventory.status_code == 200
+    assert books.headers["X-Rate-Limit-Limit"] == "1000000"  # daily_limit 0: the stand-in for unlimited
+    assert remaining(books) == 1000000 - 1 and remaining(inventory) == 1000000 - 2  # one count, both apps
+    off = (int(books.headers["X-Rate-Limit-Reset"]) - seconds_to_org_midnight()) % 86400
+    assert min(off, 86400 - off) <= 3
+    sim.control("POST", "faults", {"daily_limit": 50, "error_rate": 1})
+    injected = sim.api("books", "/invoices", per_page=1)
+    assert injected.status_code in (500, 503)
+    assert injected.headers["X-Rate-Limit-Limit"] == "50" and remaining(injected) == 47
+    sim.control("POST", "faults", {"error_rate": 0})
+    assert remaining(sim.api("books", "/invoices/nope")) == 46  # a 404 of the resource counts and says so
+    for r in (sim.api("books", "/invoices", token="nope"), sim.api("books", "/invoices", org=None)):
+        assert r.status_code in (400, 401) and not any(h in r.headers for h in RATE_HEADERS)  # before the checks
+    assert sim.control("GET", "stats")["daily_used"] == sim.control("GET", "faults")["daily_used"] == 4
+
+
+def test_daily_used_stands_for_other_integrations(sim):
+    view = sim.control("POST", "faults", {"daily_limit": 100, "daily_used": 40})
+    assert view["daily_limit"] == 100 and view["daily_used"] == 40
+    r = sim.api("inventory", "/items", per_page=1)
+    assert r.status_code == 200 and r.headers["X-Rate-Limit-Limit"] == "100" and remaining(r) == 100 - 40 - 1
+    assert sim.control("GET", "faults")["daily_used"] == 41
+    for bad in ({"daily_used": -1}, {"daily_used": "many"}, {"max_concurrency": -2}, {"daily_limit": 1.5}):
+        assert sim.http.post("/_sim/faults", json=bad).status_code == 400, bad
+    assert sim.control("GET", "faults")["daily_used"] == 41
+
+
+def test_daily_limit_is_per_organization_across_apps(sim):
+    sim.control("POST", "faults", {"daily_limit": 3})
+    assert [sim.api(app, path, per_page=1).status_code
+            for app, path in (("books", "/invoices"), ("inventory", "/items"), ("books", "/contacts"))] == [200] * 3
+    for app, path in (("books", "/invoices"), ("inventory", "/items")):
+        r = sim.api(app, path, per_page=1)
+        assert r.status_code == 429 and r.json()["code"] == 45, r.text
+        assert remaining(r) == 0 and r.headers["X-Rate-Limit-Limit"] == "3"
+        assert 1 <= int(r.headers["Retry-After"]) <= 86400
+    stats = sim.control("GET", "stats")
+    assert stats["daily_used"] == 3 and stats["apps"]["books"]["limited"] == stats["apps"]["inventory"]["limited"] == 1
+    sim.control("POST", "faults", {"daily_used": 0})  # a new day, as far as the count goes
+    assert sim.api("inventory", "/items", per_page=1).status_code == 200
+    sim.control("POST", "faults", {"daily_used": 3})
+    assert sim.api("books", "/invoices", per_page=1).status_code == 429
+    sim.control("POST", "reset", {})
+    stats = sim.control("GET", "stats")
+    assert stats["daily_used"] == 0 and stats["apps"]["books"]["limited"] == 0
+    assert sim.api("books", "/invoices", per_page=1).status_code == 200
+
+
+def burst(sim, n: int) -> list[httpx.Response]:
+    """``n`` requests sent at once from ``n`` threads, books and inventory alternately."""
+    start = threading.Barrier(n)
+
+    def one(i: int) -> httpx.Response:
+        start.wait(timeout=10)
+        return sim.api(*(("books", "/invoices") if i % 2 else ("inventory", "/items")), per_page=1)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_concurrency_cap_refuses_requests_beyond_it(sim):
+    sim.control("POST", "faults", {"latency_ms": 400, "max_concurrency": 2})
+    assert sim.control("GET", "faults")["max_concurrency"] == 2
+    answers = burst(sim, 6)
+    refused = [r for r in answers if r.status_code == 429]
+    assert {r.status_code for r in answers} == {200, 429} and len(answers) - len(refused) >= 2
+    for r in refused:
+        assert r.json() == {"code": 44, "message": "You have made too many concurrent requests. "
+                                                   "Please try again later."}
+        assert r.headers["Retry-After"] == "1" and all(h in r.headers for h in RATE_HEADERS)
+    stats = sim.control("GET", "stats")
+    assert stats["max_concurrent"] == 2 and stats["concurrency_limited"] == len(refused) and stats["in_flight"] == 0
+    apps = stats["apps"]
+    per_app = [apps[a]["max_concurrent"] for a in APP_PREFIX]
+    assert max(per_app) <= 2 and sum(per_app) >= 2  # the two let through may be of one app or of both
+    assert sum(apps[a]["concurrency_limited"] for a in APP_PREFIX) == len(refused)
+    assert sum(apps[a]["limited"] for a in APP_PREFIX) == 0  # refused for concurrency, not for the minute or day
+    assert stats["daily_used"] == len(answers) - len(refused)  # a refused request is not counted
+    sim.control("POST", "faults", {"latency_ms": 0})
+    assert sim.api("books", "/invoices", per_page=1).status_code == 200  # the slots came back
+    sim.control("POST", "reset", {})
+    stats = sim.control("GET", "stats")
+    assert stats["max_concurrent"] == stats["concurrency_limited"] == 0
+
+
+def test_no_concurrency_cap_when_off(sim):
+    sim.control("POST", "faults", {"latency_ms": 300})
+    answers = burst(sim, 6)
+    assert [r.status_code for r in answers] == [200] * 6
+    stats = sim.control("GET", "stats")
+    assert stats["concurrency_limited"] == 0 and stats["max_concurrent"] >= 3  # the server serves them at once
+
+
+def test_cli_limit_flags(processes):
+    base = start_simulator(processes, "--scale", "0.01", "--daily-limit", "2", "--max-concurrency", "3")
+    s = Sim(base)
+    try:
+        view = s.control("GET", "faults")
+        assert view["daily_limit"] == 2 and view["max_concurrency"] == 3
+        assert [s.api(app, "/invoices", per_page=1).status_code for app in ("books", "inventory", "books")] == \
+            [200, 200, 429]
+    finally:
+        s.http.close()
 
 
 def test_injected_errors_latency_and_down(sim):

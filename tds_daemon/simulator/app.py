@@ -3,13 +3,20 @@
 Zoho's side, in the order a request meets it (``Gate``):
 
 1. ``down`` fault: 503 for OAuth and API alike (``refuse`` is handled by the server, before HTTP);
-2. ``latency_ms`` fault (API only);
-3. ``Authorization: Zoho-oauthtoken <token>``: missing → 401 code 14, unknown or expired → 401 code 57;
-4. ``organization_id`` query parameter (not for ``/organizations``): missing → 400 code 6042,
+2. ``Authorization: Zoho-oauthtoken <token>``: missing → 401 code 14, unknown or expired → 401 code 57;
+3. ``organization_id`` query parameter (not for ``/organizations``): missing → 400 code 6042,
    not the simulated organization → 400 code 6041;
-5. the limit: per app per organization, 429 code 44 with ``Retry-After``;
+4. the limits (``limits.py``): per minute per app → 429 code 44, per day per organization → 429
+   code 45, requests of the organization in flight → 429 code 44 (its own message), each with
+   ``Retry-After``. A request let through is in flight from here until its answer is made;
+5. ``latency_ms`` fault (API only, every answer, after the checks so that it counts as in flight);
 6. ``error_rate`` fault: 500 ``{"code": 1000, "message": "Internal error"}`` or 503 (HTML);
 7. the resource: list ``GET /<app>/<list path>`` or get ``GET /<app>/<list path>/<id>``.
+
+Every answer from step 4 on (429s, injected errors, the resource's answers and errors) carries
+Zoho's ``X-Rate-Limit-Limit`` (the daily limit; ``1000000`` when it is off), ``X-Rate-Limit-Remaining``
+(the limit less today's calls of the organization, this one included, never below 0) and
+``X-Rate-Limit-Reset`` (whole seconds to midnight in the organization's time zone).
 
 List parameters: ``page`` (1-based), ``per_page`` (default and max 200), ``sort_column``
 (``last_modified_time``, ``created_time`` or any field of the rows; default ``created_time``),
@@ -80,7 +87,7 @@ class Gate:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         app = _app_of(req.path)
-        req.context.app = app
+        req.context.app, req.context.quota, req.context.in_flight = app, None, None
         oauth = req.path.startswith("/oauth/")
         if app is None and not oauth:
             return
@@ -94,22 +101,29 @@ class Gate:
             return
         stats = self.sim.stats
         stats.inc("apps", app, "requests")
-        if faults.latency_ms:
-            time.sleep(faults.latency_ms / 1000)
         try:
             self._check(req, app)
+            refused = None
         except ZohoError as e:
-            _render(resp, e)
-            resp.complete = True
-            return
-        injected = self.sim.faults.roll()
-        if injected:
-            stats.inc("apps", app, "injected_errors")
-            if injected == 500:
-                _render(resp, errors.internal())
-            else:
-                _unavailable(resp)
-            resp.complete = True
+            refused = e
+        try:
+            if faults.latency_ms:  # after the checks: a request let through is in flight while it waits
+                time.sleep(faults.latency_ms / 1000)
+            if refused is not None:
+                _render(resp, refused)
+                resp.complete = True
+                return
+            injected = self.sim.faults.roll()
+            if injected:
+                stats.inc("apps", app, "injected_errors")
+                if injected == 500:
+                    _render(resp, errors.internal())
+                else:
+                    _unavailable(resp)
+                resp.complete = True
+        except BaseException:
+            self._release(req)  # Falcon calls no process_response for a process_request that raised
+            raise
 
     def _check(self, req: falcon.Request, app: str) -> None:
         header = req.get_header("Authorization") or ""
@@ -128,12 +142,27 @@ class Gate:
             if not org.isdigit():
                 raise errors.invalid_value("organization_id")
             raise errors.foreign_org(org)
-        self.sim.limiter.check(app, org)
+        req.context.quota, refused = self.sim.limiter.admit(app, org)
+        if refused is not None:
+            raise refused
+        req.context.in_flight = (app, org)
+
+    def _release(self, req: falcon.Request) -> None:
+        in_flight, req.context.in_flight = req.context.in_flight, None
+        if in_flight is not None:
+            self.sim.limiter.release(*in_flight)
 
     def process_response(self, req, resp, resource, req_succeeded) -> None:
+        """Also when the resource raised: the request leaves the in-flight count, and an answer that
+        passed the checks carries the organization's ``X-Rate-Limit-*`` headers."""
         app = getattr(req.context, "app", None)
-        if app is not None:
-            self.sim.stats.inc("apps", app, "status", str(resp.status_code))
+        if app is None:
+            return
+        self._release(req)
+        self.sim.stats.inc("apps", app, "status", str(resp.status_code))
+        if req.context.quota is not None:
+            for name, value in req.context.quota.headers().items():
+                resp.set_header(name, value)
 
 
 class TokenResource:

@@ -3,11 +3,17 @@
 =========================================  ==================================================================
 ``GET  /_sim/info``                        base URLs, credentials accepted, counts (also the readiness probe)
 ``POST /_sim/reset``                       ``{seed, scale, counts, last_modified_everywhere}``: new data,
-                                           fresh stats and limit windows (tokens and faults stay)
-``GET  /_sim/stats``                       requests per app and status, 429s, max requests in any 60 s, ...
-``GET  /_sim/faults``                      current faults
+                                           fresh stats, limit windows, daily counts, concurrency high-water
+                                           marks and refusal counts (tokens and faults stay)
+``GET  /_sim/stats``                       requests per app and status, 429s, max requests in any 60 s,
+                                           ``max_concurrent`` and ``concurrency_limited`` per app and in
+                                           total, ``daily_used``, ...
+``GET  /_sim/faults``                      current faults and limits, and ``daily_used`` (today's count)
 ``POST /_sim/faults``                      ``{error_rate, latency_ms, down, token_ttl_s, rate_limit,
-                                           daily_limit, refresh_limit, fire_webhooks, expire_tokens}``
+                                           daily_limit, max_concurrency, refresh_limit, fire_webhooks,
+                                           expire_tokens, daily_used}``; ``daily_used: N`` sets the
+                                           organization's count of today's calls to N (other
+                                           integrations spending the same daily quota)
 ``GET  /_sim/objects/{entity}``            ``{count, objects: [{id, last_modified_time}], deleted: [ids]}``
 ``POST /_sim/objects/{entity}``            create (fields optional, generated otherwise) → the object
 ``GET  /_sim/objects/{entity}/{id}``       the full object
@@ -32,10 +38,12 @@ import falcon
 from .. import entities
 from ..entities import EntitySpec
 from .faults import FaultState
+from .limits import zero_app
 from .sim import APPS, Simulator
 from .webhooks import EVENTS
 
-_LIMITS = ("rate_limit", "daily_limit", "refresh_limit")
+_LIMITS = ("rate_limit", "daily_limit", "max_concurrency", "refresh_limit")
+_COUNTS = ("daily_used",)  # not limits: set today's count
 
 
 def _fail(status: int, code: str, message: str):
@@ -94,13 +102,18 @@ class StatsResource:
 
     def on_get(self, req, resp):
         stats = self.sim.stats.snapshot()
-        limits = self.sim.limiter.snapshot()
+        limits, org = self.sim.limiter.snapshot()
         apps = stats.setdefault("apps", {})
         for app in APPS:
             node = apps.setdefault(app, {})
             node.setdefault("requests", 0)
-            node.update(limits.get(app, {"max_window": 0, "max_window_accepted": 0, "window_now": 0, "limited": 0}))
-        stats["rate_limit"] = self.sim.limiter.per_minute
+            node.update(limits.get(app, zero_app()))
+        limiter = self.sim.limiter
+        stats["rate_limit"] = limiter.per_minute
+        stats["daily_limit"] = limiter.per_day
+        stats["daily_used"] = limiter.used_today(self.sim.settings.organization_id)
+        stats["max_concurrency"] = limiter.max_concurrency
+        stats.update(org)  # in_flight, max_concurrent, concurrency_limited: the organization's, all apps
         stats["active_tokens"] = self.sim.tokens.active()
         resp.media = stats
 
@@ -110,34 +123,44 @@ class FaultsResource:
         self.sim = sim
 
     def _view(self) -> dict:
-        s = self.sim.settings
-        return {**vars(self.sim.faults.snapshot()), "rate_limit": self.sim.limiter.per_minute,
-                "daily_limit": self.sim.limiter.per_day, "refresh_limit": s.refresh_limit}
+        s, limiter = self.sim.settings, self.sim.limiter
+        return {**vars(self.sim.faults.snapshot()), "rate_limit": limiter.per_minute,
+                "daily_limit": limiter.per_day, "max_concurrency": limiter.max_concurrency,
+                "refresh_limit": s.refresh_limit, "daily_used": limiter.used_today(s.organization_id)}
 
     def on_get(self, req, resp):
         resp.media = self._view()
 
     def on_post(self, req, resp):
         body = dict(_body(req))
-        known = {f.name for f in fields(FaultState)} | set(_LIMITS) | {"expire_tokens"}
+        known = {f.name for f in fields(FaultState)} | set(_LIMITS) | set(_COUNTS) | {"expire_tokens"}
         if set(body) - known:
             _fail(400, "Bad Faults", f"unknown fault(s) {sorted(set(body) - known)}; known: {sorted(known)}")
         expire = bool(body.pop("expire_tokens", False))
-        limits = {k: body.pop(k) for k in _LIMITS if k in body}
+        limits = {k: body.pop(k) for k in (*_LIMITS, *_COUNTS) if k in body}
         try:
-            limits = {k: int(v) for k, v in limits.items()}
+            limits = {k: _whole(k, v) for k, v in limits.items()}
             if any(v < 0 for v in limits.values()):
                 raise ValueError(f"{', '.join(limits)} must be zero (off) or more")
             self.sim.faults.update(body)
         except (TypeError, ValueError) as e:
             _fail(400, "Bad Faults", str(e))
-        self.sim.limiter.configure(limits.get("rate_limit"), limits.get("daily_limit"))
+        self.sim.limiter.configure(limits.get("rate_limit"), limits.get("daily_limit"), limits.get("max_concurrency"))
+        if "daily_used" in limits:
+            self.sim.limiter.set_used(self.sim.settings.organization_id, limits["daily_used"])
         if "refresh_limit" in limits:
             self.sim.settings.refresh_limit = limits["refresh_limit"]
         view = self._view()
         if expire:
             view["expired_tokens"] = self.sim.tokens.expire_all()
         resp.media = view
+
+
+def _whole(name: str, value) -> int:
+    """A whole number: ``3`` or ``"3"``; not ``true``, not ``2.5``."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{name} must be a whole number")
+    return int(value)
 
 
 class Objects:

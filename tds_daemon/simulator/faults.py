@@ -7,7 +7,9 @@
   connection is reset without an answer; the listening socket stays open, so the control API keeps
   working: a client sees a reset/disconnect rather than ECONNREFUSED).
 - ``token_ttl_s``: lifetime of access tokens issued from now on (``expires_in``).
-- ``rate_limit`` / ``daily_limit`` / ``refresh_limit``: the limits (0 = off).
+- ``rate_limit`` / ``daily_limit`` / ``max_concurrency`` / ``refresh_limit``: the limits (0 = off;
+  ``limits.py``), and ``daily_used``: today's count of the organization's calls, set to stand for
+  other integrations' calls. These live in the limiter and settings, not here.
 - ``fire_webhooks``: ``{"url", "token", "format", "secret"}`` or null: objects created, modified or
   deleted through the control API are then posted to TDS as webhooks.
 

@@ -75,7 +75,8 @@ def banner(sim: Simulator, base: str) -> str:
              f"  credentials: client_id={s.client_id} client_secret={s.client_secret} "
              f"refresh_token={s.refresh_token} organization_id={s.organization_id}",
              f"  limits: {sim.limiter.per_minute or 'no'} requests/min per app, "
-             f"{s.refresh_limit or 'no'} token refreshes per {int(s.refresh_window_s)} s",
+             f"{sim.limiter.per_day or 'no'} requests/day and {sim.limiter.max_concurrency or 'no'} in flight "
+             f"per organization, {s.refresh_limit or 'no'} token refreshes per {int(s.refresh_window_s)} s",
              f"  objects: {counts}"]
     return "\n".join(lines)
 

@@ -31,13 +31,19 @@ class Settings:
     scale: float = 1.0
     counts: dict[str, int] = field(default_factory=dict)  # per-entity overrides, win over scale
     rate_limit: int = 100  # requests per minute per app per organization; 0 = off
-    daily_limit: int = 0  # requests per day per app per organization (code 45); 0 = off
+    daily_limit: int = 0  # requests per day per organization, all apps (code 45); 0 = off
+    max_concurrency: int = 0  # requests of the organization in flight at once, all apps; 0 = off
     refresh_limit: int = 10  # access tokens per refresh token per refresh_window_s; 0 = off
     refresh_window_s: float = 600.0
     # Price lists, users and branches: the registry says their last-modified field *may be absent*;
     # True gives them a last_modified_time anyway (to try the other answer without a code change).
     last_modified_everywhere: bool = False
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("rate_limit", "daily_limit", "max_concurrency", "refresh_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be zero (off) or more")
 
     def count(self, entity: str) -> int:
         if entity in self.counts:

@@ -46,13 +46,14 @@ class Simulator:
         self.store = Store(settings.seed, settings.volumes(),
                            last_modified_everywhere=settings.last_modified_everywhere)
         self.tokens = Tokens(settings)
-        self.limiter = RateLimiter(settings.rate_limit, settings.daily_limit)
+        self.limiter = RateLimiter(settings.rate_limit, settings.daily_limit, settings.max_concurrency)
         self.faults = faults or Faults(seed=settings.seed)
         self.stats = Stats()
 
     def reset(self, seed: int | None = None, scale: float | None = None, counts: dict | None = None,
               last_modified_everywhere: bool | None = None) -> dict:
-        """New data (same seed unless given), fresh stats and limit windows. Access tokens stay valid
+        """New data (same seed unless given), fresh stats and limit windows, daily counts, concurrency
+        high-water marks and refusal counts (requests in flight stay counted). Access tokens stay valid
         and faults stay as they are (a running TDS need not notice). ``counts`` replaces the
         per-entity overrides; ``last_modified_everywhere`` gives price lists, users and branches a
         ``last_modified_time`` too. ValueError/KeyError on a bad value."""
