@@ -4,9 +4,10 @@ Tables, webhook routes, Dramatiq queues and actors, metric labels and (later) sy
 names are all derived from these specs; nothing per entity is written anywhere else. Adding an
 entity type is one spec here and one migration.
 
-Facts marked *unconfirmed* in ZOHO.md (last-modified fields of price lists, users, branches) are
-expressed as data (``last_modified=None`` ordering falls back to arrival), so being wrong about them
-costs a one-line change here, not a rewrite.
+Facts marked *unconfirmed* (whether price lists, users and branches carry ``last_modified_time``,
+which fields only Zoho's single-object read returns) are expressed as data, so being wrong about them
+costs a one-line change here, not a rewrite. An object without its last-modified field is ordered by
+arrival (``tds_daemon.upsert``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ class EntitySpec:
     aliases: tuple[str, ...] = ()
     list_params: tuple[tuple[str, str], ...] = ()
     stock_columns: tuple[str, ...] = ()  # refreshed alone by a stock sync
+    # Fields only the single-object read (and a webhook) carries, not the list rows: a row written from
+    # a list page keeps them from the stored object and waits for the detail backfill. Empty: list rows
+    # are whole objects.
+    detail_fields: tuple[str, ...] = ()
+    # Whether the objects always carry ``last_modified`` so that lists can be sorted by it and an
+    # incremental pull can stop at its cursor. False where Zoho may leave the field out (*unconfirmed*):
+    # such an entity is listed whole, and its objects ordered by the field when they have it.
+    modified_always: bool = True
+
+    @property
+    def lists_whole(self) -> bool:
+        """Whether a list row is the whole object (no detail read is ever needed)."""
+        return not self.detail_fields
 
     @property
     def queue(self) -> str:
@@ -64,6 +78,8 @@ def _cols(*specs: str) -> tuple[Column, ...]:
     return tuple(out)
 
 
+_DOCUMENT_DETAIL = ("line_items", "billing_address", "shipping_address")
+_CONTACT_DETAIL = ("contact_persons", "billing_address", "shipping_address")
 _CONTACT = _cols("contact_name:text", "company_name:text", "email:text", "phone:text", "status:text",
                  "currency_code:text", "outstanding_receivable_amount:numeric",
                  "outstanding_payable_amount:numeric", "created_time:timestamptz")
@@ -73,53 +89,57 @@ ENTITIES: tuple[EntitySpec, ...] = (
                _cols("name:text", "sku:text", "status:text", "unit:text", "rate:numeric",
                      "purchase_rate:numeric", "stock_on_hand:numeric", "available_stock:numeric",
                      "category_name:text", "brand:text", "created_time:timestamptz"),
-               aliases=("products", "items", "item"), stock_columns=("stock_on_hand", "available_stock")),
+               aliases=("products", "items", "item"), stock_columns=("stock_on_hand", "available_stock"),
+               detail_fields=("warehouses", "locations")),
     EntitySpec("customer", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
                "customers", _CONTACT, aliases=("customers", "contacts"),
-               list_params=(("contact_type", "customer"),)),
+               list_params=(("contact_type", "customer"),), detail_fields=_CONTACT_DETAIL),
     EntitySpec("vendor", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
-               "vendors", _CONTACT, aliases=("vendors",), list_params=(("contact_type", "vendor"),)),
+               "vendors", _CONTACT, aliases=("vendors",), list_params=(("contact_type", "vendor"),),
+               detail_fields=_CONTACT_DETAIL),
     EntitySpec("invoice", "books", "/invoices", "invoices", "invoice", "invoice_id", "last_modified_time",
                "invoices",
                _cols("invoice_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "due_date:date", "currency_code:text", "total:numeric",
                      "balance:numeric"),
-               aliases=("invoices",)),
+               aliases=("invoices",), detail_fields=_DOCUMENT_DETAIL),
     EntitySpec("sales_order", "inventory", "/salesorders", "salesorders", "salesorder", "salesorder_id",
                "last_modified_time", "sales_orders",
                _cols("salesorder_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "shipment_date:date", "currency_code:text", "total:numeric"),
-               aliases=("orders", "salesorders", "sales-orders")),
+               aliases=("orders", "salesorders", "sales-orders"), detail_fields=_DOCUMENT_DETAIL),
     EntitySpec("payment", "books", "/customerpayments", "customerpayments", "payment", "payment_id",
                "last_modified_time", "payments",
                _cols("payment_number:text", "customer_id:text", "customer_name:text", "payment_mode:text",
                      "date:date", "amount:numeric", "unused_amount:numeric", "currency_code:text"),
-               aliases=("payments", "customerpayments")),
+               aliases=("payments", "customerpayments"), detail_fields=("invoices",)),
     EntitySpec("bill", "books", "/bills", "bills", "bill", "bill_id", "last_modified_time", "bills",
                _cols("bill_number:text", "vendor_id:text", "vendor_name:text", "status:text", "date:date",
                      "due_date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("bills",)),
+               aliases=("bills",), detail_fields=("line_items",)),
     EntitySpec("credit_note", "books", "/creditnotes", "creditnotes", "creditnote", "creditnote_id",
                "last_modified_time", "credit_notes",
                _cols("creditnote_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("credit-notes", "creditnotes")),
+               aliases=("credit-notes", "creditnotes"), detail_fields=("line_items",)),
     EntitySpec("stock_adjustment", "inventory", "/inventoryadjustments", "inventory_adjustments",
                "inventory_adjustment", "inventory_adjustment_id", "last_modified_time", "stock_adjustments",
                _cols("reference_number:text", "date:date", "reason:text", "adjustment_type:text",
                      "status:text", "total:numeric"),
-               aliases=("stock", "inventory-adjustments")),
-    EntitySpec("price_list", "books", "/pricebooks", "pricebooks", "pricebook", "pricebook_id", None,
-               "price_lists",
+               aliases=("stock", "inventory-adjustments"), detail_fields=("line_items",)),
+    EntitySpec("price_list", "books", "/pricebooks", "pricebooks", "pricebook", "pricebook_id",
+               "last_modified_time", "price_lists",
                _cols("name:text", "currency_code:text", "pricebook_type:text", "status:text",
                      "is_default:boolean"),
-               aliases=("prices", "pricebooks", "pricelists")),
-    EntitySpec("user", "books", "/users", "users", "user", "user_id", None, "users",
+               aliases=("prices", "pricebooks", "pricelists"), detail_fields=("pricebook_items",),
+               modified_always=False),
+    EntitySpec("user", "books", "/users", "users", "user", "user_id", "last_modified_time", "users",
                _cols("name:text", "email:text", "role_id:text", "status:text", "user_role:text"),
-               aliases=("users",)),
-    EntitySpec("branch", "books", "/branches", "branches", "branch", "branch_id", None, "branches",
+               aliases=("users",), modified_always=False),
+    EntitySpec("branch", "books", "/branches", "branches", "branch", "branch_id", "last_modified_time",
+               "branches",
                _cols("branch_name:text", "email:text", "is_primary_branch:boolean", "status:text"),
-               aliases=("branches",)),
+               aliases=("branches",), modified_always=False),
 )
 
 BY_NAME: dict[str, EntitySpec] = {e.name: e for e in ENTITIES}

@@ -184,6 +184,8 @@ stats_runs = Table(
 )
 Index(None, stats_runs.c.started_at)
 
+DETAIL_STATES = ("current", "stale", "missing")
+
 _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(zohovalues.NUMERIC_PRECISION, zohovalues.NUMERIC_SCALE),
               "date": Date, "timestamptz": lambda: TZ,
               "boolean": Boolean}
@@ -200,6 +202,12 @@ def entity_columns(spec: entities.EntitySpec) -> list[Column]:
         Column("raw", JSONB, nullable=False),
         Column("synced_at", TZ, nullable=False, server_default=func.now()),
         Column("deleted_at", TZ),
+        # Whether ``raw`` is the whole object of this version: 'current'; 'stale' (a newer list row
+        # updated the list fields, the rest is the previous whole object's); 'missing' (only ever seen in
+        # a list). The detail backfill reads the whole object of every row not 'current'.
+        Column("detail_state", Text, nullable=False, server_default="current"),
+        # The version_at a detail read was last made for: the same version is never read twice.
+        Column("detail_fetched_for", TZ),
         *(Column(c.name, _SQL_TYPES[c.type]()) for c in spec.columns),
     ]
 
@@ -208,8 +216,12 @@ def entity_columns(spec: entities.EntitySpec) -> list[Column]:
 def entity_metadata(schema: str) -> MetaData:
     md = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
     for spec in entities.ENTITIES:
-        t = Table(spec.table, md, *entity_columns(spec))
+        t = Table(spec.table, md, *entity_columns(spec), CheckConstraint(
+            "detail_state IN ({})".format(", ".join(f"'{s}'" for s in DETAIL_STATES)), name="detail_state"))
         Index(None, t.c.zoho_last_modified)
+        # The backfill's question, newest first, from a small partial index.
+        Index(f"ix_{spec.table}_detail_wanted", t.c.version_at.desc(),
+              postgresql_where=text("detail_state <> 'current' AND deleted_at IS NULL"))
     return md
 
 

@@ -194,7 +194,7 @@ class Syncer:
             self._stock(spec, tally, progress)
             return kind
         if kind == "incremental":
-            if not spec.last_modified:  # nothing to order by: list it all, but deletions wait for a full run
+            if not spec.modified_always:  # nothing to order by: list it all, but deletions wait for a full run
                 self._full(spec, tally, progress, detect_deletions=False)
                 return kind
             cursor = self._cursor(spec)
@@ -209,9 +209,13 @@ class Syncer:
         with self.engine.connect() as conn:
             return runs.cursor(conn, spec.name)
 
-    def _apply_page(self, spec: EntitySpec, objects: list[dict], tally: Tally, arrived: dt.datetime) -> None:
+    def _apply_page(self, spec: EntitySpec, objects: list[dict], tally: Tally, arrived: dt.datetime, *,
+                    whole: bool = False) -> None:
+        """Apply objects of a list page (summaries, unless the entity's list rows are whole) or, with
+        ``whole``, objects read one by one."""
+        whole = whole or spec.lists_whole
         with self.engine.begin() as conn:
-            outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived) for o in objects])
+            outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived, whole=whole) for o in objects])
         with tally.lock:
             tally.add(outcomes)
             tally.seen.update(outcomes)
@@ -309,7 +313,8 @@ class Syncer:
                 unknown = [o for o in objects if outcomes.get(zohovalues.zoho_id(o.get(spec.id_field))) == "missing"]
                 if unknown:  # new items: apply them whole
                     outcomes.update(upsert.apply(conn, spec, self.schema,
-                                                 [upsert.Change(o, arrived) for o in unknown]))
+                                                 [upsert.Change(o, arrived, whole=spec.lists_whole)
+                                                  for o in unknown]))
             with tally.lock:
                 tally.add(outcomes)
                 tally.objects += len(objects)
@@ -338,7 +343,7 @@ class Syncer:
                 raise
             obj = body.get(spec.object_key)
             if isinstance(obj, dict):  # still there: it had moved while we paged
-                self._apply_page(spec, [obj], tally, started)
+                self._apply_page(spec, [obj], tally, started, whole=True)
         if gone:
             with self.engine.begin() as conn:
                 tally.deleted += conn.execute(update(table).where(table.c.zoho_id.in_(gone),

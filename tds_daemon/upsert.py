@@ -1,12 +1,19 @@
 """The one way rows are written: a batched upsert guarded by the Zoho version (newer wins).
 
-Webhooks (a batch of one) and pulls (pages of 200) both come through ``apply``, so duplicates and
-out-of-order deliveries can never regress a row, whatever brought them.
+Webhooks (a batch of one), list pages (200) and detail reads all come through ``apply``, so
+duplicates and out-of-order deliveries can never regress a row, whatever brought them.
 
-Version: Zoho's last-modified time where the entity has one, else the time the object reached us
+Version: Zoho's last-modified time where the object carries it, else the time the object reached us
 (arrival order). A write with an older version is ``stale``; an equal version changes the row only
-if the content differs (else ``unchanged``). A delete sets ``deleted_at`` and never removes a row;
-a deleted row comes back only with a strictly newer version.
+if the content differs (else ``unchanged``); an object without a last-modified time whose content is
+what the row holds is ``unchanged`` too, however late it arrives. A delete sets ``deleted_at`` and
+never removes a row; a deleted row comes back only with a strictly newer version.
+
+Whole objects and list rows: a webhook or a single-object read is the whole object (``whole``): it
+replaces ``raw`` and the row's ``detail_state`` becomes 'current'. A list row is a summary: it is
+merged over the stored ``raw`` (its fields win, every other field stays), so nothing only the whole
+object carries is ever lost; when it is newer than the row, the row's detail is 'stale' (or still
+'missing' if it never had any) until the detail backfill reads the whole object again.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Text, column, func, literal_column, or_, select
+from sqlalchemy import Text, case, column, func, literal, literal_column, or_, select
 from sqlalchemy import values as sa_values
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB, insert
@@ -39,6 +46,7 @@ class Change:
     obj: dict
     version_at: dt.datetime  # arrival time, used when the object has no last-modified time
     deleted: bool = False
+    whole: bool = True  # the whole object (webhook, single read); False: a list row (a summary)
 
 
 def _row(spec: EntitySpec, change: Change, now: dt.datetime) -> dict[str, Any]:
@@ -47,7 +55,8 @@ def _row(spec: EntitySpec, change: Change, now: dt.datetime) -> dict[str, Any]:
     if zoho_id is None:
         raise InvalidObject(f"{spec.name} object has no {spec.id_field}; it cannot be stored")
     row: dict[str, Any] = {"zoho_id": zoho_id, "raw": obj, "synced_at": now,
-                           "deleted_at": now if change.deleted else None}
+                           "deleted_at": now if change.deleted else None,
+                           "detail_state": "current" if change.whole else "missing", "detail_fetched_for": None}
     modified = None
     for col in spec.columns:
         try:
@@ -83,28 +92,29 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
     table = entity_table(spec, schema)
     rows = [_row(spec, c, now) for c in changes]
     outcomes: dict[str, str] = {}
-    for deleted in (False, True):
+    for deleted, whole in ((False, True), (False, False), (True, True)):
         # In id order: concurrent batches touching the same rows then lock them in the same order.
-        batch = sorted(_dedupe([r for r in rows if (r["deleted_at"] is not None) == deleted]),
+        batch = sorted(_dedupe([r for r, c in zip(rows, changes, strict=True)
+                                if c.deleted == deleted and (deleted or c.whole == whole)]),
                        key=lambda r: r["zoho_id"])
         if batch:
-            outcomes.update(_write(conn, table, batch, deleted, spec.last_modified is None))
+            outcomes.update(_write(conn, table, batch, deleted, whole))
     return outcomes
 
 
-def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, by_arrival: bool) -> dict[str, str]:
-    sql, template = _sql(table, deleted, by_arrival)
+def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, whole: bool) -> dict[str, str]:
+    sql, template = _sql(table, deleted, whole)
     for row in batch:
         row["raw"] = jsoncodec.dumps(row["raw"])
     # The statement SQLAlchemy compiled once, with a page of 200 rows as one string of VALUES.
     returned = execute_values(conn, sql, template, batch)
-    written = {zid: (inserted, same) for zid, inserted, same in returned}
+    written = dict(returned)
     outcomes: dict[str, str] = {}
-    for zid, (inserted, same) in written.items():
+    for zid, inserted in written.items():
         if deleted:
             outcomes[zid] = "deleted"
         else:
-            outcomes[zid] = "created" if inserted else "unchanged" if same else "updated"
+            outcomes[zid] = "created" if inserted else "updated"
     missing = [r for r in batch if r["zoho_id"] not in written]
     if missing:
         old = table.c
@@ -116,11 +126,15 @@ def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, 
     return outcomes
 
 
+# Constants written into the statement, not bound: ``execute_values`` takes one placeholder, the rows'.
+_CURRENT, _STALE, _MISSING = (literal_column(f"'{state}'") for state in ("current", "stale", "missing"))
+
+
 @lru_cache(maxsize=64)
-def _sql(table, deleted: bool, by_arrival: bool) -> tuple[str, str]:
+def _sql(table, deleted: bool, whole: bool) -> tuple[str, str]:
     """The upsert as psycopg2 SQL for ``execute_values``: (statement with one ``%s`` for the rows,
     the template of one row)."""
-    compiled = str(_statement(table, deleted, by_arrival).compile(dialect=postgresql.psycopg2.dialect()))
+    compiled = str(_statement(table, deleted, whole).compile(dialect=postgresql.psycopg2.dialect()))
     head, _, rest = compiled.partition(") VALUES (")
     row, _, tail = rest.partition(") ON CONFLICT ")
     if not tail:
@@ -128,12 +142,12 @@ def _sql(table, deleted: bool, by_arrival: bool) -> tuple[str, str]:
     return f"{head}) VALUES %s ON CONFLICT {tail}", f"({row})"
 
 
-def _statement(table, deleted: bool, by_arrival: bool):
-    """One compiled upsert per table and kind, executed with a list of rows: SQLAlchemy batches them
-    into multi-row VALUES ("insertmanyvalues") without compiling a new statement for each batch.
+def _statement(table, deleted: bool, whole: bool):
+    """One upsert per table and kind (delete, whole object, list row), compiled once.
 
-    ``by_arrival``: the entity has no last-modified time, so every re-pull is a newer version; the
-    statement then also reports whether the content actually changed.
+    A row is rewritten only when the write is newer, or as new with other content; an object without
+    a last-modified time whose content is what the row holds leaves it alone (its arrival is no news).
+    A whole object also rewrites a row at its version whose detail is not current.
     """
     stmt = insert(table)
     new, old = stmt.excluded, table.c
@@ -143,28 +157,35 @@ def _statement(table, deleted: bool, by_arrival: bool):
                 "version_at": func.greatest(old.version_at, new.version_at)}
         where = (old.deleted_at.is_(None)) & (new.version_at >= old.version_at)
     else:
-        set_ = {c.name: new[c.name] for c in table.columns if c.name != "zoho_id"}
-        where = or_(
-            new.version_at > old.version_at,
-            (new.version_at == old.version_at) & old.deleted_at.is_(None) & old.raw.is_distinct_from(new.raw),
-        )
+        raw = new.raw if whole else old.raw.op("||")(new.raw)
+        changed = raw.is_distinct_from(old.raw)
+        newer = new.version_at > old.version_at
+        set_ = {c.name: new[c.name] for c in table.columns
+                if c.name not in ("zoho_id", "raw", "detail_state", "detail_fetched_for")}
+        set_["raw"] = raw
+        if whole:
+            set_["detail_state"] = _CURRENT
+        else:
+            # A newer summary: the list fields are current, the rest waits for its whole object.
+            set_["detail_state"] = case((newer & (old.detail_state != _MISSING), _STALE), else_=old.detail_state)
+        conditions = [
+            newer & or_(new.zoho_last_modified.isnot(None), old.deleted_at.isnot(None), changed),
+            (new.version_at == old.version_at) & old.deleted_at.is_(None) & changed,
+        ]
+        if whole:
+            conditions.append((new.version_at >= old.version_at) & (old.detail_state != _CURRENT))
+        where = or_(*conditions)
     stmt = stmt.on_conflict_do_update(index_elements=[old.zoho_id], set_=set_, where=where)
-    same = literal_column("false")
-    if by_arrival:
-        # A subquery in RETURNING reads the statement's starting snapshot: the row as it was before.
-        # So a newer arrival with identical content (a re-pull) is told apart from a real change.
-        target = f'"{table.schema}"."{table.name}"'
-        same = literal_column(f"(SELECT prev.raw = {target}.raw AND prev.deleted_at IS NULL FROM {target} AS prev "
-                              f"WHERE prev.zoho_id = {target}.zoho_id)")
     # xmax is 0 for a freshly inserted tuple and non-zero for an updated one.
-    return stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"), same.label("same"))
+    return stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"))
 
 
 def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[dict]) -> dict[str, str]:
     """Refresh only the spec's stock columns (and the same fields inside ``raw``) of known rows.
 
-    Returns {zoho_id: updated|unchanged|missing}; a missing object is one this table has never seen,
-    which the caller applies in full instead.
+    A row whose stock changed has whole-object detail (per-warehouse stock) that no longer adds up:
+    it becomes 'stale' and may be read again. Returns {zoho_id: updated|unchanged|missing}; a missing
+    object is one this table has never seen, which the caller applies in full instead.
     """
     table = entity_table(spec, schema)
     kinds = {c.name: c.type for c in spec.columns}
@@ -192,8 +213,16 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
             .where(table.c.zoho_id == incoming.c.zoho_id,
                    or_(*(table.c[n].is_distinct_from(incoming.c[n]) for n in names)))
             .values(**{n: incoming.c[n] for n in names}, raw=table.c.raw.op("||")(incoming.c.raw_part),
-                    synced_at=func.now())
+                    synced_at=func.now(), **_stale_detail(spec, table))
             .returning(table.c.zoho_id))
     updated = set(conn.execute(stmt).scalars())
     outcomes.update({zid: "updated" if zid in updated else "unchanged" for zid in known})
     return outcomes
+
+
+def _stale_detail(spec: EntitySpec, table) -> dict[str, Any]:
+    """Column values that mark a row's whole-object detail as out of date (to be read again)."""
+    if spec.lists_whole:
+        return {}
+    return {"detail_state": case((table.c.detail_state == "current", literal("stale")), else_=table.c.detail_state),
+            "detail_fetched_for": None}

@@ -84,3 +84,39 @@ def test_a_schema_newer_than_this_tds_is_refused_in_one_line(migrated):
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def test_rows_stored_before_detail_tracking_are_classified_by_what_they_hold(migrated):
+    """0008 on a database of 0007: a row holding line items is whole, a list row waits for its detail."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_0007"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+    db = create_engine(url)
+    env = {**migrated, "TDS_DATABASE_URL": url}
+    try:
+        subprocess.run([*TDS, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True, timeout=120)
+        with db.begin() as c:  # back to what 0007 left: no detail columns
+            for spec in entities.ENTITIES:
+                c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "
+                               "DROP COLUMN detail_fetched_for"))
+            c.execute(text("UPDATE tds_alembic_version SET version_num = '0007'"))
+            c.execute(text("INSERT INTO zoho.invoices (zoho_id, version_at, raw) VALUES "
+                           "('1', now(), '{\"invoice_id\": \"1\", \"line_items\": []}'), "
+                           "('2', now(), '{\"invoice_id\": \"2\"}')"))
+            c.execute(text("INSERT INTO zoho.users (zoho_id, version_at, raw) "
+                           "VALUES ('3', now(), '{\"user_id\": \"3\"}')"))
+        r = subprocess.run([*TDS, "migrate"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr
+        with db.connect() as c:
+            states = dict(c.execute(text("SELECT zoho_id, detail_state FROM zoho.invoices")).all())
+            assert states == {"1": "current", "2": "missing"}
+            assert c.execute(text("SELECT detail_state FROM zoho.users")).scalar_one() == "current"
+    finally:
+        db.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()

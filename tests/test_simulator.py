@@ -184,7 +184,7 @@ def test_every_entity_serves_the_fields_tds_reads(sim):
         for row in rows:
             zoho_id = row[spec.id_field]
             assert isinstance(zoho_id, str) and len(zoho_id) == 19 and zoho_id.isdigit()
-            if spec.last_modified:
+            if spec.modified_always:
                 assert parse_timestamp(row[spec.last_modified]) is not None
                 assert row[spec.last_modified][-5] in "+-" and ":" not in row[spec.last_modified][-5:]
             missing = [c.field for c in spec.columns if c.field not in row]
@@ -197,7 +197,7 @@ def test_every_entity_serves_the_fields_tds_reads(sim):
 
 def test_last_modified_may_be_absent(sim):
     spec = entities.get("price_list")
-    assert spec.last_modified is None
+    assert not spec.modified_always
     row = sim.api(spec.app, spec.list_path).json()[spec.list_key][0]
     assert "last_modified_time" not in row and "pricebook_items" not in row
     assert sim.api(spec.app, f"{spec.list_path}/{row[spec.id_field]}").json()[spec.object_key]["pricebook_items"]

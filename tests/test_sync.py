@@ -154,7 +154,7 @@ def test_full_sync_of_all_entities_equals_the_simulator(sim, env, engine):
     for spec in entities.ENTITIES:
         cur = cursor_row(engine, spec.name)
         assert cur is not None and cur["last_full_at"] is not None, spec.name
-        if spec.last_modified:
+        if spec.modified_always:
             newest = max(parse_timestamp(o["last_modified_time"]) for o in sim.truth(spec.name)["objects"])
             assert cur["last_modified"] == newest, spec.name
 

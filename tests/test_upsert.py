@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from zoho_objects import make_object, new_id
+from zoho_objects import make_object, new_id, zoho_time
 
 from tds_daemon import entities, upsert
 
@@ -96,3 +96,95 @@ def test_a_field_of_the_wrong_type_is_a_permanent_error_naming_the_field(engine,
     with pytest.raises(upsert.InvalidObject) as info:
         apply(engine, "product", obj)
     assert field in str(info.value) and obj["item_id"] in str(info.value)
+
+
+def summary(entity: str, obj: dict) -> dict:
+    """What Zoho's list endpoint returns for ``obj``: the object without its detail-only fields."""
+    return {k: v for k, v in obj.items() if k not in entities.get(entity).detail_fields}
+
+
+def apply_list_row(engine, entity, obj, arrived=T0):
+    with engine.begin() as c:
+        return upsert.apply(c, entities.get(entity), SCHEMA, [upsert.Change(obj, arrived, whole=False)])
+
+
+def test_a_list_row_at_the_same_version_keeps_the_whole_object(engine):
+    whole = make_object("invoice", minutes=5)
+    zid = whole["invoice_id"]
+    assert apply(engine, "invoice", whole)[zid] == "created"
+    assert stored(engine, "invoice", zid)["detail_state"] == "current"
+    assert apply_list_row(engine, "invoice", summary("invoice", whole))[zid] == "unchanged"
+    row = stored(engine, "invoice", zid)
+    assert row["raw"] == whole and row["detail_state"] == "current"
+
+
+def test_a_newer_list_row_updates_the_list_fields_and_marks_the_detail_stale(engine):
+    whole = make_object("invoice", minutes=5)
+    zid = whole["invoice_id"]
+    apply(engine, "invoice", whole)
+    newer = make_object("invoice", zid, minutes=9, status="paid", balance=0,
+                        line_items=[{"item_id": "4815000000000009999", "quantity": 3, "rate": 12.5}])
+    assert apply_list_row(engine, "invoice", summary("invoice", newer))[zid] == "updated"
+    row = stored(engine, "invoice", zid)
+    assert row["status"] == "paid" and row["raw"]["status"] == "paid"
+    assert row["raw"]["line_items"] == whole["line_items"]  # the old detail is kept, and said to be stale
+    assert row["detail_state"] == "stale"
+    assert row["zoho_last_modified"] == upsert.zohovalues.parse_timestamp(newer["last_modified_time"])
+    # The whole object of that version (the backfill's read, or a webhook) makes it current.
+    assert apply(engine, "invoice", newer)[zid] == "updated"
+    row = stored(engine, "invoice", zid)
+    assert row["raw"] == newer and row["detail_state"] == "current"
+    # An older list row changes nothing.
+    assert apply_list_row(engine, "invoice", summary("invoice", whole))[zid] == "stale"
+    assert stored(engine, "invoice", zid)["raw"] == newer
+
+
+def test_a_row_first_seen_in_a_list_is_missing_its_detail_until_a_whole_object_arrives(engine):
+    whole = make_object("sales_order", minutes=3)
+    zid = whole["salesorder_id"]
+    assert apply_list_row(engine, "sales_order", summary("sales_order", whole))[zid] == "created"
+    row = stored(engine, "sales_order", zid)
+    assert row["detail_state"] == "missing" and "line_items" not in row["raw"]
+    # A newer summary: still missing (there never was a whole object to be stale).
+    apply_list_row(engine, "sales_order", summary("sales_order", {**whole, "last_modified_time": zoho_time(4)}))
+    assert stored(engine, "sales_order", zid)["detail_state"] == "missing"
+    # An older whole object is stale; the whole object at the row's version completes it.
+    assert apply(engine, "sales_order", whole)[zid] == "stale"
+    current = {**whole, "last_modified_time": zoho_time(4)}
+    assert apply(engine, "sales_order", current)[zid] == "updated"
+    row = stored(engine, "sales_order", zid)
+    assert row["detail_state"] == "current" and row["raw"] == current
+
+
+def test_entities_whose_list_rows_are_whole_never_wait_for_detail(engine):
+    obj = make_object("branch")
+    zid = obj["branch_id"]
+    with engine.begin() as c:
+        spec = entities.get("branch")
+        upsert.apply(c, spec, SCHEMA, [upsert.Change(obj, T0, whole=spec.lists_whole)])
+    assert stored(engine, "branch", zid)["detail_state"] == "current"
+
+
+def test_last_modified_time_orders_versions_wherever_the_object_carries_it(engine):
+    # Price lists, users and branches may lack the field; when they carry it, it decides, not arrival.
+    zid = new_id()
+    v2 = make_object("user", zid, name="v2", last_modified_time=zoho_time(2))
+    v1 = make_object("user", zid, name="v1", last_modified_time=zoho_time(1))
+    assert apply(engine, "user", v2, arrived=T0)[zid] == "created"
+    assert apply(engine, "user", v1, arrived=T0 + dt.timedelta(hours=1))[zid] == "stale"
+    row = stored(engine, "user", zid)
+    assert row["name"] == "v2" and row["zoho_last_modified"] == upsert.zohovalues.parse_timestamp(zoho_time(2))
+
+
+def test_a_stock_change_marks_an_items_warehouse_detail_stale(engine):
+    whole = make_object("product", locations=[{"location_id": "1", "location_stock_on_hand": 140}])
+    zid = whole["item_id"]
+    apply(engine, "product", whole)
+    spec = entities.get("product")
+    with engine.begin() as c:
+        assert upsert.apply_stock(c, spec, SCHEMA, [{**summary("product", whole)}]) == {zid: "unchanged"}
+    assert stored(engine, "product", zid)["detail_state"] == "current"
+    with engine.begin() as c:
+        upsert.apply_stock(c, spec, SCHEMA, [{**summary("product", whole), "stock_on_hand": 99}])
+    row = stored(engine, "product", zid)
+    assert row["stock_on_hand"] == 99 and row["detail_state"] == "stale" and row["raw"]["locations"]

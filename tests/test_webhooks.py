@@ -47,7 +47,7 @@ def test_each_entity_is_applied_end_to_end(daemon, clean_db, entity):
     for col in spec.columns:  # every typed column that the sample fills is populated
         if obj.get(col.field) not in (None, ""):
             assert stored[col.name] is not None, col.name
-    if spec.last_modified:
+    if spec.modified_always:
         assert stored["zoho_last_modified"] is not None
     with clean_db.connect() as c:
         item = c.execute(text("SELECT status, outcome, entity_type FROM tds_sync_queue")).one()

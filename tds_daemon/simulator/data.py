@@ -408,7 +408,11 @@ class Factory:
         return candidate
 
     def last_modified_field(self, spec: EntitySpec) -> str | None:
-        return spec.last_modified or ("last_modified_time" if self.lm_everywhere else None)
+        # Where the registry says the field may be absent (price lists, users, branches), the simulator
+        # leaves it out unless told otherwise: TDS must work either way.
+        if spec.last_modified and (spec.modified_always or self.lm_everywhere):
+            return spec.last_modified
+        return None
 
     # --- objects ---
     def make(self, spec: EntitySpec, rng: random.Random, created: int, modified: int,

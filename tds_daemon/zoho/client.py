@@ -154,7 +154,7 @@ class ZohoClient:
     def list_page(self, spec: EntitySpec, page: int, *, per_page: int = PER_PAGE, newest_first: bool = True,
                   since: str | None = None) -> Page:
         params: dict[str, object] = {**dict(spec.list_params), "page": page, "per_page": per_page}
-        if spec.last_modified:
+        if spec.modified_always:
             params.update(sort_column=spec.last_modified, sort_order="D" if newest_first else "A")
             if since:
                 # Honoured by some endpoints, ignored by others (unconfirmed): the caller still stops at
