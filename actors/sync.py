@@ -27,7 +27,9 @@ def sync_run(run_id: int) -> None:
     if spec is None:
         runs.finish(rt.engine, run_id, "failed", {}, f"unknown entity {run['entity_type']!r}")
         return
-    client = ZohoClient(rt.config, redis_client(rt.config), alerts=rt.engine)
+    # A run queued by a person from a terminal is theirs to spend; every other run is background work.
+    purpose = "manual" if run["origin"] == "cli" else "scheduled"
+    client = ZohoClient(rt.config, redis_client(rt.config), alerts=rt.engine, purpose=purpose)
     try:
         Syncer(rt.config, rt.engine, client).run(run_id, spec, run["kind"], run["since"])
     except SyncError:

@@ -231,7 +231,7 @@ class _SyncCommand:
         self.config, self.kind, self.since = config, kind, since
         self.engine = make_engine(config, pool_size=8, application_name="tds-sync")
         # One client for every entity this process syncs: its connections and token are reused.
-        self.client = ZohoClient(config, redis_client(config))
+        self.client = ZohoClient(config, redis_client(config), purpose="manual")
         # Progress and results are output: stdout, unless stderr is a terminal for the live line
         # (one process only: several would overwrite each other's line).
         self.progress = Progress(sys.stderr if live and sys.stderr.isatty() else sys.stdout)
@@ -288,7 +288,7 @@ def cmd_status(args) -> int:
     _require_schema(config)
     engine = make_engine(config, pool_size=1, application_name="tds-status")
     try:
-        state = status.collect(engine, _breaker_states(config))
+        state = status.collect(engine, _breaker_states(config), _budget_state(config))
     except exc.OperationalError as e:
         raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
     finally:
@@ -305,6 +305,21 @@ def _breaker_states(config: Config) -> list[dict] | None:
     client = redis_for_breakers(config)
     try:
         return [b.as_json() for b in Breakers.from_config(config, client).statuses()]
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def _budget_state(config: Config) -> dict | None:
+    import redis
+
+    from .breakers import redis_for_breakers
+    from .zoho.budget import Budget
+
+    client = redis_for_breakers(config)
+    try:
+        return Budget.from_config(config, client).state().as_json()
     except redis.RedisError:
         return None
     finally:

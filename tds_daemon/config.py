@@ -185,6 +185,13 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("zoho", "organization_id", str, "", "Zoho organization id"),
     Setting("zoho", "requests_per_minute", int, 100, "Zoho API requests per minute per app, shared by "
             "every process", check=_range(1, 10000)),
+    Setting("zoho", "daily_budget", int, 1000, "Zoho calls TDS may make in a day (all processes together; the "
+            "day of scheduler.timezone): background work never passes it, scheduled jobs first, the detail "
+            "backfill from what they leave; a manual tds sync is counted and allowed, with a warning past it. Keep "
+            "it within the plan's daily cap less what other integrations spend (Free 1,000, Standard 2,500, "
+            "Professional 5,000 per organization)", check=_range(1, 10_000_000)),
+    Setting("zoho", "max_concurrency", int, 5, "simultaneous Zoho calls, all processes together (Zoho's cap per "
+            "organization: 5 on the free plan, 10 on paid plans)", check=_range(1, 100)),
     Setting("zoho", "timeout_s", float, 30.0, "read timeout of one Zoho request", check=_range(1, 300)),
     Setting("zoho", "max_attempts", int, 6, "tries of one Zoho request on timeouts and 5xx", check=_range(1, 20)),
     Setting("breakers", "failure_rate", float, 50.0, "percent of failed calls within breakers.window_s that "

@@ -14,8 +14,9 @@ RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
 
 
-def collect(engine: Engine, breakers: list[dict] | None = None) -> dict:
-    """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) when Redis answered, else None."""
+def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | None = None) -> dict:
+    """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) and ``budget`` (the day's Zoho
+    calls, ``BudgetState.as_json``) when Redis answered, else None."""
     with engine.connect() as conn:
         counts = {(r.entity_type, r.status): r.n for r in conn.execute(
             select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
@@ -44,7 +45,7 @@ def collect(engine: Engine, breakers: list[dict] | None = None) -> dict:
         last_stats = {"finished_at": stats.finished_at.isoformat(),
                       "overall_match": float(stats.overall_match) if stats.overall_match is not None else None}
     return {"entities": out, "breakers": breakers, "alerts": open_alerts, "healer": last_healer,
-            "stats": last_stats}
+            "stats": last_stats, "zoho_budget": budget}
 
 
 def render(status: dict) -> str:
@@ -65,6 +66,14 @@ def render(status: dict) -> str:
             if b["state"] != "closed":
                 until = f" until {b['retry_at'][:19].replace('T', ' ')}" if b.get("retry_at") else ""
                 lines.append(f"  {b['name']}: {b['state']}{until}" + (f" ({b['reason']})" if b.get("reason") else ""))
+    b = status.get("zoho_budget")
+    if b is None:
+        lines.append("Zoho calls today: unknown (Redis does not answer)")
+    else:
+        zoho = f"; Zoho says {b['zoho_remaining']} left for the organization" if b["zoho_remaining"] is not None else ""
+        spent = ", ".join(f"{p} {n}" for p, n in b["by_purpose"].items())
+        lines.append(f"Zoho calls today: {b['used']} of {b['budget']} (zoho.daily_budget), {b['remaining']} left"
+                     f"{zoho}; {spent}; resets {b['resets_at'][:16].replace('T', ' ')}")
     h, st = status["healer"], status["stats"]
     lines.append("last healer run: " + (f"{h['finished_at'][:19].replace('T', ' ')} (sent again {h['sent_again']}, "
                                         f"dead letters retried {h['dead_letters_retried']}, errors {h['errors']})"

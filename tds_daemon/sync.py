@@ -14,10 +14,11 @@ cursor, so the next run covers what it missed.
 
 Circuit breakers (``tds_daemon.breakers``): a run whose entity's breaker is open, or whose Zoho app's
 breaker refuses its first request, sends nothing and is recorded ``skipped`` with the breaker and
-when it may be tried again. Each page (or read) fetched counts as a success against the entity's
-breaker, and a fetch that failed for Zoho's unavailability after the client's retries as a failure;
-the app's breaker is the client's business (every HTTP attempt). Rate limiting, an open breaker and
-other Zoho errors (4xx, auth) count neither way.
+when it may be tried again; so is a run whose first request the day's budget refuses. Each page (or
+read) fetched counts as a success against the entity's breaker, and a fetch that failed for Zoho's
+unavailability after the client's retries as a failure; the app's breaker is the client's business
+(every HTTP attempt). Rate limiting, the budget, an open breaker and other Zoho errors (4xx, auth)
+count neither way.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from .entities import EntitySpec
 from .schema import entity_table
 from .zoho import ZohoClient, ZohoError, ZohoUnavailable
 from .zoho.client import PER_PAGE, Page
-from .zoho.errors import ZohoBreakerOpen, ZohoRateLimited
+from .zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Syncer:
             runs.finish(self.engine, run_id, "succeeded", tally.counts(), kind=kind)
             log.info("sync run %s succeeded: entity=%s kind=%s %s", run_id, spec.name, kind, tally.counts())
             return tally
-        except ZohoBreakerOpen as e:
+        except (ZohoBreakerOpen, ZohoBudgetSpent) as e:
             if self.client.requests == requests_before:  # not one request sent: the run never began
                 self._skip(run_id, spec, kind, tally, str(e))
             error = str(e)
@@ -169,7 +170,7 @@ class Syncer:
         breaker = self.breakers.entity(spec.name)
         try:
             result = fetch()
-        except (ZohoBreakerOpen, ZohoRateLimited):
+        except (ZohoBreakerOpen, ZohoRateLimited, ZohoBudgetSpent):
             raise  # nothing was asked of Zoho, or it was our own pace
         except ZohoUnavailable:
             tally.breaker_results += 1

@@ -343,3 +343,25 @@ def start_private_redis(processes: Processes, port: int) -> subprocess.Popen:
             client.close()
 
     return processes.start("redis-private", argv, ready=answers, timeout=15)
+
+
+@pytest.fixture
+def pull_env(migrated, engine, sim_base, redis_namespace, tmp_path):
+    """A clean database and a Redis namespace of this test's own (empty limiter window, no cached token,
+    no calls counted today), TDS pointed at the module's simulator."""
+    from sim_harness import zoho_env
+
+    truncate(engine)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    return {**migrated, **zoho_env(sim_base), "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
+
+@pytest.fixture
+def tds(pull_env):
+    from pull_harness import Tds
+
+    t = Tds(pull_env)
+    yield t
+    t.close()

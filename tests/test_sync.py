@@ -11,77 +11,23 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import subprocess
 import threading
 import time
-import uuid
 
 import pytest
-from conftest import ROOT, TDS, free_port, start_daemon, truncate, wait_until
+from conftest import TDS, free_port, start_daemon, wait_until
+from pull_harness import Tds, cli
 from sim_harness import ADMIN, ALL, Sim, zoho_env
 from sqlalchemy import text
 
-from tds_daemon import entities, runs, zohovalues
-from tds_daemon.broker import redis_client
-from tds_daemon.config import load
-from tds_daemon.db import make_engine
+from tds_daemon import entities, zohovalues
 from tds_daemon.simulator.data import DETAIL_ONLY
-from tds_daemon.sync import Syncer, SyncError
-from tds_daemon.zoho import ZohoClient
 from tds_daemon.zohovalues import parse_timestamp
 
 
 @pytest.fixture
-def env(migrated, engine, sim_base, redis_namespace, tmp_path):
-    """A clean database and a Redis namespace of this test's own (empty limiter window, no cached token)."""
-    truncate(engine)
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    return {**migrated, **zoho_env(sim_base), "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-
-
-# --- TDS ---
-
-class Tds:
-    """In-process syncs with the configuration a TDS process would load from ``env``."""
-
-    def __init__(self, env: dict[str, str]):
-        self.config = load(environ=env)
-        self.engine = make_engine(self.config, pool_size=4, application_name="tds-test-sync")
-        self.clients: list[ZohoClient] = []
-
-    def client(self) -> ZohoClient:
-        client = ZohoClient(self.config, redis_client(self.config))
-        self.clients.append(client)
-        return client
-
-    def sync(self, entity: str, kind: str = "full", *, client: ZohoClient | None = None, progress=None) -> dict:
-        """One run as ``tds sync`` does it; the run as recorded (it may have failed)."""
-        spec = entities.get(entity)
-        run_id = runs.create(self.engine, spec.name, kind, origin="cli")
-        runs.start(self.engine, run_id)
-        try:
-            Syncer(self.config, self.engine, client or self.client()).run(run_id, spec, kind, None, progress)
-        except SyncError:
-            pass
-        return runs.get(self.engine, run_id)
-
-    def close(self) -> None:
-        for client in self.clients:
-            client.close()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def tds(env):
-    t = Tds(env)
-    yield t
-    t.close()
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*TDS, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def env(pull_env):
+    return pull_env
 
 
 def stored(engine, entity: str) -> dict[str, dict]:

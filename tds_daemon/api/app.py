@@ -10,6 +10,7 @@ from ..broker import make_broker, redis_client
 from ..config import Config
 from ..db import make_engine
 from ..dispatch import Dispatcher
+from ..zoho.budget import Budget
 from . import errors
 from .alerts import AlertAcknowledgeResource, AlertsResource
 from .auth import AdminAuth
@@ -58,7 +59,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)
-    app.add_route("/metrics", MetricsResource(engine, breakers))
+    budget = Budget.from_config(config, client)
+    app.add_route("/metrics", MetricsResource(engine, breakers, budget))
     app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
     app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))
     starter = RunStarter(engine, dispatcher)

@@ -63,13 +63,40 @@ class BreakerCollector:
         yield state
 
 
+class BudgetCollector:
+    """The day's Zoho calls against the budget, counted in Redis by every process (``zoho/budget.py``)."""
+
+    def __init__(self, budget):
+        self.budget = budget
+
+    def collect(self):
+        try:
+            state = self.budget.state()
+        except Exception as e:
+            log.warning("metrics: Zoho budget unavailable: %s", type(e).__name__)
+            return
+        calls = GaugeMetricFamily("tds_zoho_calls_today", "Zoho calls TDS made today (every process; the day of "
+                                  "scheduler.timezone)")
+        calls.add_metric([], state.used)
+        yield calls
+        remaining = GaugeMetricFamily("tds_zoho_budget_remaining", "Zoho calls left today: zoho.daily_budget less "
+                                      "today's calls, or Zoho's own X-Rate-Limit-Remaining when lower")
+        remaining.add_metric([], state.remaining)
+        yield remaining
+        budget = GaugeMetricFamily("tds_zoho_daily_budget", "zoho.daily_budget: the Zoho calls TDS may make in a day")
+        budget.add_metric([], state.budget)
+        yield budget
+
+
 class MetricsResource:
-    def __init__(self, engine, breakers=None):
+    def __init__(self, engine, breakers=None, budget=None):
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry)
         self.registry.register(DatabaseCollector(engine))
         if breakers is not None:
             self.registry.register(BreakerCollector(breakers))
+        if budget is not None:
+            self.registry.register(BudgetCollector(budget))
 
     def on_get(self, req, resp):
         resp.data = generate_latest(self.registry)

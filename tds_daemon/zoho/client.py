@@ -15,10 +15,16 @@ about Zoho's availability, not about our requests; a 429 is neither (our own pac
 neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token could not
 be had): a half-open trial permit it held is given back. A call that finds the breaker half-open with
 every trial permit out waits up to one request's time for their verdict rather than failing at once.
+
+Zoho's calls are scarce: each attempt is counted against the day's budget before it is sent
+(``budget.py``: background work is refused with ``ZohoBudgetSpent`` when its share is spent, and the
+``X-Rate-Limit-*`` headers of every answer keep Zoho's own count), and holds one of the
+``zoho.max_concurrency`` slots shared by every process while it is in flight (``slots.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -32,11 +38,15 @@ from .. import jsoncodec
 from ..breakers import HALF_OPEN, Breaker, Breakers, Decision, clock
 from ..entities import EntitySpec
 from ..metrics import zoho_requests
-from .errors import ZohoAuthError, ZohoBreakerOpen, ZohoError, ZohoRateLimited, ZohoUnavailable
+from .budget import Budget
+from .errors import ZohoAuthError, ZohoBreakerOpen, ZohoBudgetSpent, ZohoError, ZohoRateLimited, ZohoUnavailable
 from .ratelimit import RateLimiter
+from .slots import Slots
 from .tokens import TokenSource
 
+log = logging.getLogger(__name__)
 PER_PAGE = 200
+BUDGET_ALERT = "budget_spent"
 TRIAL_POLL_S = 0.2  # how often a call refused by a half-open breaker (its trials out) asks again
 
 
@@ -49,7 +59,8 @@ class Page:
 
 class ZohoClient:
     def __init__(self, config, redis_client: redis.Redis, *, http: httpx.Client | None = None,
-                 limit_wait_s: float = 120.0, breakers: Breakers | None = None, alerts=None):
+                 limit_wait_s: float = 120.0, breakers: Breakers | None = None, alerts=None,
+                 purpose: str = "scheduled"):
         z = config.zoho
         self.base = {"books": config.zoho_books_url.rstrip("/"), "inventory": config.zoho_inventory_url.rstrip("/")}
         self.organization_id = z.organization_id
@@ -59,6 +70,13 @@ class ZohoClient:
         self.http = http or httpx.Client(timeout=httpx.Timeout(z.timeout_s, connect=min(10.0, z.timeout_s)),
                                          headers={"Accept": "application/json", "User-Agent": "tds"})
         self.limiter = RateLimiter(redis_client, config.redis.namespace, z.requests_per_minute)
+        # What this client's calls are for decides how much of the day's budget they may spend (budget.py).
+        self.purpose = purpose
+        self.budget = Budget.from_config(config, redis_client)
+        self.slots = Slots(redis_client, config.redis.namespace, z.max_concurrency, z.timeout_s + 10.0)
+        self.alerts = alerts
+        self._warned_day: str | None = None  # the day a manual call past the budget was warned of
+        self._alerted_day: str | None = None  # the day this client raised the budget alert
         self.tokens = TokenSource(config, redis_client, self.http)
         # ``alerts`` (an engine) lets a breaker transition raise or resolve its alert.
         self.breakers = breakers or Breakers.from_config(config, redis_client, alerts=alerts)
@@ -91,9 +109,12 @@ class ZohoClient:
             try:
                 self.limiter.acquire(app, self.limit_wait_s)
                 token = self.tokens.token()
-                self._count()
+                self._spend(app, path)
                 try:
-                    r = self.http.get(url, params=query, headers={"Authorization": f"Zoho-oauthtoken {token}"})
+                    with self.slots.slot(self.limit_wait_s, app):
+                        self._count()
+                        r = self.http.get(url, params=query,
+                                          headers={"Authorization": f"Zoho-oauthtoken {token}"})
                 except httpx.TimeoutException:
                     zoho_requests.labels(app, "timeout").inc()
                     verdict, error = False, ZohoUnavailable(f"GET {path} timed out", app=app)
@@ -102,6 +123,7 @@ class ZohoClient:
                     verdict, error = False, ZohoUnavailable(f"GET {path} failed: {_describe(e)}", app=app)
                 else:
                     zoho_requests.labels(app, str(r.status_code)).inc()
+                    self._note_limits(r)
                     if r.status_code != 429:
                         verdict = r.status_code < 500  # Zoho answered: it is available
                     body = _json(r)
@@ -140,6 +162,52 @@ class ZohoClient:
             if attempt >= self.max_attempts:
                 raise error
             time.sleep(_backoff(attempt))
+
+    def _spend(self, app: str, path: str) -> None:
+        """Count this call against the day's budget, or raise ZohoBudgetSpent (no request sent)."""
+        grant = self.budget.spend(self.purpose)
+        if grant.granted:
+            if self.purpose == "manual" and grant.total > self.budget.daily_budget:
+                day = self.budget.day().isoformat()
+                if self._warned_day != day:
+                    self._warned_day = day
+                    log.warning("past the daily Zoho budget: %d calls today, zoho.daily_budget is %d (a manual "
+                                "sync is allowed; background work waits for tomorrow)", grant.total,
+                                self.budget.daily_budget)
+            return
+        state = self.budget.state()
+        why = (f"Zoho says {grant.zoho_remaining} calls are left today for the whole organization"
+               if grant.zoho_remaining is not None and grant.total < self.budget.daily_budget
+               and self.purpose != "backfill" else
+               f"{grant.total} of zoho.daily_budget={self.budget.daily_budget} calls spent today"
+               + (f", {state.reserve} kept for scheduled jobs" if self.purpose == "backfill" else ""))
+        message = (f"daily Zoho budget spent for {self.purpose} work: {why}; no request sent for GET {path}; "
+                   f"it resets at {state.resets_at}")
+        if self.purpose == "scheduled":
+            self._alert_spent(message)
+        raise ZohoBudgetSpent(message, app=app)
+
+    def _alert_spent(self, message: str) -> None:
+        day = self.budget.day().isoformat()
+        if self.alerts is None or self._alerted_day == day:
+            return
+        self._alerted_day = day
+        try:
+            from ..alerts import raise_alert
+
+            raise_alert(self.alerts, BUDGET_ALERT, "warning", message)
+        except Exception as e:  # an alert not written does not change the refusal
+            log.warning("budget alert not recorded: %s", type(e).__name__)
+
+    def _note_limits(self, r: httpx.Response) -> None:
+        """Believe Zoho's count of the calls left today (every integration's calls, not only ours)."""
+        remaining, reset = r.headers.get("X-Rate-Limit-Remaining"), r.headers.get("X-Rate-Limit-Reset")
+        if remaining is None or reset is None:
+            return
+        try:
+            self.budget.note_zoho(int(remaining), float(reset))
+        except (ValueError, redis.RedisError):
+            pass
 
     def _permit(self, breaker: Breaker) -> Decision:
         """Ask the app's breaker; while it is half-open with every trial out, wait for their verdict a

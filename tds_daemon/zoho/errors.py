@@ -48,3 +48,10 @@ class ZohoBreakerOpen(ZohoUnavailable):
     def __init__(self, message: str, *, breaker: str, retry_at=None, **kw):
         super().__init__(message, **kw)
         self.breaker, self.retry_at = breaker, retry_at
+
+
+class ZohoBudgetSpent(ZohoError):
+    """The day's budget of Zoho calls (``zoho.daily_budget``, or Zoho's own remaining count) is spent for
+    this kind of work: no request was sent. Not Zoho failing: never counted against a breaker."""
+
+    transient = True

@@ -1,0 +1,126 @@
+"""The daily budget of Zoho calls and Zoho's concurrency cap, held by real processes against the simulator.
+
+The simulator counts what reached it (its ``/_sim/stats``): that is what these tests hold TDS to, not
+TDS's own count.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from conftest import TDS, start_daemon, wait_until
+from pull_harness import cli
+from sim_harness import ADMIN, ALL
+from sqlalchemy import text
+
+from tds_daemon.broker import redis_client
+from tds_daemon.config import load
+from tds_daemon.zoho.budget import Budget
+from tds_daemon.zoho.slots import Slots
+
+
+def api_requests(sim) -> int:
+    stats = sim.stats()["apps"]
+    return stats["books"]["requests"] + stats["inventory"]["requests"]
+
+
+def metric(daemon, name: str) -> float:
+    for line in daemon.http.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_a_budget_of_n_is_never_exceeded_by_the_daemon(sim, pull_env, engine, processes):
+    sim.reset()  # 13 entities, 30-odd pages in all: far more than the budget
+    budget = 12
+    daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_DAILY_BUDGET": str(budget)})
+    r = daemon.http.post("/api/tds/sync/all", params={"full": 1}, headers=ADMIN)
+    assert r.status_code == 202, r.text
+
+    def all_done():
+        with engine.connect() as c:
+            return c.execute(text("SELECT count(*) FROM tds_sync_runs WHERE status IN ('queued', 'running')")
+                             ).scalar_one() == 0
+    wait_until(all_done, 90, interval=0.2, message="every run to end")
+    assert api_requests(sim) == budget, "exactly the budget reached Zoho: no call past it"
+    with engine.connect() as c:
+        runs = c.execute(text("SELECT entity_type, status, error FROM tds_sync_runs")).all()
+        alert = c.execute(text("SELECT message FROM tds_alerts WHERE type = 'budget_spent' AND resolved_at IS NULL")
+                          ).scalar_one()
+    refused = [r for r in runs if r.status in ("failed", "skipped")]
+    assert refused and all("daily Zoho budget spent" in r.error for r in refused), runs
+    assert any(r.status == "skipped" for r in refused), "a run refused before its first call never began"
+    assert "zoho.daily_budget=12" in alert
+    assert metric(daemon, "tds_zoho_calls_today") == budget
+    assert metric(daemon, "tds_zoho_budget_remaining") == 0
+    status = cli(daemon.env, "status")
+    assert status.returncode == 0 and "Zoho calls today: 12 of 12" in status.stdout, status.stdout
+
+
+def test_zoho_remaining_lower_than_the_local_count_wins(sim, tds):
+    sim.reset()
+    # Other integrations of the company spent 995 of the organization's 1,000 calls today.
+    sim.faults(daily_limit=1000, daily_used=995)
+    for name in ALL:
+        tds.sync(name, "full")
+    stats = sim.stats()
+    assert api_requests(sim) == 5, "TDS stopped when Zoho said nothing was left"
+    assert stats["apps"]["books"]["limited"] == stats["apps"]["inventory"]["limited"] == 0, "never refused by Zoho"
+    state = Budget.from_config(tds.config, redis_client(tds.config)).state()
+    assert state.used == 5 and state.budget == 1000
+    assert state.zoho_remaining == 0 and state.remaining == 0
+
+
+def test_a_manual_sync_is_counted_and_allowed_past_the_budget_with_a_warning(sim, pull_env):
+    sim.reset(counts={"product": 700})  # 4 pages
+    r = cli({**pull_env, "TDS_ZOHO_DAILY_BUDGET": "2"}, "sync", "product", "--full")
+    assert r.returncode == 0, r.stderr
+    assert "past the daily Zoho budget" in r.stderr and r.stderr.count("past the daily") == 1
+    config = load(environ=pull_env)
+    assert Budget.from_config(config, redis_client(config)).state().by_purpose["manual"] == api_requests(sim) >= 4
+
+
+def test_the_backfill_leaves_the_scheduled_jobs_their_reserve(pull_env):
+    config = load(environ={**pull_env, "TDS_ZOHO_DAILY_BUDGET": "10"})
+    budget = Budget.from_config(config, redis_client(config))
+    # No yesterday: half the budget is kept for scheduled work.
+    granted = sum(budget.spend("backfill").granted for _ in range(8))
+    assert granted == 5 and budget.state().backfill_left == 0
+    assert sum(budget.spend("scheduled").granted for _ in range(8)) == 5
+    assert budget.state().remaining == 0 and not budget.spend("scheduled").granted
+    assert budget.spend("manual").granted
+
+
+def test_the_concurrency_cap_holds_across_two_processes(sim, pull_env, engine, processes):
+    sim.reset(scale=0.01, counts={"customer": 2000, "product": 2000})  # 10 pages each, Books and Inventory
+    # Zoho enforces 2 in flight too: a TDS that sent a third would be answered 429.
+    sim.faults(latency_ms=150, max_concurrency=2)
+    env = {**pull_env, "TDS_ZOHO_MAX_CONCURRENCY": "2"}
+    procs = [processes.start(f"sync-{e}", [*TDS, "sync", e, "--full"], env=env) for e in ("customer", "product")]
+    for proc in procs:
+        proc.wait(timeout=120)
+        assert proc.returncode == 0, processes.output(proc)
+    stats = sim.stats()
+    assert stats["max_concurrent"] == 2, stats  # both processes kept it full, and never past it
+    assert stats["concurrency_limited"] == 0, stats
+
+
+def test_a_killed_process_holds_its_slot_only_until_the_lease_ends(pull_env):
+    config = load(environ=pull_env)
+    client = redis_client(config)
+    slots = Slots(client, config.redis.namespace, 1, lease_s=0.5)
+    assert slots.try_acquire() is not None  # never released: its process "died"
+    assert slots.try_acquire() is None
+    started = time.monotonic()
+    with slots.slot(timeout=5):
+        waited = time.monotonic() - started
+    assert waited < 2, waited
+    assert slots.in_flight() == 0
+
+
+def test_metrics_name_the_budget(sim, pull_env, processes):
+    daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_DAILY_BUDGET": "777"})
+    text_ = httpx.get(f"{daemon.base_url}/metrics", timeout=10).text
+    assert "tds_zoho_calls_today 0.0" in text_ and "tds_zoho_budget_remaining 777.0" in text_
