@@ -8,6 +8,7 @@ import dramatiq
 
 from tds_daemon import entities, runs
 from tds_daemon.broker import redis_client
+from tds_daemon.detail import DETAIL_ACTOR, DETAIL_QUEUE
 from tds_daemon.sync import SYNC_ACTOR, SYNC_QUEUE, Syncer, SyncError
 from tds_daemon.zoho import ZohoClient
 
@@ -31,11 +32,14 @@ def sync_run(run_id: int) -> None:
     purpose = "manual" if run["origin"] == "cli" else "scheduled"
     client = ZohoClient(rt.config, redis_client(rt.config), alerts=rt.engine, purpose=purpose)
     try:
-        Syncer(rt.config, rt.engine, client).run(run_id, spec, run["kind"], run["since"])
+        tally = Syncer(rt.config, rt.engine, client).run(run_id, spec, run["kind"], run["since"])
     except SyncError:
-        pass  # recorded in the run; the scheduler's next run tries again
+        return  # recorded in the run; the scheduler's next run tries again
     finally:
         client.close()
+    if not spec.lists_whole and (tally.created or tally.updated):
+        # Rows now wait for their whole objects: the backfill starts on them at once (one runs at a time).
+        rt.dispatcher.send_to(DETAIL_QUEUE, DETAIL_ACTOR, "sync")
 
 
 def declare(broker: dramatiq.Broker) -> dramatiq.Actor:

@@ -20,7 +20,7 @@ from tds_daemon.config import Config
 from tds_daemon.db import make_engine
 from tds_daemon.dispatch import Dispatcher
 
-from . import entity, healer, runtime, stats, sync
+from . import detail, entity, healer, runtime, stats, sync
 from .middleware import Recovery
 from .middleware.intake_first import IntakeFirst
 
@@ -56,6 +56,7 @@ def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
     sync.declare(broker)
     healer.declare(broker)
     stats.declare(broker)
+    detail.declare(broker)
     worker = _Worker(broker, worker_threads=config.workers.threads, worker_timeout=POLL_MS)
     return broker, worker
 

@@ -198,6 +198,8 @@ def cmd_sync(args) -> int:
             raise Failure(f"--since {args.since!r} is not an ISO 8601 time such as 2025-11-13T08:40:00+03:00") from None
     kind = "full" if args.full else "stock" if args.stock else "incremental"
     _require_schema(config)
+    if args.details:
+        return _sync_details(config, [s.name for s in specs])
     prepare_metrics_dir(fresh=False)
     logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
     # Each run's outcome is this command's own output (below): the sync module's warning that a run
@@ -216,6 +218,51 @@ def cmd_sync(args) -> int:
             failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
         raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+    return 0
+
+
+def _sync_details(config: Config, names: list[str]) -> int:
+    """``tds sync ENTITY|all --details``: read, in the foreground, the whole objects that rows still lack."""
+    import logging
+
+    from . import detail, logs
+    from .broker import redis_client
+    from .db import make_engine
+    from .progress import Progress
+    from .zoho import ZohoClient
+
+    prepare_metrics_dir(fresh=False)
+    logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
+    logging.getLogger("tds_daemon.detail").setLevel(logging.WARNING)
+    engine = make_engine(config, pool_size=4, application_name="tds-sync")
+    client = ZohoClient(config, redis_client(config), purpose="manual")
+    try:
+        waiting = {n: e["waiting"] for n, e in detail.backlog(engine, config.database.entity_schema).items()
+                   if n in names}
+        total = sum(waiting.values())
+        progress = Progress(sys.stderr if sys.stderr.isatty() else sys.stdout)
+        step = max(1, total // 20)
+
+        def show(report) -> None:
+            done = report.read + report.gone + report.refused + report.yielded
+            if progress.live or done % step == 0:
+                progress.show("details", f"details: {done} of {total} objects, {report.requests} requests")
+
+        report = detail.Backfill(config, engine, client).run(names=names, progress=show)
+        left = sum(e["waiting"] for n, e in detail.backlog(engine, config.database.entity_schema).items()
+                   if n in names)
+    finally:
+        client.close()
+        engine.dispose()
+    read = ", ".join(f"{n} {c}" for n, c in sorted(report.per_entity.items())) or "none"
+    progress.done("details", f"details: read {report.read} whole objects ({read}); {report.yielded} no longer needed, "
+                  f"{report.gone} gone from Zoho, {report.refused} refused; {report.requests} requests; "
+                  f"{left} still waiting")
+    if report.stopped == "already_running":
+        raise Failure("details: a detail backfill is already running (the daemon's, or another tds sync --details); "
+                      "try again when it ends")
+    if report.stopped not in ("done", "limit"):
+        raise Failure(f"details: stopped early ({report.stopped}): {report.error}")
     return 0
 
 
@@ -288,7 +335,7 @@ def cmd_status(args) -> int:
     _require_schema(config)
     engine = make_engine(config, pool_size=1, application_name="tds-status")
     try:
-        state = status.collect(engine, _breaker_states(config), _budget_state(config))
+        state = status.collect(engine, _breaker_states(config), _budget_state(config), _detail_report(config, engine))
     except exc.OperationalError as e:
         raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
     finally:
@@ -322,6 +369,22 @@ def _budget_state(config: Config) -> dict | None:
         return Budget.from_config(config, client).state().as_json()
     except redis.RedisError:
         return None
+    finally:
+        client.close()
+
+
+def _detail_report(config: Config, engine) -> dict:
+    import redis
+
+    from . import detail
+    from .breakers import redis_for_breakers
+    from .zoho.budget import Budget
+
+    client = redis_for_breakers(config)
+    try:
+        return detail.progress_report(engine, config, Budget.from_config(config, client))
+    except redis.RedisError:
+        return detail.progress_report(engine, config, None)
     finally:
         client.close()
 
@@ -425,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--full", action="store_true", help="every object, and detect deletions")
     how.add_argument("--since", metavar="ISO8601", help="objects modified since this time")
     how.add_argument("--stock", action="store_true", help="only the stock fields of items")
+    how.add_argument("--details", action="store_true", help="read the whole objects that rows still lack "
+                     "(one Zoho call each, counted against the day's budget and allowed past it)")
     p = sub.add_parser("dlq", help="inspect and replay dead letters")
     dlq_sub = p.add_subparsers(dest="dlq_command", required=True, metavar="list|replay")
     for name, func, help_ in (("list", cmd_dlq_list, "dead letters with their error, attempts and failures"),

@@ -221,6 +221,9 @@ SCHEMA: tuple[Setting, ...] = (
             'or "off"', check=crontab.check),
     Setting("scheduler", "statistics", str, "0 3 * * *", 'crontab of the statistics collection, or "off"',
             check=crontab.check),
+    Setting("scheduler", "detail_backfill", str, "*/10 * * * *", "crontab of the detail backfill (reads the "
+            "whole objects rows lack, from what the day's budget leaves after scheduled jobs; each run stops "
+            'after 8 minutes), or "off"', check=crontab.check),
 )
 
 SECTIONS = tuple(dict.fromkeys(s.section for s in SCHEMA))

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import entities, runstart
 from .config import Config
+from .detail import DETAIL_ACTOR, DETAIL_QUEUE
 from .dispatch import Dispatcher
 
 HEALER_QUEUE, HEALER_ACTOR = "tds.healer", "heal"
@@ -96,5 +97,7 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("healing", "healing (re-dispatch lost items)", "scheduler.healing",
             _message(HEALER_QUEUE, HEALER_ACTOR)),
     JobSpec("statistics", "statistics collection", "scheduler.statistics", _message(STATS_QUEUE, STATS_ACTOR)),
+    JobSpec("detail_backfill", "detail backfill (whole objects that rows lack, from the budget's remainder)",
+            "scheduler.detail_backfill", _message(DETAIL_QUEUE, DETAIL_ACTOR)),
 )
 BY_ID = {j.id: j for j in JOBS}

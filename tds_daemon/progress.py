@@ -16,7 +16,10 @@ class Progress:
         self._started = time.monotonic()
 
     def update(self, entity: str, tally) -> None:
-        text = f"{entity}: {tally.objects} objects, {tally.pages} pages"
+        self.show(entity, f"{entity}: {tally.objects} objects, {tally.pages} pages")
+
+    def show(self, entity: str, text: str) -> None:
+        """The live line's part for ``entity`` (a plain line when not on a terminal)."""
         with self._lock:
             self._state[entity] = text
             if self.live:

@@ -14,9 +14,11 @@ RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
 
 
-def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | None = None) -> dict:
+def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | None = None,
+            detail: dict | None = None) -> dict:
     """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) and ``budget`` (the day's Zoho
-    calls, ``BudgetState.as_json``) when Redis answered, else None."""
+    calls, ``BudgetState.as_json``) when Redis answered, else None; ``detail``: the backfill's progress
+    (``tds_daemon.detail.progress_report``)."""
     with engine.connect() as conn:
         counts = {(r.entity_type, r.status): r.n for r in conn.execute(
             select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
@@ -33,6 +35,7 @@ def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | N
         out[spec.name] = {
             "queue": {s: counts.get((spec.name, s), 0) for s in STATUSES},
             "last_run": {k: run[k] for k in RUN_FIELDS} if run else None,
+            "detail_backlog": ((detail or {}).get("entities", {}).get(spec.name) or {}).get("waiting", 0),
         }
     last_healer = last_stats = None
     if healer:
@@ -45,17 +48,19 @@ def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | N
         last_stats = {"finished_at": stats.finished_at.isoformat(),
                       "overall_match": float(stats.overall_match) if stats.overall_match is not None else None}
     return {"entities": out, "breakers": breakers, "alerts": open_alerts, "healer": last_healer,
-            "stats": last_stats, "zoho_budget": budget}
+            "stats": last_stats, "zoho_budget": budget, "detail": detail}
 
 
 def render(status: dict) -> str:
-    lines = [f"{'entity':<17} {'pending':>8} {'process':>8} {'failed':>7} {'dead':>6} {'done':>9}  last sync"]
+    lines = [f"{'entity':<17} {'pending':>8} {'process':>8} {'failed':>7} {'dead':>6} {'done':>9} {'detail':>7}"
+             "  last sync"]
     for name, e in status["entities"].items():
         q, run = e["queue"], e["last_run"]
         last = (f"{run['kind']} {run['status']} {run['finished_at'] or ''} ({run['objects']} objects)"
                 + (f": {run['error']}" if run["error"] else "")) if run else "never"
         lines.append(f"{name:<17} {q['pending']:>8} {q['processing']:>8} {q['failed']:>7} {q['dead_letter']:>6} "
-                     f"{q['completed']:>9}  {last}")
+                     f"{q['completed']:>9} {e['detail_backlog']:>7}  {last}")
+    lines.append("(detail: rows whose whole object is still to be read by the detail backfill)")
     lines.append("")
     if status["breakers"] is None:
         lines.append("circuit breakers: unknown (Redis does not answer)")
@@ -74,6 +79,11 @@ def render(status: dict) -> str:
         spent = ", ".join(f"{p} {n}" for p, n in b["by_purpose"].items())
         lines.append(f"Zoho calls today: {b['used']} of {b['budget']} (zoho.daily_budget), {b['remaining']} left"
                      f"{zoho}; {spent}; resets {b['resets_at'][:16].replace('T', ' ')}")
+    d = status.get("detail")
+    if d is not None:
+        eta = "" if d["waiting"] == 0 else f"; done in {d['eta']} at the current budget" if d.get("eta") else \
+            "; no budget left for it (raise zoho.daily_budget, or run tds sync all --details)"
+        lines.append(f"detail backlog: {d['waiting']} rows await their whole object{eta}")
     h, st = status["healer"], status["stats"]
     lines.append("last healer run: " + (f"{h['finished_at'][:19].replace('T', ' ')} (sent again {h['sent_again']}, "
                                         f"dead letters retried {h['dead_letters_retried']}, errors {h['errors']})"

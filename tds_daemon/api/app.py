@@ -20,7 +20,7 @@ from .exposition import MetricsResource
 from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .monitoring import MonitoringHealthResource
-from .scheduler import SchedulerJobsResource
+from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
 from .stats import StatsResource, StatsRunResource
 from .syncruns import (
     BulkStatusResource,
@@ -60,11 +60,11 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)
     budget = Budget.from_config(config, client)
-    app.add_route("/metrics", MetricsResource(engine, breakers, budget))
+    app.add_route("/metrics", MetricsResource(engine, config.database.entity_schema, breakers, budget))
     app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
     app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))
     starter = RunStarter(engine, dispatcher)
-    app.add_route("/api/tds/entities", EntitiesResource(engine, config.database.entity_schema))
+    app.add_route("/api/tds/entities", EntitiesResource(engine, config, budget))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
     app.add_route("/api/tds/runs", RunsResource(engine))
     app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
@@ -73,6 +73,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/stats", StatsResource(engine))
     app.add_route("/api/tds/stats/run", StatsRunResource(dispatcher))
     app.add_route("/api/tds/monitoring/scheduler/jobs", SchedulerJobsResource(config, client))
+    app.add_route("/api/tds/monitoring/scheduler/jobs/{job_id}/run",
+                  SchedulerJobRunResource(config, client, engine, dispatcher))
     app.add_route("/api/tds/monitoring/health", MonitoringHealthResource(config, engine, client))
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))

@@ -10,6 +10,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
 from .. import __version__, entities
+from ..detail import backlog
 from ..schema import STATUSES
 
 log = logging.getLogger(__name__)
@@ -19,8 +20,8 @@ _COUNTS = text("SELECT entity_type, status, count(*) AS n FROM tds_sync_queue GR
 class DatabaseCollector:
     """Queue states are facts in PostgreSQL, read at scrape time rather than tracked in memory."""
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engine, schema: str):
+        self.engine, self.schema = engine, schema
 
     def collect(self):
         build = GaugeMetricFamily("tds_build_info", "TDS version", labels=["version"])
@@ -41,6 +42,16 @@ class DatabaseCollector:
             dead.add_metric([spec.name], counts.get((spec.name, "dead_letter"), 0))
         yield items
         yield dead
+        try:
+            waiting = {name: e["waiting"] for name, e in backlog(self.engine, self.schema).items()}
+        except Exception as e:
+            log.warning("metrics: detail backlog unavailable: %s", type(e).__name__)
+            return
+        detail = GaugeMetricFamily("tds_detail_backlog", "Rows whose whole Zoho object the detail backfill is still "
+                                   "to read (list rows without their detail, or with stale detail)", labels=["entity"])
+        for spec in entities.ENTITIES:
+            detail.add_metric([spec.name], waiting.get(spec.name, 0))
+        yield detail
 
 
 class BreakerCollector:
@@ -89,10 +100,10 @@ class BudgetCollector:
 
 
 class MetricsResource:
-    def __init__(self, engine, breakers=None, budget=None):
+    def __init__(self, engine, schema: str, breakers=None, budget=None):
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry)
-        self.registry.register(DatabaseCollector(engine))
+        self.registry.register(DatabaseCollector(engine, schema))
         if breakers is not None:
             self.registry.register(BreakerCollector(breakers))
         if budget is not None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import falcon
+import redis
 from sqlalchemy import func, select
 
-from .. import entities, runs, runstart
+from .. import detail, entities, runs, runstart
 from ..schema import entity_table, sync_cursors, sync_runs
 from ..sync import KINDS
 from .errors import ApiError
@@ -86,10 +87,15 @@ class RunResource:
 
 
 class EntitiesResource:
-    def __init__(self, engine, schema: str):
-        self.engine, self.schema = engine, schema
+    def __init__(self, engine, config, budget):
+        self.engine, self.config, self.budget = engine, config, budget
+        self.schema = config.database.entity_schema
 
     def on_get(self, req, resp) -> None:
+        try:
+            progress = detail.progress_report(self.engine, self.config, self.budget)
+        except redis.RedisError:
+            progress = detail.progress_report(self.engine, self.config, None)
         out = []
         with self.engine.connect() as conn:
             cursors = {r.entity_type: r for r in conn.execute(select(sync_cursors))}
@@ -105,8 +111,10 @@ class EntitiesResource:
                     "cursor": c.last_modified.isoformat() if c and c.last_modified else None,
                     "last_full_at": c.last_full_at.isoformat() if c and c.last_full_at else None,
                     "last_incremental_at": c.last_incremental_at.isoformat() if c and c.last_incremental_at else None,
+                    "lists_whole": spec.lists_whole,
+                    "detail_backlog": progress["entities"].get(spec.name, {"missing": 0, "stale": 0, "waiting": 0}),
                 })
-        resp.media = {"entities": out}
+        resp.media = {"entities": out, "detail": {k: v for k, v in progress.items() if k != "entities"}}
 
 
 class BulkSyncResource:

@@ -116,13 +116,19 @@ class Budget:
         raw = self.client.hgetall(self.key(day))
         return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
 
-    def _reserve(self, day: dt.date) -> int:
-        """Scheduled calls still expected today: yesterday's scheduled calls (with a margin), or half the
-        budget when there is no yesterday, less what scheduled work already spent today."""
+    def _expected_scheduled(self, day: dt.date) -> int:
+        """Scheduled calls a whole day is expected to need: yesterday's (with a margin), or half the budget
+        when there is no yesterday."""
         yesterday = self._counts(day - dt.timedelta(days=1))
-        expected = (round(yesterday.get("scheduled", 0) * RESERVE_MARGIN) if yesterday
-                    else self.daily_budget // 2)
-        return max(0, expected - self._counts(day).get("scheduled", 0))
+        return round(yesterday.get("scheduled", 0) * RESERVE_MARGIN) if yesterday else self.daily_budget // 2
+
+    def _reserve(self, day: dt.date) -> int:
+        """Scheduled calls still expected today: a day's expectation less what scheduled work spent today."""
+        return max(0, self._expected_scheduled(day) - self._counts(day).get("scheduled", 0))
+
+    def backfill_per_day(self) -> int:
+        """What the backfill may spend in a whole day, at today's expectation of scheduled calls."""
+        return max(0, self.daily_budget - self._expected_scheduled(self.day()))
 
     def state(self) -> BudgetState:
         day = self.day()

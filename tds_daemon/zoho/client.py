@@ -69,9 +69,11 @@ class ZohoClient:
         self.limit_wait_s = limit_wait_s
         self.http = http or httpx.Client(timeout=httpx.Timeout(z.timeout_s, connect=min(10.0, z.timeout_s)),
                                          headers={"Accept": "application/json", "User-Agent": "tds"})
-        self.limiter = RateLimiter(redis_client, config.redis.namespace, z.requests_per_minute)
-        # What this client's calls are for decides how much of the day's budget they may spend (budget.py).
+        # What this client's calls are for decides how much of the day's budget they may spend (budget.py);
+        # background reads take at most half of each app's minute, so that scheduled pulls keep their pace.
         self.purpose = purpose
+        per_minute = max(1, z.requests_per_minute // 2) if purpose == "backfill" else z.requests_per_minute
+        self.limiter = RateLimiter(redis_client, config.redis.namespace, per_minute)
         self.budget = Budget.from_config(config, redis_client)
         self.slots = Slots(redis_client, config.redis.namespace, z.max_concurrency, z.timeout_s + 10.0)
         self.alerts = alerts
