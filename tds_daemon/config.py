@@ -214,9 +214,15 @@ SCHEMA: tuple[Setting, ...] = (
     Setting("scheduler", "full_sync", str, "0 2 * * *", 'crontab of the full sync of every entity, or "off"',
             check=crontab.check),
     Setting("scheduler", "incremental_sync", str, "0 * * * *",
-            'crontab of the incremental sync of every entity, or "off"', check=crontab.check),
-    Setting("scheduler", "stock_sync", str, "*/15 * * * *", 'crontab of the stock sync of products, or "off"',
+            "crontab of the incremental sync of the often-changing entities (items, customers, invoices, sales "
+            'orders, payments), or "off"', check=crontab.check),
+    Setting("scheduler", "incremental_sync_warm", str, "30 */4 * * *",
+            "crontab of the incremental sync of the less often changing entities (vendors, bills, credit notes, "
+            'stock adjustments); price lists, users and branches wait for the full sync; or "off"',
             check=crontab.check),
+    Setting("scheduler", "stock_sync", str, "20 */3 * * *", "crontab of the stock sync of products (the item "
+            "list's stock fields; an item whose stock changed has its per-warehouse detail read again by the "
+            'detail backfill), or "off"', check=crontab.check),
     Setting("scheduler", "healing", str, "*/15 * * * *", 'crontab of the healer (re-dispatches lost items), '
             'or "off"', check=crontab.check),
     Setting("scheduler", "statistics", str, "0 3 * * *", 'crontab of the statistics collection, or "off"',

@@ -50,6 +50,10 @@ class EntitySpec:
     # incremental pull can stop at its cursor. False where Zoho may leave the field out (*unconfirmed*):
     # such an entity is listed whole, and its objects ordered by the field when they have it.
     modified_always: bool = True
+    # How often its incremental pull runs, by how often it changes: "hot" (the hourly incremental job),
+    # "warm" (every few hours), "cold" (only the daily full pull: price lists, users, branches change
+    # rarely, and their webhooks bring the changes). A pull costs one Zoho call at least, whatever it finds.
+    pull_tier: str = "hot"
 
     @property
     def lists_whole(self) -> bool:
@@ -96,7 +100,7 @@ ENTITIES: tuple[EntitySpec, ...] = (
                list_params=(("contact_type", "customer"),), detail_fields=_CONTACT_DETAIL),
     EntitySpec("vendor", "books", "/contacts", "contacts", "contact", "contact_id", "last_modified_time",
                "vendors", _CONTACT, aliases=("vendors",), list_params=(("contact_type", "vendor"),),
-               detail_fields=_CONTACT_DETAIL),
+               detail_fields=_CONTACT_DETAIL, pull_tier="warm"),
     EntitySpec("invoice", "books", "/invoices", "invoices", "invoice", "invoice_id", "last_modified_time",
                "invoices",
                _cols("invoice_number:text", "customer_id:text", "customer_name:text", "status:text",
@@ -116,30 +120,30 @@ ENTITIES: tuple[EntitySpec, ...] = (
     EntitySpec("bill", "books", "/bills", "bills", "bill", "bill_id", "last_modified_time", "bills",
                _cols("bill_number:text", "vendor_id:text", "vendor_name:text", "status:text", "date:date",
                      "due_date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("bills",), detail_fields=("line_items",)),
+               aliases=("bills",), detail_fields=("line_items",), pull_tier="warm"),
     EntitySpec("credit_note", "books", "/creditnotes", "creditnotes", "creditnote", "creditnote_id",
                "last_modified_time", "credit_notes",
                _cols("creditnote_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("credit-notes", "creditnotes"), detail_fields=("line_items",)),
+               aliases=("credit-notes", "creditnotes"), detail_fields=("line_items",), pull_tier="warm"),
     EntitySpec("stock_adjustment", "inventory", "/inventoryadjustments", "inventory_adjustments",
                "inventory_adjustment", "inventory_adjustment_id", "last_modified_time", "stock_adjustments",
                _cols("reference_number:text", "date:date", "reason:text", "adjustment_type:text",
                      "status:text", "total:numeric"),
-               aliases=("stock", "inventory-adjustments"), detail_fields=("line_items",)),
+               aliases=("stock", "inventory-adjustments"), detail_fields=("line_items",), pull_tier="warm"),
     EntitySpec("price_list", "books", "/pricebooks", "pricebooks", "pricebook", "pricebook_id",
                "last_modified_time", "price_lists",
                _cols("name:text", "currency_code:text", "pricebook_type:text", "status:text",
                      "is_default:boolean"),
                aliases=("prices", "pricebooks", "pricelists"), detail_fields=("pricebook_items",),
-               modified_always=False),
+               modified_always=False, pull_tier="cold"),
     EntitySpec("user", "books", "/users", "users", "user", "user_id", "last_modified_time", "users",
                _cols("name:text", "email:text", "role_id:text", "status:text", "user_role:text"),
-               aliases=("users",), modified_always=False),
+               aliases=("users",), modified_always=False, pull_tier="cold"),
     EntitySpec("branch", "books", "/branches", "branches", "branch", "branch_id", "last_modified_time",
                "branches",
                _cols("branch_name:text", "email:text", "is_primary_branch:boolean", "status:text"),
-               aliases=("branches",), modified_always=False),
+               aliases=("branches",), modified_always=False, pull_tier="cold"),
 )
 
 BY_NAME: dict[str, EntitySpec] = {e.name: e for e in ENTITIES}
@@ -148,6 +152,8 @@ _ROUTES: dict[str, EntitySpec] = {alias: e for e in ENTITIES for alias in e.rout
 assert len(_ROUTES) == sum(len(e.route_names) for e in ENTITIES), "an alias is claimed twice"
 
 COLUMN_TYPES = ("text", "numeric", "date", "timestamptz", "boolean")
+PULL_TIERS = ("hot", "warm", "cold")
+assert all(e.pull_tier in PULL_TIERS for e in ENTITIES)
 assert all(c.type in COLUMN_TYPES for e in ENTITIES for c in e.columns)
 
 

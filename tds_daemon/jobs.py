@@ -89,8 +89,11 @@ class JobSpec:
 
 JOBS: tuple[JobSpec, ...] = (
     JobSpec("full_sync", "full sync of every entity", "scheduler.full_sync", _sync_runs("full", lambda e: True)),
-    JobSpec("incremental_sync", "incremental sync of every entity", "scheduler.incremental_sync",
-            _sync_runs("incremental", lambda e: True)),
+    # Incremental pulls by how often an entity changes (its pull_tier); cold ones wait for the full pull.
+    JobSpec("incremental_sync", "incremental sync of the often-changing entities", "scheduler.incremental_sync",
+            _sync_runs("incremental", lambda e: e.pull_tier == "hot")),
+    JobSpec("incremental_sync_warm", "incremental sync of the less often changing entities",
+            "scheduler.incremental_sync_warm", _sync_runs("incremental", lambda e: e.pull_tier == "warm")),
     # The stock pull refreshes only the entities that carry stock columns: products.
     JobSpec("stock_sync", "stock sync of products", "scheduler.stock_sync",
             _sync_runs("stock", lambda e: bool(e.stock_columns))),
