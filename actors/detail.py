@@ -25,7 +25,8 @@ def detail_backfill(origin: str = "scheduler") -> None:
     client = ZohoClient(rt.config, redis, alerts=rt.engine, purpose="backfill")
     try:
         report = detail.Backfill(rt.config, rt.engine, client).run(deadline_s=DEADLINE_S)
-        detail.record(redis, rt.config.redis.namespace, origin, report)
+        if report.stopped != "already_running":  # the running one records its own report
+            detail.record(redis, rt.config.redis.namespace, origin, report)
     except exc.SQLAlchemyError as e:  # each object is its own transaction: the next run resumes
         log.warning("detail backfill: database unavailable, run not completed: error=%s", type(e).__name__)
     finally:
