@@ -20,7 +20,8 @@ Two callers share this module (the API never imports actors):
      have had fewer than ``healer.max_attempts_total`` attempts, oldest first, at most
      ``healer.dead_letter_batch`` per run: back to pending and sent after commit;
   4. **alerts** ``queue_depth`` (pending items) and ``dead_letters`` at ``monitoring.*_warning`` /
-     ``monitoring.*_critical`` (strictly more than), resolved when back at or under the warning level.
+     ``monitoring.*_critical`` (strictly more than), resolved when back at or under the warning level;
+     ``budget_spent`` resolved once scheduled work may spend Zoho calls again (a new day);
   5. **retention** (``tds_daemon.retention``): completed items, their inbox events, finished runs and
      resolved alerts older than ``healer.retain_days`` are deleted.
 
@@ -44,10 +45,13 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
 from . import alerts, entities, retention, runs, syncqueue
+from .broker import redis_client
 from .config import Config
 from .dispatch import Dispatcher
 from .schema import healer_runs, sync_queue
 from .sync import ABANDONED_AFTER_S, SYNC_ACTOR, SYNC_QUEUE
+from .zoho.budget import Budget
+from .zoho.client import BUDGET_ALERT
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,18 @@ def check_alerts(engine: Engine, config: Config, counts: dict[str, int]) -> dict
     return {"raised": raised, "resolved": resolved}
 
 
+def resolve_budget_alert(engine: Engine, config: Config) -> bool:
+    """Resolve ``budget_spent`` once scheduled work may spend again (a new day, or a larger budget); the Zoho
+    client raises it when the day's budget refuses a scheduled call."""
+    client = redis_client(config)
+    try:
+        if Budget.from_config(config, client).state().remaining <= 0:
+            return False
+    finally:
+        client.close()
+    return alerts.resolve(engine, BUDGET_ALERT)
+
+
 # --- the healer run -------------------------------------------------------------------------------------
 
 def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> dict[str, Any]:
@@ -252,6 +268,11 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
                             "pending in PostgreSQL and are sent when it answers")
     counts = queue_counts(engine)
     fired = check_alerts(engine, config, counts)
+    try:
+        if resolve_budget_alert(engine, config):
+            fired["resolved"].append(BUDGET_ALERT)
+    except (redis.RedisError, OSError) as e:
+        errors.append(f"Redis unavailable ({type(e).__name__}): the Zoho budget was not looked at")
     pruned = retention.prune(engine, config.healer.retain_days)
     finished = dt.datetime.now(dt.UTC)
     report = {

@@ -57,6 +57,11 @@ def test_a_budget_of_n_is_never_exceeded_by_the_daemon(sim, pull_env, engine, pr
     assert metric(daemon, "tds_zoho_budget_remaining") == 0
     status = cli(daemon.env, "status")
     assert status.returncode == 0 and "Zoho calls today: 12 of 12" in status.stdout, status.stdout
+    # A new day (here: a larger budget after a reload) lets scheduled work spend again: the healer resolves it.
+    from tds_daemon import healing
+
+    assert not healing.resolve_budget_alert(engine, load(environ=daemon.env))
+    assert healing.resolve_budget_alert(engine, load(environ={**daemon.env, "TDS_ZOHO_DAILY_BUDGET": "13"}))
 
 
 def test_zoho_remaining_lower_than_the_local_count_wins(sim, tds):
