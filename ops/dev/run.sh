@@ -28,8 +28,12 @@ PY
 "$tds" migrate --config "$config"
 bind=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys.argv[1]).api.bind)" "$config")
 token=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys.argv[1]).api.webhook_token)" "$config")
+admin=$("$py" -c "import sys; from tds_daemon.config import load; print(load(sys.argv[1]).api.admin_token)" "$config")
 sim_port=8090
-"$tds" simulator --port "$sim_port" > "${TMPDIR:-/tmp}/tds-dev-simulator.log" 2>&1 &
+# Zoho's limits as a Standard plan organization meets them: 5 calls at once, 2,500 calls a day (shared with
+# "other integrations": POST /_sim/faults {"daily_used": N} spends some); TDS's own budget is ops/dev.toml's.
+"$tds" simulator --port "$sim_port" --max-concurrency 5 --daily-limit 2500 \
+  > "${TMPDIR:-/tmp}/tds-dev-simulator.log" 2>&1 &
 sim_pid=$!
 # || true: after Ctrl-C the simulator is already gone, and set -e would turn that into exit 1
 trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true' EXIT
@@ -56,8 +60,14 @@ Post a sample webhook (Zoho's default payload for an item):
 and see it applied:
   psql -h 127.0.0.1 $db -c 'SELECT zoho_id, name, sku, rate, zoho_last_modified FROM zoho.products'
 
-Pull everything from the simulator (in another terminal):
+Pull everything from the simulator (in another terminal): list pages first, cheap (200 objects a call)
   .venv/bin/tds sync all --full --config $config
+The list rows lack line items, addresses, per-warehouse stock ...: the daemon's detail backfill now reads
+each whole object (one Zoho call each) from what the day's budget leaves after the scheduled jobs. Watch it:
+  .venv/bin/tds status --config $config     # the detail column, the backlog's ETA, Zoho calls today
+  curl -s -H 'Authorization: Bearer $admin' http://$bind/api/tds/entities
+or read them all now, in the foreground (counted, and allowed past the budget):
+  .venv/bin/tds sync all --details --config $config
 Have the simulator change an item and send its webhook to TDS:
   curl -s -X POST http://127.0.0.1:$sim_port/_sim/faults -H 'Content-Type: application/json' \\
     -d '{"fire_webhooks": {"url": "http://$bind", "token": "$token"}}'
