@@ -4,7 +4,9 @@ A list row is a summary (``tds_daemon.upsert``): a row written from a list page 
 ``detail_state`` 'missing' or 'stale', until the single-object read (one Zoho call) brings the whole
 object. The backfill makes those reads:
 
-- **newest first** across every entity (recent changes before history), a batch at a time;
+- **recent changes before history**: rows whose detail is ``stale`` (a newer version was listed, or
+  their stock moved) before rows never read (``missing``), each newest first across every entity, a
+  batch at a time;
 - **within the budget**: its client spends the backfill's share of the day (``zoho/budget.py``), and
   at most half of each app's requests per minute, so scheduled pulls keep their pace; when the share
   is spent the run stops and the next one resumes;
@@ -134,6 +136,7 @@ class _Candidate:
     spec: EntitySpec
     zoho_id: str
     version_at: dt.datetime
+    stale: bool
 
 
 class _Stop(Exception):
@@ -196,10 +199,11 @@ class Backfill:
         with self.engine.connect() as conn:
             for spec in specs:
                 t = entity_table(spec, self.schema)
-                rows = conn.execute(select(t.c.zoho_id, t.c.version_at).where(wanted(spec, t))
-                                    .order_by(t.c.version_at.desc()).limit(n))
-                found += [_Candidate(spec, r.zoho_id, r.version_at) for r in rows]
-        found.sort(key=lambda c: c.version_at, reverse=True)
+                stale = (t.c.detail_state == "stale").label("stale")
+                rows = conn.execute(select(t.c.zoho_id, t.c.version_at, stale).where(wanted(spec, t))
+                                    .order_by(stale.desc(), t.c.version_at.desc()).limit(n))
+                found += [_Candidate(spec, r.zoho_id, r.version_at, r.stale) for r in rows]
+        found.sort(key=lambda c: (c.stale, c.version_at), reverse=True)
         return found[:n]
 
     def _one(self, c: _Candidate, report: Report) -> None:

@@ -54,6 +54,9 @@ class EntitySpec:
     # "warm" (every few hours), "cold" (only the daily full pull: price lists, users, branches change
     # rarely, and their webhooks bring the changes). A pull costs one Zoho call at least, whatever it finds.
     pull_tier: str = "hot"
+    # A transaction whose line items move stock (invoices, sales orders, bills, credit notes, stock
+    # adjustments): a recent change of one makes the stock of the items it names stale.
+    moves_stock: bool = False
 
     @property
     def lists_whole(self) -> bool:
@@ -106,12 +109,12 @@ ENTITIES: tuple[EntitySpec, ...] = (
                _cols("invoice_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "due_date:date", "currency_code:text", "total:numeric",
                      "balance:numeric"),
-               aliases=("invoices",), detail_fields=_DOCUMENT_DETAIL),
+               aliases=("invoices",), detail_fields=_DOCUMENT_DETAIL, moves_stock=True),
     EntitySpec("sales_order", "inventory", "/salesorders", "salesorders", "salesorder", "salesorder_id",
                "last_modified_time", "sales_orders",
                _cols("salesorder_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "shipment_date:date", "currency_code:text", "total:numeric"),
-               aliases=("orders", "salesorders", "sales-orders"), detail_fields=_DOCUMENT_DETAIL),
+               aliases=("orders", "salesorders", "sales-orders"), detail_fields=_DOCUMENT_DETAIL, moves_stock=True),
     EntitySpec("payment", "books", "/customerpayments", "customerpayments", "payment", "payment_id",
                "last_modified_time", "payments",
                _cols("payment_number:text", "customer_id:text", "customer_name:text", "payment_mode:text",
@@ -120,17 +123,19 @@ ENTITIES: tuple[EntitySpec, ...] = (
     EntitySpec("bill", "books", "/bills", "bills", "bill", "bill_id", "last_modified_time", "bills",
                _cols("bill_number:text", "vendor_id:text", "vendor_name:text", "status:text", "date:date",
                      "due_date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("bills",), detail_fields=("line_items",), pull_tier="warm"),
+               aliases=("bills",), detail_fields=("line_items",), pull_tier="warm", moves_stock=True),
     EntitySpec("credit_note", "books", "/creditnotes", "creditnotes", "creditnote", "creditnote_id",
                "last_modified_time", "credit_notes",
                _cols("creditnote_number:text", "customer_id:text", "customer_name:text", "status:text",
                      "date:date", "currency_code:text", "total:numeric", "balance:numeric"),
-               aliases=("credit-notes", "creditnotes"), detail_fields=("line_items",), pull_tier="warm"),
+               aliases=("credit-notes", "creditnotes"), detail_fields=("line_items",), pull_tier="warm",
+               moves_stock=True),
     EntitySpec("stock_adjustment", "inventory", "/inventoryadjustments", "inventory_adjustments",
                "inventory_adjustment", "inventory_adjustment_id", "last_modified_time", "stock_adjustments",
                _cols("reference_number:text", "date:date", "reason:text", "adjustment_type:text",
                      "status:text", "total:numeric"),
-               aliases=("stock", "inventory-adjustments"), detail_fields=("line_items",), pull_tier="warm"),
+               aliases=("stock", "inventory-adjustments"), detail_fields=("line_items",), pull_tier="warm",
+               moves_stock=True),
     EntitySpec("price_list", "books", "/pricebooks", "pricebooks", "pricebook", "pricebook_id",
                "last_modified_time", "price_lists",
                _cols("name:text", "currency_code:text", "pricebook_type:text", "status:text",

@@ -31,8 +31,12 @@ from sqlalchemy.engine import Connection
 
 from . import jsoncodec, zohovalues
 from .db import execute_values
-from .entities import EntitySpec
+from .entities import ENTITIES, EntitySpec
 from .schema import entity_table
+
+# A transaction changed this recently moved the stock of the items it names (_touched_items).
+TOUCH_WINDOW = dt.timedelta(days=1)
+STOCK_ENTITIES = tuple(e for e in ENTITIES if e.stock_columns)
 
 
 class InvalidObject(Exception):
@@ -99,7 +103,45 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
                        key=lambda r: r["zoho_id"])
         if batch:
             outcomes.update(_write(conn, table, batch, deleted, whole))
+    if spec.moves_stock:
+        touched = _touched_items(spec, changes, outcomes, now)
+        if touched:
+            mark_stock_stale(conn, schema, touched)
     return outcomes
+
+
+def _touched_items(spec: EntitySpec, changes: list[Change], outcomes: dict[str, str], now: dt.datetime) -> set[str]:
+    """The items named by the line items of transactions just written whole and changed within TOUCH_WINDOW
+    (a first copy's history moved stock long ago: reading its items again would tell nothing new)."""
+    items: set[str] = set()
+    for change in changes:
+        obj = change.obj
+        if change.deleted or not change.whole:
+            continue
+        if outcomes.get(zohovalues.zoho_id(obj.get(spec.id_field))) not in ("created", "updated"):
+            continue
+        try:
+            modified = zohovalues.parse_timestamp(obj.get(spec.last_modified)) or change.version_at
+        except zohovalues.InvalidValue:
+            continue
+        if now - modified > TOUCH_WINDOW:
+            continue
+        for line in obj.get("line_items") or ():
+            item_id = zohovalues.zoho_id(line.get("item_id")) if isinstance(line, dict) else None
+            if item_id:
+                items.add(item_id)
+    return items
+
+
+def mark_stock_stale(conn: Connection, schema: str, item_ids: set[str]) -> None:
+    """The stock of these items moved: their whole object (stock, per-warehouse stock) is to be read again.
+    Rows are locked in id order, so that transactions naming the same items cannot deadlock."""
+    for spec in STOCK_ENTITIES:
+        t = entity_table(spec, schema)
+        locked = (select(t.c.zoho_id).where(t.c.zoho_id.in_(sorted(item_ids)), t.c.deleted_at.is_(None),
+                                            ~((t.c.detail_state != "current") & t.c.detail_fetched_for.is_(None)))
+                  .order_by(t.c.zoho_id).with_for_update().subquery())
+        conn.execute(t.update().where(t.c.zoho_id == locked.c.zoho_id).values(**_stale_detail(spec, t)))
 
 
 def _write(conn: Connection, table, batch: list[dict[str, Any]], deleted: bool, whole: bool) -> dict[str, str]:

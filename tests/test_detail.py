@@ -179,3 +179,30 @@ def test_the_backlog_shows_in_status_the_api_and_metrics(sim, tds, pull_env, pro
     assert " 50  " in product_line, product_line
     js = cli(pull_env, "status", "--json")
     assert '"detail_backlog": 50' in js.stdout
+
+
+def test_a_recent_transaction_makes_its_items_stock_stale_and_the_backfill_reads_them_first(
+        sim, tds, engine, processes, pull_env):
+    sim.reset(counts={"product": 40, "invoice": 20})
+    for entity in ("product", "invoice"):
+        assert tds.sync(entity, "full")["status"] == "succeeded"
+    assert detail.Backfill(tds.config, tds.engine, tds.client("manual")).run(names=["product"]).stopped == "done"
+    invoice = sim.truth("invoice")["objects"][0]["id"]
+    item = sim.object("invoice", invoice)["line_items"][0]["item_id"]
+    before = rows(engine, "product")[item]
+    assert before["detail_state"] == "current"
+    # The sale moves the item's stock in Zoho without changing the item's last_modified_time.
+    old = sim.object("product", item)
+    sim.patch("product", item, {"stock_on_hand": old["stock_on_hand"] - 3,
+                                "last_modified_time": old["last_modified_time"]})
+    sim.patch("invoice", invoice, {"status": "sent"})  # a change now: its webhook names the item
+    daemon = start_daemon(processes, {**pull_env, "TDS_SCHEDULER_DETAIL_BACKFILL": "off"})
+    fired = sim.control("POST", "webhooks/fire", {"url": daemon.base_url, "token": WEBHOOK_TOKEN,
+                                                  "entity": "invoice", "id": invoice})
+    assert fired["status"] == 202, fired
+    wait_until(lambda: rows(engine, "product")[item]["detail_state"] == "stale", 15, message="the item's stock stale")
+    # Stale rows (recent changes) are read before missing ones (history): the other invoices wait.
+    report = detail.Backfill(tds.config, tds.engine, tds.client("manual")).run(limit=1)
+    assert report.per_entity == {"product": 1}, report
+    row = rows(engine, "product")[item]
+    assert row["detail_state"] == "current" and row["stock_on_hand"] == old["stock_on_hand"] - 3
