@@ -218,7 +218,24 @@ def cmd_sync(args) -> int:
             failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
         raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+    _wake_backfill(config, specs)
     return 0
+
+
+def _wake_backfill(config: Config, specs) -> None:
+    """Rows of this pull may wait for their whole objects: ask a running daemon's backfill to start now
+    rather than at its next scheduled run (it reads within the day's budget; nothing if none waits)."""
+    if all(s.lists_whole for s in specs):
+        return
+    from .broker import make_broker
+    from .detail import DETAIL_ACTOR, DETAIL_QUEUE
+    from .dispatch import Dispatcher
+
+    broker = make_broker(config)
+    try:
+        Dispatcher(broker, origin="cli").send_to(DETAIL_QUEUE, DETAIL_ACTOR, "cli")
+    finally:
+        broker.client.close()
 
 
 def _sync_details(config: Config, names: list[str]) -> int:
