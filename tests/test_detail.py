@@ -41,6 +41,8 @@ def test_a_webhooks_line_items_survive_pulls_and_the_backfill_brings_current_one
     assert fired["status"] == 202, fired
     wait_until(lambda: oid in rows(engine, "invoice"), 15, message="the webhook applied")
     assert rows(engine, "invoice")[oid]["raw"] == whole
+    # From here the foreground commands do the reading (a `tds sync` wakes a running daemon's backfill).
+    processes.stop(daemon.proc)
 
     # A full pull at the same last_modified_time: the stored detail stays, and stays current.
     r = cli(pull_env, "sync", "invoice", "--full")
