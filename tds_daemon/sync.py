@@ -236,10 +236,12 @@ class Syncer:
                progress: Progress | None, *, newest_first: bool) -> None:
         """Fetch pages concurrently, each applied by the thread that fetched it.
 
-        Zoho does not say how many pages there are. Pages the local row count predicts, or up to
-        twice the last page Zoho said had more after it, are fetched PAGES_IN_FLIGHT at a time; past
-        that one at a time. So an entity of one page costs one request, a first sync still ramps up
-        to full concurrency, and at most a few empty pages are asked for at the end.
+        Zoho does not say how many pages there are. Pages the local row count predicts (and the page
+        after the last one Zoho said had more after it) are fetched PAGES_IN_FLIGHT at a time, past
+        that one at a time: a copy that is whole costs exactly its pages, not a call more (calls are
+        scarce). With no local rows to go by (a first sync), up to twice the last page Zoho said had
+        more after it is fetched at once, so it still ramps up to full concurrency, at the cost of a
+        few empty pages at the end.
         """
         expected_pages = -(-self._local_count(spec) // PER_PAGE)
         confirmed = 0
@@ -261,8 +263,8 @@ class Syncer:
 
             def fill() -> None:
                 nonlocal next_page
-                while last_page is None and len(inflight) < (
-                        PAGES_IN_FLIGHT if next_page <= max(expected_pages, 2 * confirmed) else 1):
+                bound = max(expected_pages, confirmed + 1) if expected_pages else 2 * confirmed
+                while last_page is None and len(inflight) < (PAGES_IN_FLIGHT if next_page <= bound else 1):
                     inflight[pool.submit(fetch_and_apply, next_page)] = next_page
                     next_page += 1
 

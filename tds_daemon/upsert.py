@@ -34,7 +34,7 @@ from .db import execute_values
 from .entities import ENTITIES, EntitySpec
 from .schema import entity_table
 
-# A transaction changed this recently moved the stock of the items it names (_touched_items).
+# A transaction changed this recently may have moved the stock of the items it names (_recent_transactions).
 TOUCH_WINDOW = dt.timedelta(days=1)
 STOCK_ENTITIES = tuple(e for e in ENTITIES if e.stock_columns)
 
@@ -95,6 +95,8 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
     now = dt.datetime.now(dt.UTC)
     table = entity_table(spec, schema)
     rows = [_row(spec, c, now) for c in changes]
+    recent = _recent_transactions(spec, changes, now) if spec.moves_stock else []
+    before = _stock_lines(conn, table, [zid for zid, _ in recent]) if recent else {}
     outcomes: dict[str, str] = {}
     for deleted, whole in ((False, True), (False, False), (True, True)):
         # In id order: concurrent batches touching the same rows then lock them in the same order.
@@ -103,34 +105,64 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
                        key=lambda r: r["zoho_id"])
         if batch:
             outcomes.update(_write(conn, table, batch, deleted, whole))
-    if spec.moves_stock:
-        touched = _touched_items(spec, changes, outcomes, now)
-        if touched:
-            mark_stock_stale(conn, schema, touched)
+    touched: set[str] = set()
+    for zoho_id, obj in recent:
+        if outcomes.get(zoho_id) in ("created", "updated"):
+            touched |= _moved(before.get(zoho_id), _stock_view(obj.get("line_items"), obj.get("status")))
+    if touched:
+        mark_stock_stale(conn, schema, touched)
     return outcomes
 
 
-def _touched_items(spec: EntitySpec, changes: list[Change], outcomes: dict[str, str], now: dt.datetime) -> set[str]:
-    """The items named by the line items of transactions just written whole and changed within TOUCH_WINDOW
-    (a first copy's history moved stock long ago: reading its items again would tell nothing new)."""
-    items: set[str] = set()
+# A transaction in one of these states moves no stock; leaving or entering one moves all of its lines.
+_NO_STOCK_STATES = frozenset({"draft", "void"})
+
+StockView = tuple[bool, frozenset[tuple[str, str]]]  # (moves stock, {(item id, quantity)})
+
+
+def _recent_transactions(spec: EntitySpec, changes: list[Change], now: dt.datetime) -> list[tuple[str, dict]]:
+    """Whole transactions changed within TOUCH_WINDOW (a first copy's history moved stock long ago: reading
+    its items again would tell nothing new)."""
+    out = []
     for change in changes:
-        obj = change.obj
         if change.deleted or not change.whole:
             continue
-        if outcomes.get(zohovalues.zoho_id(obj.get(spec.id_field))) not in ("created", "updated"):
-            continue
         try:
-            modified = zohovalues.parse_timestamp(obj.get(spec.last_modified)) or change.version_at
+            modified = zohovalues.parse_timestamp(change.obj.get(spec.last_modified)) or change.version_at
         except zohovalues.InvalidValue:
             continue
-        if now - modified > TOUCH_WINDOW:
-            continue
-        for line in obj.get("line_items") or ():
-            item_id = zohovalues.zoho_id(line.get("item_id")) if isinstance(line, dict) else None
-            if item_id:
-                items.add(item_id)
-    return items
+        zoho_id = zohovalues.zoho_id(change.obj.get(spec.id_field))
+        if zoho_id and now - modified <= TOUCH_WINDOW:
+            out.append((zoho_id, change.obj))
+    return out
+
+
+def _stock_view(lines: Any, status: Any) -> StockView:
+    pairs = set()
+    for line in lines if isinstance(lines, list) else ():
+        item_id = zohovalues.zoho_id(line.get("item_id")) if isinstance(line, dict) else None
+        if item_id:
+            pairs.add((item_id, str(line.get("quantity", line.get("quantity_adjusted", "")))))
+    return status not in _NO_STOCK_STATES, frozenset(pairs)
+
+
+def _stock_lines(conn: Connection, table, zoho_ids: list[str]) -> dict[str, StockView]:
+    """What the stored rows of these transactions say about stock, before they are written (only rows whose
+    whole object is stored: a list row's lines are unknown)."""
+    rows = conn.execute(select(table.c.zoho_id, table.c.raw["line_items"], table.c.raw["status"].astext)
+                        .where(table.c.zoho_id.in_(zoho_ids), table.c.raw.has_key("line_items")))
+    return {zid: _stock_view(lines, status) for zid, lines, status in rows}
+
+
+def _moved(old: StockView | None, new: StockView) -> set[str]:
+    """The items whose stock a change from ``old`` (None: unknown) to ``new`` may have moved."""
+    if old is None:
+        return {item for item, _ in new[1]} if new[0] else set()
+    if old[0] != new[0]:
+        return {item for item, _ in old[1] | new[1]}
+    if not new[0]:
+        return set()
+    return {item for item, _ in old[1] ^ new[1]}
 
 
 def mark_stock_stale(conn: Connection, schema: str, item_ids: set[str]) -> None:

@@ -188,3 +188,45 @@ def test_a_stock_change_marks_an_items_warehouse_detail_stale(engine):
         upsert.apply_stock(c, spec, SCHEMA, [{**summary("product", whole), "stock_on_hand": 99}])
     row = stored(engine, "product", zid)
     assert row["stock_on_hand"] == 99 and row["detail_state"] == "stale" and row["raw"]["locations"]
+
+
+def test_a_recent_transaction_marks_only_the_items_whose_stock_it_moved(engine):
+    now = dt.datetime.now(dt.UTC)
+
+    def at(minutes: int) -> str:
+        return (now + dt.timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    items = [make_object("product", locations=[]) for _ in range(2)]
+    for item in items:
+        apply(engine, "product", item)
+    a, b = (i["item_id"] for i in items)
+
+    def states():
+        return {zid: stored(engine, "product", zid)["detail_state"] for zid in (a, b)}
+
+    def refresh():  # the backfill read them: current again
+        for item in items:
+            with engine.begin() as c:
+                c.execute(text("UPDATE zoho.products SET detail_state = 'current' WHERE zoho_id = :i"),
+                          {"i": item["item_id"]})
+
+    lines = [{"item_id": a, "quantity": 2}, {"item_id": b, "quantity": 1}]
+    invoice = make_object("invoice", status="sent", line_items=lines, last_modified_time=at(-5))
+    zid = invoice["invoice_id"]
+    apply(engine, "invoice", invoice)
+    assert states() == {a: "stale", b: "stale"}, "a new sale moves every line's stock"
+    refresh()
+    apply(engine, "invoice", {**invoice, "status": "paid", "last_modified_time": at(-4)})
+    assert states() == {a: "current", b: "current"}, "being paid moves no stock"
+    apply(engine, "invoice", {**invoice, "status": "paid", "last_modified_time": at(-3),
+                              "line_items": [{"item_id": a, "quantity": 5}, lines[1]]})
+    assert states() == {a: "stale", b: "current"}, "only the changed line"
+    refresh()
+    apply(engine, "invoice", {**invoice, "status": "void", "last_modified_time": at(-2),
+                              "line_items": [{"item_id": a, "quantity": 5}, lines[1]]})
+    assert states() == {a: "stale", b: "stale"}, "a void gives every line's stock back"
+    refresh()
+    old = make_object("invoice", line_items=lines)  # changed in 2025: history, not news
+    apply(engine, "invoice", old)
+    assert states() == {a: "current", b: "current"}
+    assert stored(engine, "invoice", zid)["status"] == "void"
