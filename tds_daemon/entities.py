@@ -149,6 +149,13 @@ ENTITIES: tuple[EntitySpec, ...] = (
                "branches",
                _cols("branch_name:text", "email:text", "is_primary_branch:boolean", "status:text"),
                aliases=("branches",), modified_always=False, pull_tier="cold"),
+    EntitySpec("sales_return", "inventory", "/salesreturns", "salesreturns", "salesreturn", "salesreturn_id",
+               "last_modified_time", "sales_returns",
+               _cols("salesreturn_number:text", "salesorder_id:text", "salesorder_number:text", "customer_id:text",
+                     "customer_name:text", "date:date", "status:text:salesreturn_status", "receive_status:text",
+                     "refund_status:text", "total:numeric", "currency_code:text"),
+               aliases=("sales_returns", "returns", "salesreturns", "sales-returns"), detail_fields=("line_items",),
+               pull_tier="warm", moves_stock=True),
 )
 
 BY_NAME: dict[str, EntitySpec] = {e.name: e for e in ENTITIES}

@@ -99,10 +99,12 @@ def test_rows_stored_before_detail_tracking_are_classified_by_what_they_hold(mig
     env = {**migrated, "TDS_DATABASE_URL": url}
     try:
         subprocess.run([*TDS, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True, timeout=120)
-        with db.begin() as c:  # back to what 0007 left: no detail columns
+        with db.begin() as c:  # back to what 0007 left: no detail columns, no sales returns
+            c.execute(text("DROP TABLE zoho.sales_returns"))
             for spec in entities.ENTITIES:
-                c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "
-                               "DROP COLUMN detail_fetched_for"))
+                if spec.name != "sales_return":
+                    c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "
+                                   "DROP COLUMN detail_fetched_for"))
             c.execute(text("UPDATE tds_alembic_version SET version_num = '0007'"))
             c.execute(text("INSERT INTO zoho.invoices (zoho_id, version_at, raw) VALUES "
                            "('1', now(), '{\"invoice_id\": \"1\", \"line_items\": []}'), "
@@ -115,6 +117,7 @@ def test_rows_stored_before_detail_tracking_are_classified_by_what_they_hold(mig
             states = dict(c.execute(text("SELECT zoho_id, detail_state FROM zoho.invoices")).all())
             assert states == {"1": "current", "2": "missing"}
             assert c.execute(text("SELECT detail_state FROM zoho.users")).scalar_one() == "current"
+            assert c.execute(text("SELECT count(*) FROM zoho.sales_returns")).scalar_one() == 0
     finally:
         db.dispose()
         with admin.connect() as c:

@@ -14,7 +14,7 @@ import pytest
 from conftest import ADMIN_TOKEN, ROOT, TDS, free_port
 from sqlalchemy import text
 
-from tds_daemon import alerts
+from tds_daemon import alerts, entities
 from tds_daemon.api.app import create_app
 from tds_daemon.config import ConfigError, load
 
@@ -83,7 +83,7 @@ def test_healthy_on_an_empty_queue(api, clean_db):
     h = health(api())
     assert h["status"] == "healthy" and h["reasons"] == []
     assert h["queue"] == {"pending": 0, "processing": 0, "completed": 0, "failed": 0, "dead_letter": 0}
-    assert h["by_entity"]["product"] == h["queue"] and len(h["by_entity"]) == 12
+    assert h["by_entity"]["product"] == h["queue"] and len(h["by_entity"]) == len(entities.ENTITIES)
     assert h["success_rate_24h"] is None
     assert h["alerts"] == {"open": 0, "critical": 0, "warning": 0, "info": 0, "items": []}
     assert h["thresholds"]["pending"] == {"warning": 1000, "critical": 5000}

@@ -48,6 +48,11 @@ _SAMPLE = {
              "status": "active", "user_role": "staff"},
     "branch": {"branch_name": "Riyadh Main", "email": "riyadh@example.com", "is_primary_branch": True,
                "status": "active"},
+    "sales_return": {"salesreturn_number": "RMA-00012", "salesorder_id": "4815000000000000412",
+                     "salesorder_number": "SO-00412", "customer_id": "4815000000000000001", "customer_name": "Al Noor",
+                     "date": "2025-11-14", "salesreturn_status": "approved", "receive_status": "received",
+                     "refund_status": "refunded", "total": 53.0, "currency_code": "SAR",
+                     "line_items": [{"item_id": "4815000000000009999", "quantity": 1, "rate": 53.0}]},
 }
 
 

@@ -315,6 +315,32 @@ def _stock_adjustment(c: Ctx) -> dict:
             "total": round(sum(li["quantity_adjusted"] * li["rate"] for li in lines), 2), "line_items": lines}
 
 
+def _sales_return(c: Ctx) -> dict:
+    """A return of (part of) a sales order: its lines, what was received back and what was refunded."""
+    r = c.rng
+    order = c.pick("sales_order")
+    status = _weighted(r, [("approved", 55), ("pending_approval", 15), ("declined", 10), ("draft", 10),
+                           ("void", 10)])
+    if order is not None:
+        lines = [{**li, "line_item_id": c.sub_id(), "quantity": max(1, li["quantity"] // 2),
+                  "salesorder_item_id": li.get("line_item_id")} for li in order["line_items"][:r.randint(1, 2)]]
+        party = {"customer_id": order["customer_id"], "customer_name": order["customer_name"],
+                 "currency_code": order["currency_code"], "salesorder_id": order[entities.get("sales_order").id_field],
+                 "salesorder_number": order["salesorder_number"]}
+    else:
+        lines, _, _ = _lines(c)
+        party = {**_party(c, "customer", "customer"), "salesorder_id": "", "salesorder_number": ""}
+    for li in lines:
+        li["item_total"] = round(li["quantity"] * li.get("rate", 0), 2)
+    received = status == "approved" and r.random() < 0.8
+    return {"salesreturn_number": f"RMA-{c.serial:05d}", **party, "date": c.date.isoformat(),
+            "reason": r.choice(["Damaged in transit", "Wrong item", "Expired", "تالف", "طلب خاطئ"]),
+            "salesreturn_status": status, "salesreturn_type": "return_refund",
+            "receive_status": "received" if received else "" if status != "approved" else "pending",
+            "refund_status": "refunded" if received and r.random() < 0.7 else "",
+            "total": round(sum(li["item_total"] for li in lines), 2), "line_items": lines}
+
+
 def _price_list(c: Ctx) -> dict:
     r = c.rng
     ar, en = PRICE_LISTS[(c.serial - 1) % len(PRICE_LISTS)]
@@ -353,7 +379,7 @@ SAMPLES: dict[str, Callable[[Ctx], dict]] = {
     "product": _item, "customer": partial(_contact, kind="customer"), "vendor": partial(_contact, kind="vendor"),
     "invoice": _invoice, "sales_order": _sales_order, "payment": _payment, "bill": _bill,
     "credit_note": _credit_note, "stock_adjustment": _stock_adjustment, "price_list": _price_list,
-    "user": _user, "branch": _branch,
+    "user": _user, "branch": _branch, "sales_return": _sales_return,
 }
 
 

@@ -15,7 +15,7 @@ from .. import entities
 DEFAULT_COUNTS: dict[str, int] = {
     "product": 1312, "customer": 2503, "vendor": 180, "invoice": 3000, "sales_order": 1500,
     "payment": 1200, "bill": 600, "credit_note": 150, "stock_adjustment": 300, "price_list": 12,
-    "user": 25, "branch": 4,
+    "user": 25, "branch": 4, "sales_return": 120,
 }
 DEFAULT_COUNT = 50
 
