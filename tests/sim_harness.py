@@ -14,7 +14,8 @@ SCALE = 0.25  # product 328 (2 pages), customer 626 (4), invoice 750 (4), ... ev
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sim-client", "client_secret": "sim-secret",
                "refresh_token": "sim-refresh"}
 NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "token_ttl_s": 3600, "fire_webhooks": None,
-             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0}
+             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0,
+             "image_fault": None, "image_oversize_bytes": 5 * 1024 * 1024}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 APP_PREFIX = {"books": "/books/v3", "inventory": "/inventory/v1"}
 ALL = [e.name for e in entities.ENTITIES]
@@ -52,6 +53,23 @@ class Sim:
 
     def patch(self, entity: str, oid: str, fields: dict) -> dict:
         return self.control("PATCH", f"objects/{entity}/{oid}", fields)["object"]
+
+    def image(self, item_id: str) -> tuple[bytes, str, str] | None:
+        """The item's current image as Zoho would serve it: ``(bytes, content type, sha256 hex)``, or
+        None when it has none (read through the control API: not counted as a Zoho call)."""
+        r = self.http.get(f"/_sim/objects/product/{item_id}/image")
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        return r.content, r.headers["Content-Type"], r.headers["X-Image-SHA256"]
+
+    def new_image(self, item_id: str, fmt: str = "png") -> dict:
+        """Give the item a new image (new id, new bytes; a change, webhook if set) → the item."""
+        return self.control("PUT", f"objects/product/{item_id}/image", {"format": fmt})["object"]
+
+    def remove_image(self, item_id: str) -> dict:
+        """The item loses its image (its four image fields become empty strings) → the item."""
+        return self.control("DELETE", f"objects/product/{item_id}/image")["object"]
 
     def list_rows(self, spec: entities.EntitySpec) -> list[dict]:
         """Every list row Zoho serves for ``spec`` (what a full pull sees)."""

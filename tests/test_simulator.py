@@ -7,14 +7,18 @@ refreshes per 10 minutes, for the limit tests.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
 import statistics
+import struct
 import threading
 import time
 import urllib.parse
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,7 +34,8 @@ ORG = "600000001"
 CREDENTIALS = {"grant_type": "refresh_token", "client_id": "sim-client", "client_secret": "sim-secret",
                "refresh_token": "sim-refresh"}
 NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "token_ttl_s": 3600, "fire_webhooks": None,
-             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0}
+             "rate_limit": 0, "daily_limit": 0, "max_concurrency": 0, "refresh_limit": 0,
+             "image_fault": None, "image_oversize_bytes": 5 * 1024 * 1024}
 APP_PREFIX = {"books": "/books/v3", "inventory": "/inventory/v1"}
 
 
@@ -492,3 +497,234 @@ def test_sigterm_stops_cleanly(processes):
     assert "tds simulator stopped" in processes.output(proc)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/_sim/info", timeout=2)
+
+
+# --- item images ---
+
+IMAGE_FIELDS = ("image_id", "image_document_id", "image_name", "image_type")
+
+
+def decode_png(data: bytes) -> tuple[int, int]:
+    """A PNG's (width, height), after checking its chunks' CRCs and that its pixel data inflates to
+    exactly its rows."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    i, idat, kinds, head = 8, b"", [], None
+    while i < len(data):
+        n, kind = struct.unpack(">I", data[i:i + 4])[0], data[i + 4:i + 8]
+        body, crc = data[i + 8:i + 8 + n], data[i + 8 + n:i + 12 + n]
+        assert struct.unpack(">I", crc)[0] == zlib.crc32(kind + body), kind
+        kinds.append(kind)
+        if kind == b"IHDR":
+            head = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        i += 12 + n
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds and i == len(data)
+    width, height, depth, colour = head[:4]
+    assert depth == 8 and colour in (2, 6)
+    stride = width * (3 if colour == 2 else 4) + 1
+    raw = zlib.decompress(idat)
+    assert len(raw) == height * stride and all(raw[y * stride] <= 4 for y in range(height))
+    return width, height
+
+
+def decode_jpeg(data: bytes) -> tuple[int, int, int]:
+    """A baseline JPEG's (width, height, components), after Huffman-decoding its whole scan with the
+    file's own tables: every block of every component, nothing left over but padding."""
+    assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
+    i, tables, frame = 2, {}, None
+    while True:
+        assert data[i] == 0xFF, i
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        seg, i = data[i + 4:i + 2 + length], i + 2 + length
+        assert marker not in (0xC1, 0xC2, 0xC3, 0xC9, 0xCA, 0xCB), "not baseline"
+        if marker == 0xC0:
+            _, height, width, n = struct.unpack(">BHHB", seg[:6])
+            assert all(seg[7 + 3 * k] == 0x11 for k in range(n))  # 4:4:4
+            frame = (width, height, n)
+        elif marker == 0xC4:
+            j = 0
+            while j < len(seg):
+                counts = seg[j + 1:j + 17]
+                symbols, codes, code = iter(seg[j + 17:j + 17 + sum(counts)]), {}, 0
+                for bits, count in enumerate(counts, 1):
+                    for _ in range(count):
+                        codes[(bits, code)], code = next(symbols), code + 1
+                    code <<= 1
+                tables[seg[j]], j = codes, j + 17 + sum(counts)
+        elif marker == 0xDA:
+            selectors = [seg[2 + 2 * k] for k in range(seg[0])]
+            break
+    width, height, n = frame
+    bits = "".join(f"{b:08b}" for b in data[i:-2].replace(b"\xff\x00", b"\xff"))
+    pos = 0
+
+    def take(k: int) -> int:
+        nonlocal pos
+        pos += k
+        assert pos <= len(bits), "the scan ends early"
+        return int(bits[pos - k:pos] or "0", 2)
+
+    def symbol(table: dict) -> int:
+        code = 0
+        for length in range(1, 17):
+            code = code << 1 | take(1)
+            if (length, code) in table:
+                return table[(length, code)]
+        raise AssertionError("no such Huffman code")
+
+    for _ in range(-(-width // 8) * -(-height // 8)):
+        for sel in selectors:
+            take(symbol(tables[sel >> 4]))  # DC: category, then its bits
+            k = 1
+            while k < 64:
+                run, size = divmod(symbol(tables[0x10 | sel & 15]), 16)
+                if size == 0 and run != 15:
+                    break  # end of block
+                k += run + 1
+                take(size)
+    assert len(bits) - pos < 8 and set(bits[pos:]) <= {"1"}, "only padding after the last block"
+    return width, height, n
+
+
+def image_items(sim) -> tuple[list[dict], list[dict]]:
+    rows = sim.pages(entities.get("product"))
+    return [r for r in rows if r["image_document_id"]], [r for r in rows if not r["image_document_id"]]
+
+
+def test_items_carry_image_fields(sim):
+    with_image, without = image_items(sim)
+    assert 0.5 < len(with_image) / (len(with_image) + len(without)) < 0.7
+    for row in with_image:
+        assert len(row["image_id"]) == 19 and row["image_id"].isdigit() and row["image_id"] == row["image_document_id"]
+        assert row["image_type"] in ("png", "jpg") and row["image_name"].endswith("." + row["image_type"])
+    assert {r["image_type"] for r in with_image} == {"png", "jpg"}
+    assert all(r[f] == "" for r in without for f in IMAGE_FIELDS)  # Zoho's empty strings, not missing keys
+    full = sim.api("inventory", f"/items/{with_image[0]['item_id']}").json()["item"]
+    assert {f: full[f] for f in IMAGE_FIELDS} == {f: with_image[0][f] for f in IMAGE_FIELDS}
+    shared = [d for d, n in collections.Counter(r["image_document_id"] for r in with_image).items() if n > 1]
+    assert len(shared) == 1  # one image shown by several items (deduplication)
+
+
+def test_item_image_read(sim):
+    with_image, _ = image_items(sim)
+    first = {t: next(r for r in with_image if r["image_type"] == t) for t in ("png", "jpg")}
+    before = sim.control("GET", "stats")["daily_used"]
+    answers = []
+    for image_type, row in first.items():
+        r = sim.api("inventory", f"/items/{row['item_id']}/image")
+        assert r.status_code == 200 and r.headers["Content-Type"] == {"png": "image/png", "jpg": "image/jpeg"}[
+            image_type]
+        assert 200 <= len(r.content) <= 8192
+        if image_type == "png":
+            assert decode_png(r.content) == (24, 24)
+        else:
+            assert decode_jpeg(r.content) == (32, 32, 3)
+        again = sim.api("inventory", f"/items/{row['item_id']}/image")
+        assert again.content == r.content and remaining(again) == remaining(r) - 1  # one call each
+        truth = sim.http.get(f"/_sim/objects/product/{row['item_id']}/image")
+        assert truth.status_code == 200 and truth.content == r.content
+        assert truth.headers["X-Image-SHA256"] == hashlib.sha256(r.content).hexdigest()
+        assert truth.headers["X-Image-Document-Id"] == row["image_document_id"]
+        answers.append(r)
+    assert answers[0].content != answers[1].content
+    shared = collections.defaultdict(list)
+    for row in with_image:
+        shared[row["image_document_id"]].append(row["item_id"])
+    one, two = next(ids for ids in shared.values() if len(ids) > 1)[:2]
+    a, b = (sim.api("inventory", f"/items/{i}/image").content for i in (one, two))
+    assert a == b  # the same image document, the same bytes
+    stats = sim.control("GET", "stats")
+    assert stats["entities"]["product"]["image"] == 6 and stats["images"]["served"] == 6
+    assert stats["daily_used"] == before + 6  # the control API's reads are not Zoho calls
+
+    sim.control("POST", "faults", {"daily_limit": stats["daily_used"]})
+    r = sim.api("inventory", f"/items/{one}/image")
+    assert r.status_code == 429 and r.json()["code"] == 45 and remaining(r) == 0
+
+
+def test_item_image_not_found(sim):
+    _, without = image_items(sim)
+    item_id = without[0]["item_id"]
+    r = sim.api("inventory", f"/items/{item_id}/image")
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["code"] == 1002 and r.json()["message"] and "X-Rate-Limit-Remaining" in r.headers
+    r = sim.api("inventory", "/items/1234567890123456789/image")
+    assert r.status_code == 404 and r.json() == {"code": 1002, "message": "Item does not exist."}
+    assert sim.api("inventory", f"/contacts/{item_id}/image").json()["code"] == 5
+    assert sim.api("books", f"/items/{item_id}/image").status_code == 404
+    assert sim.http.get(f"/_sim/objects/product/{item_id}/image").status_code == 404
+    assert sim.http.delete(f"/_sim/objects/product/{item_id}/image").status_code == 404
+    assert sim.control("GET", "stats")["images"]["not_found"] == 2
+
+
+def test_item_image_changes_and_removal(sim, receiver):
+    url, got = receiver
+    with_image, without = image_items(sim)
+    row = next(r for r in with_image if r["image_type"] == "png")
+    old = sim.api("inventory", f"/items/{row['item_id']}/image").content
+    sim.control("POST", "faults", {"fire_webhooks": {"url": url, "token": "tok"}})
+
+    answer = sim.control("PUT", f"objects/product/{row['item_id']}/image", {"format": "jpg"})
+    item = answer["object"]
+    assert answer["webhook"]["status"] == 202 and json.loads(got[-1][2])["item"]["image_id"] == item["image_id"]
+    assert item["image_id"] != row["image_id"] and item["image_document_id"] == item["image_id"]
+    assert item["image_type"] == "jpg" and item["image_name"].endswith(".jpg") and lm(item) > lm(row)
+    r = sim.api("inventory", f"/items/{row['item_id']}/image")
+    assert r.headers["Content-Type"] == "image/jpeg" and r.content != old and decode_jpeg(r.content)
+    assert answer["image"]["sha256"] == hashlib.sha256(r.content).hexdigest() == \
+        sim.http.get(f"/_sim/objects/product/{row['item_id']}/image").headers["X-Image-SHA256"]
+    listed = sim.api("inventory", "/items", last_modified_time=item["last_modified_time"]).json()["items"]
+    assert [(x["item_id"], x["image_id"]) for x in listed] == [(row["item_id"], item["image_id"])]
+
+    fresh = sim.control("PUT", f"objects/product/{without[0]['item_id']}/image", {})["object"]  # png by default
+    assert fresh["image_type"] == "png" and fresh["image_id"] not in (item["image_id"], row["image_id"])
+    assert decode_png(sim.api("inventory", f"/items/{fresh['item_id']}/image").content)
+
+    removed = sim.control("DELETE", f"objects/product/{row['item_id']}/image")
+    gone = removed["object"]
+    assert all(gone[f] == "" for f in IMAGE_FIELDS) and lm(gone) > lm(item)
+    assert json.loads(got[-1][2])["item"]["image_id"] == "" and removed["webhook"]["status"] == 202
+    assert sim.api("inventory", f"/items/{row['item_id']}/image").status_code == 404
+    assert sim.http.get(f"/_sim/objects/product/{row['item_id']}/image").status_code == 404
+    assert sim.api("inventory", f"/items/{row['item_id']}").json()["item"]["image_document_id"] == ""
+
+    assert sim.http.put(f"/_sim/objects/product/{row['item_id']}/image", json={"format": "gif"}).status_code == 400
+    customer = sim.api("books", "/contacts", contact_type="customer", per_page=1).json()["contacts"][0]
+    assert sim.http.put(f"/_sim/objects/customer/{customer['contact_id']}/image", json={}).status_code == 404
+    assert sim.http.put("/_sim/objects/product/1234567890123456789/image", json={}).status_code == 404
+
+
+def test_image_faults(sim):
+    with_image, _ = image_items(sim)
+    item_id = with_image[0]["item_id"]
+
+    def read() -> httpx.Response:
+        return sim.api("inventory", f"/items/{item_id}/image")
+
+    good = read().content
+    sim.control("POST", "faults", {"image_fault": "not_found"})
+    r = read()
+    assert r.status_code == 404 and r.json()["code"] == 1002
+    assert sim.api("inventory", f"/items/{item_id}").status_code == 200  # only image reads are affected
+    sim.control("POST", "faults", {"image_fault": "not_an_image"})
+    r = read()
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png"
+    assert not r.content.startswith(b"\x89PNG") and b"<html" in r.content.lower()
+    sim.control("POST", "faults", {"image_fault": "html"})
+    r = read()
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html") and b"<html" in r.content
+    assert sim.control("GET", "faults")["image_fault"] == "html"
+    sim.control("POST", "faults", {"image_fault": "oversized"})
+    r = read()
+    assert r.status_code == 200 and r.headers["Content-Type"] == "image/png"
+    assert len(r.content) == 5 * 1024 * 1024 and r.content.startswith(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    sim.control("POST", "faults", {"image_oversize_bytes": 100_000})
+    assert len(read().content) == 100_000
+    for bad in ({"image_fault": "broken"}, {"image_oversize_bytes": 10}, {"image_oversize_bytes": 2.5}):
+        assert sim.http.post("/_sim/faults", json=bad).status_code == 400, bad
+    stats = sim.control("GET", "stats")
+    assert stats["images"]["faulted"] == {"not_found": 1, "not_an_image": 1, "html": 1, "oversized": 2}
+    assert stats["entities"]["product"]["image"] == 6
+    sim.control("POST", "faults", {"image_fault": None})
+    assert sim.control("GET", "faults")["image_fault"] is None and read().content == good

@@ -10,13 +10,14 @@ URL layout (base ``http://127.0.0.1:8090`` by default; point ``zoho.accounts_url
 - ``GET /books/v3/<list path>[/<id>]``, ``GET /inventory/v1/<list path>[/<id>]``: each entity at the
   app the registry names (and, for entities Zoho serves from both, at the other one too), with
   ``Authorization: Zoho-oauthtoken <token>`` and ``?organization_id=``; see ``app.py``.
+- ``GET /inventory/v1/items/<id>/image``: an item's image, real PNG or JPEG bytes; see ``images.py``.
 - ``GET /<app>/organizations``: the simulated organization.
 - ``/_sim/...``: the control API (truth for tests, faults, changes, webhooks); see ``control.py``.
 
-Modules, one noun each: ``settings`` (what it starts with), ``data`` (objects), ``store`` (state),
-``tokens`` (OAuth), ``limits`` (429s), ``faults``, ``stats``, ``errors`` (Zoho's error answers and
-where each was confirmed), ``webhooks``, ``sim`` (the whole state), ``app`` and ``control`` (HTTP),
-``server`` (threaded WSGI).
+Modules, one noun each: ``settings`` (what it starts with), ``data`` (objects), ``images`` (item
+images: fields and bytes), ``store`` (state), ``tokens`` (OAuth), ``limits`` (429s), ``faults``,
+``stats``, ``errors`` (Zoho's error answers and where each was confirmed), ``webhooks``, ``sim``
+(the whole state), ``app`` and ``control`` (HTTP), ``server`` (threaded WSGI).
 
 What was checked against public material, and what was not:
 

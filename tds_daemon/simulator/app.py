@@ -11,7 +11,11 @@ Zoho's side, in the order a request meets it (``Gate``):
    ``Retry-After``. A request let through is in flight from here until its answer is made;
 5. ``latency_ms`` fault (API only, every answer, after the checks so that it counts as in flight);
 6. ``error_rate`` fault: 500 ``{"code": 1000, "message": "Internal error"}`` or 503 (HTML);
-7. the resource: list ``GET /<app>/<list path>`` or get ``GET /<app>/<list path>/<id>``.
+7. the resource: list ``GET /<app>/<list path>``, get ``GET /<app>/<list path>/<id>``, or an item's
+   image ``GET /inventory/v1/items/<id>/image`` (``ItemImage``): the image's bytes with
+   ``Content-Type: image/png`` or ``image/jpeg``; an unknown item or an item without an image →
+   404 in Zoho's not-found shape (code 1002); the ``image_fault`` fault answers instead, for an
+   item that exists (``images.py``). Each image read is one call against the limits, like any other.
 
 Every answer from step 4 on (429s, injected errors, the resource's answers and errors) carries
 Zoho's ``X-Rate-Limit-Limit`` (the daily limit; ``1000000`` when it is off), ``X-Rate-Limit-Remaining``
@@ -35,7 +39,8 @@ import urllib.parse
 import falcon
 import orjson
 
-from . import errors
+from .. import entities
+from . import errors, images
 from .control import add_control_routes
 from .data import list_row
 from .errors import ZohoError
@@ -241,6 +246,37 @@ class Collection:
         raise errors.not_found(specs[0].object_key.replace("_", " ").title())
 
 
+class ItemImage:
+    """``GET /inventory/v1/items/{item_id}/image``: the item's image bytes (see the module docstring)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+        self.spec = entities.get("product")
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, collection: str, object_id: str) -> None:
+        if collection != self.spec.list_path.strip("/"):
+            raise errors.bad_url()
+        stats = self.sim.stats
+        stats.inc("entities", self.spec.name, "image")
+        obj = self.sim.store.get(self.spec, object_id)
+        if obj is None:
+            stats.inc("images", "not_found")
+            raise errors.not_found(self.spec.object_key.title())
+        faults = self.sim.faults.snapshot()
+        if faults.image_fault:
+            stats.inc("images", "faulted", faults.image_fault)
+            resp.content_type, resp.data = images.fault_answer(faults.image_fault, faults.image_oversize_bytes)
+            return
+        image = images.of_item(self.sim.store.seed, obj)
+        if image is None:
+            stats.inc("images", "not_found")
+            raise images.not_found()
+        resp.data, resp.content_type = image
+        resp.set_header("Content-Disposition", f'inline; filename="{obj.get("image_name") or "image"}"')
+        stats.inc("images", "served")
+        stats.inc("images", "bytes", n=len(image[0]))
+
+
 class Organizations:
     """``GET /<app>/organizations``: the one simulated organization (no organization_id needed)."""
 
@@ -303,5 +339,6 @@ def create_app(sim: Simulator) -> falcon.App:
         app.add_route(prefix + "/organizations/{org_id}", orgs, suffix="one")
         app.add_route(prefix + "/{collection}", collection)
         app.add_route(prefix + "/{collection}/{object_id}", collection, suffix="object")
+    app.add_route(APPS["inventory"] + "/{collection}/{object_id}/image", ItemImage(sim))
     add_control_routes(app, sim)
     return app

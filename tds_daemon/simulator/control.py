@@ -7,18 +7,31 @@
                                            marks and refusal counts (tokens and faults stay)
 ``GET  /_sim/stats``                       requests per app and status, 429s, max requests in any 60 s,
                                            ``max_concurrent`` and ``concurrency_limited`` per app and in
-                                           total, ``daily_used``, ...
+                                           total, ``daily_used``, item image reads
+                                           (``entities.product.image``, ``images``), ...
 ``GET  /_sim/faults``                      current faults and limits, and ``daily_used`` (today's count)
 ``POST /_sim/faults``                      ``{error_rate, latency_ms, down, token_ttl_s, rate_limit,
                                            daily_limit, max_concurrency, refresh_limit, fire_webhooks,
-                                           expire_tokens, daily_used}``; ``daily_used: N`` sets the
+                                           expire_tokens, daily_used, image_fault,
+                                           image_oversize_bytes}``; ``daily_used: N`` sets the
                                            organization's count of today's calls to N (other
-                                           integrations spending the same daily quota)
+                                           integrations spending the same daily quota);
+                                           ``image_fault``: null, ``not_found``, ``not_an_image``,
+                                           ``oversized`` or ``html`` (item image reads only)
 ``GET  /_sim/objects/{entity}``            ``{count, objects: [{id, last_modified_time}], deleted: [ids]}``
 ``POST /_sim/objects/{entity}``            create (fields optional, generated otherwise) → the object
 ``GET  /_sim/objects/{entity}/{id}``       the full object
 ``PATCH /_sim/objects/{entity}/{id}``      change fields; last-modified time moves to now
 ``DELETE /_sim/objects/{entity}/{id}``     delete (gone from list and get, listed in ``deleted``)
+``/_sim/objects/product/{id}/image``       an item's image. ``GET``: its current bytes with their
+                                           ``Content-Type``, ``X-Image-SHA256`` (hex) and
+                                           ``X-Image-Document-Id`` (not a Zoho call: not counted).
+                                           ``PUT {format: png|jpg}`` (default png): a new image (new
+                                           ``image_id``/``image_document_id``/``image_name``/
+                                           ``image_type``, new bytes) as a change: last-modified time
+                                           moves, webhook as for PATCH; → ``{object, webhook, image}``.
+                                           ``DELETE``: the item loses its image (the four fields
+                                           become ``""``), as a change. 404 when it has none
 ``POST /_sim/webhooks/fire``               ``{url, token, entity, id, event, format, secret, timeout}`` →
                                            ``{url, status, body}`` as TDS answered (502 with ``error``
                                            when it did not answer)
@@ -31,12 +44,14 @@ posted when ``fire_webhooks`` is set (``POST /_sim/faults``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import fields
 
 import falcon
 
 from .. import entities
 from ..entities import EntitySpec
+from . import images
 from .faults import FaultState
 from .limits import zero_app
 from .sim import APPS, Simulator
@@ -205,6 +220,60 @@ class Objects:
         resp.media = {"object": obj, "webhook": hook}
 
 
+class ItemImageControl:
+    """``/_sim/objects/product/{id}/image``: read, replace or remove an item's image (see the table)."""
+
+    def __init__(self, sim: Simulator):
+        self.sim = sim
+
+    def _item(self, entity: str, object_id: str) -> tuple[EntitySpec, dict]:
+        spec = _spec(entity)
+        if spec.name != "product":
+            _fail(404, "Not Found", f"only items (product) have images, not {spec.name}")
+        obj = self.sim.store.get(spec, object_id)
+        if obj is None:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        return spec, obj
+
+    def _describe(self, obj: dict) -> dict:
+        data, content_type = images.of_item(self.sim.store.seed, obj)
+        return {**{k: obj[k] for k in images.FIELDS}, "content_type": content_type, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
+
+    def on_get(self, req, resp, entity, object_id):
+        _, obj = self._item(entity, object_id)
+        image = images.of_item(self.sim.store.seed, obj)
+        if image is None:
+            _fail(404, "Not Found", f"item {object_id} has no image")
+        resp.data, resp.content_type = image
+        resp.set_header("X-Image-SHA256", hashlib.sha256(image[0]).hexdigest())
+        resp.set_header("X-Image-Document-Id", obj.get("image_document_id") or obj.get("image_id"))
+
+    def on_put(self, req, resp, entity, object_id):
+        spec, obj = self._item(entity, object_id)
+        fmt = str(_body(req).get("format") or "png").lower()
+        if fmt not in images.FORMATS:
+            _fail(400, "Bad Format", f"format must be one of {sorted(images.FORMATS)}")
+        store = self.sim.store
+        with store.lock:
+            fields_ = images.new_image(store.factory, obj, images.FORMATS[fmt])
+        try:
+            obj, hook = self.sim.modify(spec, object_id, fields_)
+        except KeyError:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        resp.media = {"object": obj, "webhook": hook, "image": self._describe(obj)}
+
+    def on_delete(self, req, resp, entity, object_id):
+        spec, obj = self._item(entity, object_id)
+        if not images.has_image(obj):
+            _fail(404, "Not Found", f"item {object_id} has no image")
+        try:
+            obj, hook = self.sim.modify(spec, object_id, dict(images.NO_IMAGE))
+        except KeyError:
+            _fail(404, "Not Found", f"no {spec.name} {object_id}")
+        resp.media = {"object": obj, "webhook": hook}
+
+
 class Fire:
     """``POST /_sim/webhooks/fire``: post one object (current, or last state if deleted) to TDS."""
 
@@ -241,4 +310,5 @@ def add_control_routes(app: falcon.App, sim: Simulator) -> None:
     app.add_route("/_sim/faults", FaultsResource(sim))
     app.add_route("/_sim/objects/{entity}", objects)
     app.add_route("/_sim/objects/{entity}/{object_id}", objects, suffix="one")
+    app.add_route("/_sim/objects/{entity}/{object_id}/image", ItemImageControl(sim))
     app.add_route("/_sim/webhooks/fire", Fire(sim))

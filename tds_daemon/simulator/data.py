@@ -9,8 +9,9 @@ typed column reads is filled generically too: list rows always carry every colum
 
 Objects look like Zoho's: 19-digit string ids, ``2025-11-13T08:40:00+0300`` timestamps, numbers as
 JSON numbers, Arabic and English names, line items on documents, items with per-warehouse
-``locations``. List rows leave out the heavy parts (``DETAIL_ONLY``) as Zoho's list APIs do; the
-single-object read returns everything.
+``locations`` and image fields (``images.py``: about 60 % have an image, the rest empty strings).
+List rows leave out the heavy parts (``DETAIL_ONLY``) as Zoho's list APIs do; the single-object
+read returns everything.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from functools import partial
 
 from .. import entities
 from ..entities import EntitySpec
+from .images import item_image
 from .zohotime import DATA_END, ORG_TZ, from_epoch
 
 # Keys only the single-object read carries (Zoho's list APIs return a flatter row).
@@ -159,7 +161,7 @@ def _item(c: Ctx) -> dict:
         "tax_name": "VAT", "tax_percentage": 15, "is_taxable": True, "reorder_level": r.choice([0, 10, 20, 50]),
         "stock_on_hand": on_hand, "available_stock": available, "actual_available_stock": available,
         "category_name": CATEGORIES[code], "brand": brand, "manufacturer": brand, "is_combo_product": False,
-        "has_attachment": False, "image_name": "", "locations": locations,
+        "has_attachment": False, **item_image(c, f"{en} {size_en}"), "locations": locations,
     }
 
 
@@ -407,6 +409,7 @@ class Factory:
         self.serials: dict[str, int] = {}
         self.names: dict[str, set[str]] = {}
         self.roles: dict[str, str] = {}
+        self.images: dict = {}  # images.py's: the shared image's fields, images changed so far
         self.locations = [{"location_id": self._id(_LOCATION_INDEX, root), "location_name": en, "status": "active",
                            "is_primary": i == 0} for i, en in enumerate(WAREHOUSES)]
 

@@ -12,6 +12,10 @@
   other integrations' calls. These live in the limiter and settings, not here.
 - ``fire_webhooks``: ``{"url", "token", "format", "secret"}`` or null: objects created, modified or
   deleted through the control API are then posted to TDS as webhooks.
+- ``image_fault``: null (off) or how item image reads (``GET /inventory/v1/items/{id}/image``, and
+  nothing else) answer bad: ``"not_found"`` (404, Zoho's not-found JSON), ``"not_an_image"`` (200,
+  ``image/png``, an HTML error page), ``"oversized"`` (200, ``image/png``, a PNG header padded to
+  ``image_oversize_bytes``, default 5 MiB) or ``"html"`` (200, ``text/html``). See ``images.py``.
 
 ``expire_tokens: true`` in a ``POST /_sim/faults`` is an action, not a state: every access token
 issued so far stops working.
@@ -22,6 +26,8 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import asdict, dataclass, fields
+
+from .images import DEFAULT_OVERSIZE, IMAGE_FAULTS
 
 DOWN_MODES = ("", "503", "refuse")
 FORMATS = ("default", "data", "bare", "form")
@@ -34,6 +40,8 @@ class FaultState:
     down: str = ""
     token_ttl_s: int = 3600
     fire_webhooks: dict | None = None
+    image_fault: str | None = None
+    image_oversize_bytes: int = DEFAULT_OVERSIZE
 
 
 def _check(name: str, value):
@@ -54,6 +62,14 @@ def _check(name: str, value):
             raise ValueError("fire_webhooks must be null or {\"url\": ..., \"token\": ..., \"format\": ...}")
         if value.get("format", "default") not in FORMATS:
             raise ValueError(f"fire_webhooks.format must be one of {FORMATS}")
+    elif name == "image_fault":
+        value = value or None
+        if value is not None and value not in IMAGE_FAULTS:
+            raise ValueError(f"image_fault must be null or one of {IMAGE_FAULTS}")
+    elif name == "image_oversize_bytes":
+        if isinstance(value, bool) or int(value) != value or value < 64:
+            raise ValueError("image_oversize_bytes must be a whole number of bytes, 64 or more")
+        value = int(value)
     return value
 
 
