@@ -242,7 +242,7 @@ def _sync_details(config: Config, names: list[str]) -> int:
     """``tds sync ENTITY|all --details``: read, in the foreground, the whole objects that rows still lack."""
     import logging
 
-    from . import detail, logs
+    from . import detail, images, logs
     from .broker import redis_client
     from .db import make_engine
     from .progress import Progress
@@ -256,12 +256,14 @@ def _sync_details(config: Config, names: list[str]) -> int:
     try:
         waiting = {n: e["waiting"] for n, e in detail.backlog(engine, config.database.entity_schema).items()
                    if n in names}
-        total = sum(waiting.values())
+        total = sum(waiting.values()) + (images.backlog(engine, config.database.entity_schema)
+                                         if images.ITEM.name in names else 0)
         progress = Progress(sys.stderr if sys.stderr.isatty() else sys.stdout)
         step = max(1, total // 20)
 
         def show(report) -> None:
-            done = report.read + report.gone + report.refused + report.yielded
+            done = report.read + report.gone + report.refused + report.yielded + report.images_stored \
+                + report.images_failed
             if progress.live or done % step == 0:
                 progress.show("details", f"details: {done} of {total} objects, {report.requests} requests")
 
@@ -272,8 +274,10 @@ def _sync_details(config: Config, names: list[str]) -> int:
         client.close()
         engine.dispose()
     read = ", ".join(f"{n} {c}" for n, c in sorted(report.per_entity.items())) or "none"
+    pictures = (f"; item images: {report.images_stored} stored, {report.images_failed} not storable"
+                if report.images_stored or report.images_failed else "")
     progress.done("details", f"details: read {report.read} whole objects ({read}); {report.yielded} no longer needed, "
-                  f"{report.gone} gone from Zoho, {report.refused} refused; {report.requests} requests; "
+                  f"{report.gone} gone from Zoho, {report.refused} refused{pictures}; {report.requests} requests; "
                   f"{left} still waiting")
     if report.stopped == "already_running":
         raise Failure("details: a detail backfill is already running (the daemon's, or another tds sync --details); "

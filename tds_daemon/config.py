@@ -90,6 +90,10 @@ def _choice(*values: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in values else f"must be one of {', '.join(values)}, got {v!r}"
 
 
+def _abs_path(v: str) -> str | None:
+    return None if v.startswith("/") else f"must be an absolute path, got {v!r}"
+
+
 def _timezone(v: str) -> str | None:
     try:
         zoneinfo.ZoneInfo(v)
@@ -205,6 +209,11 @@ SCHEMA: tuple[Setting, ...] = (
             check=_range(0.1, 86400)),
     Setting("breakers", "half_open_calls", int, 3, "trial calls of a half-open breaker; their failure rate "
             "closes it or opens it again", check=_range(1, 1000)),
+    Setting("images", "dir", str, "/var/lib/tds/images", "where item images are stored, each file named by the "
+            "SHA-256 of its bytes (the systemd unit lets TDS write only there and in /run/tds)", check=_abs_path),
+    Setting("images", "max_bytes", int, 4 * 1048576, "largest item image stored; a larger answer from Zoho is "
+            "refused (recorded on the image's row, not fetched again until the item's image changes)",
+            check=_range(1024, 1024 * 1048576)),
     Setting("log", "level", str, "INFO", "log level", check=_choice("DEBUG", "INFO", "WARNING", "ERROR")),
     Setting("scheduler", "enabled", bool, True, "run the scheduled jobs (one leader among every `tds run` "
             "sharing the Redis)"),

@@ -1,4 +1,5 @@
-"""The detail backfill: the whole object of every row whose detail is missing or stale, newest first.
+"""The detail backfill: the whole object of every row whose detail is missing or stale, newest first;
+then the item images still to fetch (``tds_daemon.images``), from the same share of the budget.
 
 A list row is a summary (``tds_daemon.upsert``): a row written from a list page waits, with its
 ``detail_state`` 'missing' or 'stale', until the single-object read (one Zoho call) brings the whole
@@ -38,7 +39,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 
-from . import entities, upsert
+from . import entities, images, upsert
 from .entities import EntitySpec
 from .schema import entity_table
 from .zoho import ZohoClient, ZohoError
@@ -81,8 +82,10 @@ def backlog(engine: Engine, schema: str) -> dict[str, dict[str, int]]:
 def progress_report(engine: Engine, config, budget: Budget | None) -> dict[str, Any]:
     """The backlog per entity and a rough time to completion at the current budget (None when unknown)."""
     per_entity = backlog(engine, config.database.entity_schema)
-    total = sum(e["waiting"] for e in per_entity.values())
-    out: dict[str, Any] = {"entities": per_entity, "waiting": total, "eta_seconds": None, "eta": None}
+    image_backlog = images.backlog(engine, config.database.entity_schema)
+    total = sum(e["waiting"] for e in per_entity.values()) + image_backlog
+    out: dict[str, Any] = {"entities": per_entity, "images_waiting": image_backlog, "waiting": total,
+                           "eta_seconds": None, "eta": None}
     if budget is None:
         return out
     state = budget.state()
@@ -122,6 +125,8 @@ class Report:
     gone: int = 0  # 404: marked deleted
     refused: int = 0  # other Zoho refusals, recorded, not retried
     requests: int = 0
+    images_stored: int = 0  # item images fetched and stored (tds_daemon.images)
+    images_failed: int = 0  # image answers recorded as not storable (404, not an image, too large)
     stopped: str = "done"  # done | deadline | limit | budget | zoho_unavailable | already_running
     error: str | None = None
     per_entity: dict[str, int] = field(default_factory=dict)
@@ -161,7 +166,11 @@ class Backfill:
                 report.stopped = "already_running"
                 return report
             try:
+                started = time.monotonic()
                 self._rounds(specs, report, deadline_s, limit, progress)
+                if report.stopped == "done" and (names is None or images.ITEM.name in names):
+                    left = None if deadline_s is None else deadline_s - (time.monotonic() - started)
+                    self._images(report, left, limit, progress)
             finally:
                 report.requests = self.client.requests - requests_before
                 lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
@@ -191,6 +200,36 @@ class Backfill:
                         if progress:
                             progress(report)
                 except _Stop as stop:
+                    report.stopped, report.error = stop.reason, stop.error
+                    return
+
+    def _images(self, report: Report, deadline_s, limit, progress) -> None:
+        """The item images still to fetch, after the detail reads, from the same share of the budget."""
+        images.mark_removed(self.engine, self.schema)
+        started = time.monotonic()
+        with ThreadPoolExecutor(THREADS, thread_name_prefix="image") as pool:
+            while True:
+                spent = report.read + report.gone + report.refused + report.images_stored + report.images_failed
+                left = None if limit is None else limit - spent
+                if left is not None and left <= 0:
+                    report.stopped = "limit"
+                    return
+                if deadline_s is not None and time.monotonic() - started >= deadline_s:
+                    report.stopped = "deadline"
+                    return
+                batch = images.wanted(self.engine, self.schema, BATCH if left is None else min(BATCH, left))
+                if not batch:
+                    return
+                try:
+                    for outcome in pool.map(lambda w: images.fetch_one(self.config, self.engine, self.client, *w),
+                                            batch):
+                        with report.lock:
+                            report.images_stored += outcome.stored
+                            report.images_failed += outcome.error is not None
+                            report.yielded += outcome.skipped
+                        if progress:
+                            progress(report)
+                except images.Stop as stop:
                     report.stopped, report.error = stop.reason, stop.error
                     return
 

@@ -23,7 +23,8 @@ Two callers share this module (the API never imports actors):
      ``monitoring.*_critical`` (strictly more than), resolved when back at or under the warning level;
      ``budget_spent`` resolved once scheduled work may spend Zoho calls again (a new day);
   5. **retention** (``tds_daemon.retention``): completed items, their inbox events, finished runs and
-     resolved alerts older than ``healer.retain_days`` are deleted.
+     resolved alerts older than ``healer.retain_days`` are deleted; so are image files no live row of
+     ``zoho.item_images`` names any more (``tds_daemon.images.prune_files``).
 
 If Redis is down the items stay pending in PostgreSQL with ``dispatched_at`` NULL (the next sweep
 sends them) and the report counts them under ``dispatch_failed``. A database failure ends the run
@@ -44,7 +45,7 @@ import redis
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import Engine
 
-from . import alerts, entities, retention, runs, syncqueue
+from . import alerts, entities, images, retention, runs, syncqueue
 from .broker import redis_client
 from .config import Config
 from .dispatch import Dispatcher
@@ -274,6 +275,10 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
     except (redis.RedisError, OSError) as e:
         errors.append(f"Redis unavailable ({type(e).__name__}): the Zoho budget was not looked at")
     pruned = retention.prune(engine, config.healer.retain_days)
+    try:
+        pruned["image_files"] = images.prune_files(engine, config.database.entity_schema, config.images.dir)
+    except OSError as e:
+        errors.append(f"image files not pruned: {e.strerror or e}")
     finished = dt.datetime.now(dt.UTC)
     report = {
         "origin": origin,

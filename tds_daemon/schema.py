@@ -191,6 +191,21 @@ _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(zohovalues.NUMERIC_PRECIS
               "boolean": Boolean}
 
 
+def item_images_columns() -> list[Column]:
+    """One row per item that has (or had) an image: where its bytes are, or why they could not be stored."""
+    return [
+        Column("zoho_id", Text, primary_key=True),  # the item's
+        Column("image_document_id", Text, nullable=False),  # Zoho's id of the image (a new image, a new id)
+        Column("sha256", Text),  # hex of the bytes; the file's name; NULL while it could not be stored
+        Column("content_type", Text),
+        Column("bytes", Integer),
+        Column("path", Text),  # relative to images.dir
+        Column("synced_at", TZ, nullable=False, server_default=func.now()),
+        Column("deleted_at", TZ),  # the item lost its image (or the item is gone)
+        Column("error", Text),  # why this image id could not be stored (not tried again until the id changes)
+    ]
+
+
 def entity_columns(spec: entities.EntitySpec) -> list[Column]:
     """The columns of one entity table: fixed bookkeeping columns, then the spec's typed columns."""
     return [
@@ -222,7 +237,13 @@ def entity_metadata(schema: str) -> MetaData:
         # The backfill's question, newest first, from a small partial index.
         Index(f"ix_{spec.table}_detail_wanted", t.c.version_at.desc(),
               postgresql_where=text("detail_state <> 'current' AND deleted_at IS NULL"))
+    images = Table("item_images", md, *item_images_columns())
+    Index(None, images.c.sha256)
     return md
+
+
+def images_table(schema: str) -> Table:
+    return entity_metadata(schema).tables[f"{schema}.item_images"]
 
 
 def entity_table(spec: entities.EntitySpec, schema: str) -> Table:

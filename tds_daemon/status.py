@@ -83,7 +83,9 @@ def render(status: dict) -> str:
     if d is not None:
         eta = "" if d["waiting"] == 0 else f"; done in {d['eta']} at the current budget" if d.get("eta") else \
             "; no budget left for it (raise zoho.daily_budget, or run tds sync all --details)"
-        lines.append(f"detail backlog: {d['waiting']} rows await their whole object{eta}")
+        pictures = f" (and {d['images_waiting']} item images)" if d.get("images_waiting") else ""
+        lines.append(f"detail backlog: {d['waiting'] - d.get('images_waiting', 0)} rows await their whole object"
+                     f"{pictures}{eta}")
     h, st = status["healer"], status["stats"]
     lines.append("last healer run: " + (f"{h['finished_at'][:19].replace('T', ' ')} (sent again {h['sent_again']}, "
                                         f"dead letters retried {h['dead_letters_retried']}, errors {h['errors']})"

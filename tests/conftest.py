@@ -188,6 +188,7 @@ def base_env(pg_url, redis_url, redis_namespace, session_dir):
         "TDS_DATABASE_CONNECT_TIMEOUT_S": "2",
         "TDS_REDIS_SOCKET_TIMEOUT_S": "1",
         "PYTHONUNBUFFERED": "1",
+        "TDS_IMAGES_DIR": str(session_dir / "images"),
         # No scheduled job may fire in the middle of an unrelated test (the defaults run at :00, :15 ...);
         # the scheduler's own tests turn it on.
         "TDS_SCHEDULER_ENABLED": "false",
@@ -213,7 +214,7 @@ def truncate(engine) -> None:
 
     tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
                         "tds_healer_runs", "tds_stats_runs"]
-                       + [f"zoho.{e.table}" for e in entities.ENTITIES])
+                       + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
     with engine.begin() as c:
         c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 

@@ -172,11 +172,13 @@ def test_the_backlog_shows_in_status_the_api_and_metrics(sim, tds, pull_env, pro
     by_name = {e["name"]: e for e in body["entities"]}
     assert by_name["product"]["detail_backlog"] == {"missing": 50, "stale": 0, "waiting": 50}
     assert by_name["branch"]["lists_whole"] and by_name["branch"]["detail_backlog"]["waiting"] == 0
-    assert body["detail"]["waiting"] == 50 and body["detail"]["eta_seconds"] > 0
+    # Items with an image wait for it too (one call each, from the same share of the budget).
+    assert body["detail"]["waiting"] == 50 + body["detail"]["images_waiting"] and body["detail"]["eta_seconds"] > 0
     assert 'tds_detail_backlog{entity="product"} 50.0' in daemon.http.get("/metrics").text
     out = cli(pull_env, "status")
     assert out.returncode == 0, out.stderr
-    assert "detail backlog: 50 rows await their whole object; done in about" in out.stdout, out.stdout
+    assert "detail backlog: 50 rows await their whole object (and " in out.stdout, out.stdout
+    assert " item images); done in about" in out.stdout, out.stdout
     product_line = next(line for line in out.stdout.splitlines() if line.startswith("product "))
     assert " 50  " in product_line, product_line
     js = cli(pull_env, "status", "--json")

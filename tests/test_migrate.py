@@ -20,7 +20,7 @@ def test_migrate_is_idempotent(migrated):
 
 def test_migrated_database_matches_the_schema_and_the_registry(engine):
     insp = inspect(engine)
-    assert set(insp.get_table_names(schema="zoho")) == {e.table for e in entities.ENTITIES}
+    assert set(insp.get_table_names(schema="zoho")) == {e.table for e in entities.ENTITIES} | {"item_images"}
     assert {"tds_inbox_events", "tds_sync_queue"} <= set(insp.get_table_names())
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn)
@@ -100,7 +100,7 @@ def test_rows_stored_before_detail_tracking_are_classified_by_what_they_hold(mig
     try:
         subprocess.run([*TDS, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True, timeout=120)
         with db.begin() as c:  # back to what 0007 left: no detail columns, no sales returns
-            c.execute(text("DROP TABLE zoho.sales_returns"))
+            c.execute(text("DROP TABLE zoho.sales_returns, zoho.item_images"))
             for spec in entities.ENTITIES:
                 if spec.name != "sales_return":
                     c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "

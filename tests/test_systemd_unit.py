@@ -142,6 +142,11 @@ def test_writable_paths_are_the_metrics_directory(unit):
     # directory ProtectSystem=strict leaves writable (and PrivateTmp's /tmp).
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith(f"/run/{runtime}/")
     assert one(unit, "ReadWritePaths").lstrip("-") == f"/run/{runtime}"
+    # Item images go under the state directory, the only other place the unit lets TDS write.
+    from tds_daemon.config import SCHEMA
+
+    images_dir = next(s.default for s in SCHEMA if s.name == "images.dir")
+    assert images_dir.startswith(f"/var/lib/{one(unit, 'StateDirectory')}/")
     # Secrets come from an optional environment file, never from the unit itself.
     assert one(unit, "EnvironmentFile") == "-/etc/tds/tds.env"
     assert not any(name.startswith("TDS_") for name in env)

@@ -19,6 +19,7 @@ from .deadletter import DeadLetterReplayResource, DeadLetterResource
 from .exposition import MetricsResource
 from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
+from .images import ImageResource
 from .monitoring import MonitoringHealthResource
 from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
 from .stats import StatsResource, StatsRunResource
@@ -76,6 +77,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/monitoring/scheduler/jobs/{job_id}/run",
                   SchedulerJobRunResource(config, client, engine, dispatcher))
     app.add_route("/api/tds/monitoring/health", MonitoringHealthResource(config, engine, client))
+    app.add_route("/api/tds/images/{item_id}", ImageResource(config, engine))
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
     app.add_route("/api/tds/alerts", AlertsResource(engine))

@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
-from .. import __version__, entities
+from .. import __version__, entities, images
 from ..detail import backlog
 from ..schema import STATUSES
 
@@ -52,6 +52,15 @@ class DatabaseCollector:
         for spec in entities.ENTITIES:
             detail.add_metric([spec.name], waiting.get(spec.name, 0))
         yield detail
+        try:
+            image_backlog = images.backlog(self.engine, self.schema)
+        except Exception as e:
+            log.warning("metrics: image backlog unavailable: %s", type(e).__name__)
+            return
+        waiting_images = GaugeMetricFamily("tds_image_backlog", "Item images the backfill is still to fetch "
+                                           "(items whose image id has no stored image)")
+        waiting_images.add_metric([], image_backlog)
+        yield waiting_images
 
 
 class BreakerCollector:

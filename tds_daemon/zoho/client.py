@@ -94,6 +94,17 @@ class ZohoClient:
 
     def get(self, app: str, path: str, params: dict | None = None) -> dict:
         """GET one API path; the parsed envelope. Raises ZohoError (or a subclass)."""
+        return self._get(app, path, params, None)
+
+    def get_bytes(self, app: str, path: str, max_bytes: int) -> tuple[str, bytes]:
+        """GET a path that answers bytes, not JSON (an item's image): (its Content-Type, the bytes).
+
+        A body larger than ``max_bytes`` is not read past the cap: ZohoError (permanent, code
+        ``too_large``). Every other answer is handled as ``get`` handles it.
+        """
+        return self._get(app, path, None, max_bytes)
+
+    def _get(self, app: str, path: str, params: dict | None, max_bytes: int | None):
         url = self.base[app] + path
         query = {**(params or {}), "organization_id": self.organization_id}
         breaker = self.breakers.app(app)
@@ -115,8 +126,7 @@ class ZohoClient:
                 try:
                     with self.slots.slot(self.limit_wait_s, app):
                         self._count()
-                        r = self.http.get(url, params=query,
-                                          headers={"Authorization": f"Zoho-oauthtoken {token}"})
+                        r, blob = self._send(url, query, token, max_bytes, path, app)
                 except httpx.TimeoutException:
                     zoho_requests.labels(app, "timeout").inc()
                     verdict, error = False, ZohoUnavailable(f"GET {path} timed out", app=app)
@@ -128,6 +138,8 @@ class ZohoClient:
                     self._note_limits(r)
                     if r.status_code != 429:
                         verdict = r.status_code < 500  # Zoho answered: it is available
+                    if blob is not None:
+                        return r.headers.get("Content-Type", ""), blob
                     body = _json(r)
                     if r.status_code == 200 and body.get("code", 0) == 0 and body:
                         return body
@@ -164,6 +176,25 @@ class ZohoClient:
             if attempt >= self.max_attempts:
                 raise error
             time.sleep(_backoff(attempt))
+
+    def _send(self, url: str, query: dict, token: str, max_bytes: int | None, path: str,
+              app: str) -> tuple[httpx.Response, bytes | None]:
+        """One HTTP request: the response (its body read) and, when bytes were asked for and Zoho answered
+        200 with something other than JSON, those bytes, read no further than ``max_bytes``."""
+        headers = {"Authorization": f"Zoho-oauthtoken {token}"}
+        if max_bytes is None:
+            return self.http.get(url, params=query, headers=headers), None
+        with self.http.stream("GET", url, params=query, headers=headers) as r:
+            if r.status_code != 200 or r.headers.get("Content-Type", "").startswith("application/json"):
+                r.read()
+                return r, None
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > max_bytes:
+                    raise ZohoError(f"GET {path}: the answer is larger than images.max_bytes ({max_bytes} bytes); "
+                                    "not stored", code="too_large", status=200, app=app)
+            return r, bytes(data)
 
     def _spend(self, app: str, path: str) -> None:
         """Count this call against the day's budget, or raise ZohoBudgetSpent (no request sent)."""
