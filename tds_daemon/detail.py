@@ -167,6 +167,8 @@ class Backfill:
                 return report
             try:
                 started = time.monotonic()
+                if names is None or images.ITEM.name in names:
+                    images.mark_removed(self.engine, self.schema)  # costs no call: at once, whatever waits
                 self._rounds(specs, report, deadline_s, limit, progress)
                 if report.stopped == "done" and (names is None or images.ITEM.name in names):
                     left = None if deadline_s is None else deadline_s - (time.monotonic() - started)
@@ -205,7 +207,6 @@ class Backfill:
 
     def _images(self, report: Report, deadline_s, limit, progress) -> None:
         """The item images still to fetch, after the detail reads, from the same share of the budget."""
-        images.mark_removed(self.engine, self.schema)
         started = time.monotonic()
         with ThreadPoolExecutor(THREADS, thread_name_prefix="image") as pool:
             while True:
