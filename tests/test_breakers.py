@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from test_sync import Tds
 from zoho_objects import default_payload, make_object
 
-from tds_daemon import breakers
+from tds_daemon import breakers, entities
 from tds_daemon.breakers import Breaker, Breakers, Settings
 from tds_daemon.config import load
 from tds_daemon.zoho import ZohoClient, ZohoError, ZohoUnavailable
@@ -72,7 +72,7 @@ def transitions(caplog, to: str) -> list[str]:
 def test_names_come_from_the_registry():
     assert "entity:product" in breakers.NAMES and "entity:branch" in breakers.NAMES
     assert {n for n in breakers.NAMES if n.startswith("zoho:")} == {"zoho:books", "zoho:inventory"}
-    assert len(breakers.NAMES) == 14
+    assert len(breakers.NAMES) == len(entities.ENTITIES) + 2
 
 
 def test_opens_only_after_min_calls_and_at_the_failure_rate(rds, ns, caplog):
