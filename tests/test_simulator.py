@@ -366,7 +366,7 @@ def test_concurrency_cap_refuses_requests_beyond_it(sim):
     refused = [r for r in answers if r.status_code == 429]
     assert {r.status_code for r in answers} == {200, 429} and len(answers) - len(refused) >= 2
     for r in refused:
-        assert r.json() == {"code": 44, "message": "You have made too many concurrent requests. "
+        assert r.json() == {"code": 1070, "message": "You have made too many concurrent requests. "
                                                    "Please try again later."}
         assert r.headers["Retry-After"] == "1" and all(h in r.headers for h in RATE_HEADERS)
     stats = sim.control("GET", "stats")

@@ -27,7 +27,7 @@ What was checked against public material, and what was not:
   ``{"code": 1002, "message": "Invoice does not exist."}``; ``{"code": 1000, "message": "Internal
   error"}``; ``sort_column=last_modified_time`` on List Contacts; 100 requests/min per organization.
 - observed by third parties (not in Zoho's docs): 401 code 14 (no token) / code 57 (dead token);
-  429 code 44 (per minute) / 45 (per day); token errors answered HTTP 200 ``{"error":
+  429 code 44 (per minute) / 45 (per day) / 1070 (calls in flight); token errors answered HTTP 200 ``{"error":
   "invalid_client"}`` etc.; the 400 "Access Denied ... too many requests continuously" body.
 - *unconfirmed*, each a one-line change: ``Retry-After`` on 429; sliding vs clock-minute window;
   the refresh limit's exact numbers; codes for a missing (6042) or foreign (6041) organization and

@@ -7,7 +7,7 @@ Zoho's side, in the order a request meets it (``Gate``):
 3. ``organization_id`` query parameter (not for ``/organizations``): missing → 400 code 6042,
    not the simulated organization → 400 code 6041;
 4. the limits (``limits.py``): per minute per app → 429 code 44, per day per organization → 429
-   code 45, requests of the organization in flight → 429 code 44 (its own message), each with
+   code 45, requests of the organization in flight → 429 code 1070 (its own message), each with
    ``Retry-After``. A request let through is in flight from here until its answer is made;
 5. ``latency_ms`` fault (API only, every answer, after the checks so that it counts as in flight);
 6. ``error_rate`` fault: 500 ``{"code": 1000, "message": "Internal error"}`` or 503 (HTML);

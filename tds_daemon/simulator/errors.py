@@ -9,9 +9,9 @@ Sources (looked up, not guessed, where marked):
   header → 401 code 14 ("The request could not be authenticated ..."); a dead token → 401
   ``{"code": 57, "message": "You are not authorized to perform this operation"}``.
 - two independent third-party write-ups of the Books/Inventory introduction page: per-minute
-  limit → code 44, daily limit → code 45, concurrency → code 1070 (HTTP 429). The simulator answers
-  concurrency with code 44 and a message of its own (as issue 16 asked; which code Zoho really
-  sends is *unconfirmed*: a client must not tell the two apart by code). Whether Zoho sends
+  limit → code 44, daily limit → code 45, concurrency → code 1070 (HTTP 429), as the simulator
+  answers them (the concurrency message is its own; *unconfirmed*: a client must not tell the
+  refusals apart by code, TDS's does not). Whether Zoho sends
   ``Retry-After`` is *unconfirmed*; the simulator always does.
 - Zoho's Deluge docs: a foreign organization → ``{"code": 6041, "message": "This user is not
   associated with the CompanyID/CompanyName:<id>."}``. *Unconfirmed*: its HTTP status (400 here),
@@ -85,7 +85,7 @@ def per_day(limit: int, retry_after: int) -> ZohoError:
 
 
 def concurrency() -> ZohoError:
-    return ZohoError(429, 44, "You have made too many concurrent requests. Please try again later.",
+    return ZohoError(429, 1070, "You have made too many concurrent requests. Please try again later.",
                      {"Retry-After": "1"})
 
 

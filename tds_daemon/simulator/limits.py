@@ -10,7 +10,7 @@
   midnight in the organization's time zone (``ORG_TZ``). Past it, 429 code 45 with ``Retry-After``
   until that midnight. The count runs even when the limit is off, for the ``X-Rate-Limit-*`` headers.
 - Concurrency (``max_concurrency``): requests of the organization in flight at once, all apps
-  together, from ``admit`` until ``release``; one more is answered 429 code 44 (its own message)
+  together, from ``admit`` until ``release``; one more is answered 429 code 1070 (its own message)
   with ``Retry-After: 1``.
 
 Counted: API requests that passed the token and organization checks (whether Zoho counts refused
