@@ -13,7 +13,7 @@ import pytest
 from conftest import ADMIN_TOKEN, TDS, free_port, start_daemon, truncate, wait_until
 from sqlalchemy import text
 
-from tds_daemon import stats
+from tds_daemon import detail, stats
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
 from tds_daemon.db import make_engine
@@ -112,6 +112,10 @@ def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes,
         wait_until(lambda: all(run_row(engine, i)["status"] == "succeeded" for i in started), 90, interval=0.2,
                    message="the full syncs")
         assert (live(engine, "products"), live(engine, "customers")) == (120, 90)
+        # The pulls started the detail backfill, which rewrites each row with its whole object: let it finish,
+        # or it would undo the drift below before the stats run sees it.
+        wait_until(lambda: detail.progress_report(engine, load(environ=env), None)["waiting"] == 0, 120,
+                   interval=0.3, message="the backfill")
 
         # Drift: 12 products gone here (still in Zoho), one customer's name changed here.
         with engine.begin() as c:
