@@ -115,6 +115,7 @@ def redispatch(engine: Engine, dispatcher: Dispatcher, config: Config, *, passes
     for run_id, entity in abandoned:
         log.warning("sync run %s abandoned: entity=%s, no progress for %ds (its worker stopped); marked failed",
                     run_id, entity, ABANDONED_AFTER_S)
+        runs.note_outcome(engine, entity)
     result.abandoned_runs += len(abandoned)
     return result
 

@@ -33,3 +33,9 @@ config_reloads = Counter(
 scheduler_job_runs = Counter(
     "tds_scheduler_job_runs", "Scheduled job runs by job (full_sync, incremental_sync, stock_sync, healing, "
     "statistics) and outcome (ok, error)", ["job", "outcome"])
+sync_runs = Counter(
+    "tds_sync_runs", "Sync runs of the daemon (and of the process that ran them) by entity, kind (full, incremental, "
+    "stock) and outcome (succeeded, failed, skipped)", ["entity", "kind", "outcome"])
+sync_objects = Counter(
+    "tds_sync_objects", "Objects pulled by sync runs by entity and outcome (created, updated, unchanged, stale, "
+    "deleted)", ["entity", "outcome"])

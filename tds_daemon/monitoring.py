@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from . import alerts, entities
 from .config import Config
+from .runs import SYNC_FAILED_ALERT
 from .schema import STATUSES
 
 LEVELS = ("healthy", "degraded", "warning", "critical")
@@ -82,6 +83,9 @@ def assess(engine: Engine, config: Config, redis_client: redis.Redis | None = No
     for level in ("critical", "warning"):
         if alert_counts[level]:
             reasons.append((level, f"{alert_counts[level]} open {level} alert(s)"))
+    for alert in alert_items:  # pulls that keep failing are named, entity by entity
+        if alert["type"] == SYNC_FAILED_ALERT:
+            reasons.append((alert["severity"], alert["message"]))
     if redis_client is not None:
         try:
             redis_client.ping()

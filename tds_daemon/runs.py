@@ -9,6 +9,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
+from . import alerts, metrics
 from .schema import sync_cursors, sync_runs
 
 COUNTS = ("pages", "objects", "created", "updated", "unchanged", "stale", "deleted", "requests")
@@ -78,14 +79,53 @@ def abandon_stale(conn: Connection, after_s: int) -> list[tuple[int, str]]:
     return [(r.id, r.entity_type) for r in conn.execute(_ABANDONED, {"after_s": after_s})]
 
 
+def latest_successes(conn: Connection) -> list[tuple[str, str, float]]:
+    """(entity, kind, epoch seconds) of each entity's and kind's latest succeeded run."""
+    rows = conn.execute(select(sync_runs.c.entity_type, sync_runs.c.kind, func.max(sync_runs.c.finished_at))
+                        .where(sync_runs.c.status == "succeeded").group_by(sync_runs.c.entity_type, sync_runs.c.kind))
+    return [(e, k, at.timestamp()) for e, k, at in rows if at is not None]
+
+
+SYNC_FAILED_ALERT = "sync_failed"
+FAILURES_BEFORE_ALERT = 3  # consecutive failed pulls of an entity that raise sync_failed
+
+
 def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], error: str | None = None,
            kind: str | None = None) -> None:
+    """Record the run's end; count it (``tds_sync_runs_total``, ``tds_sync_objects_total``); a failure that
+    makes FAILURES_BEFORE_ALERT in a row for its entity raises ``sync_failed``, a success resolves it."""
     extra = {"kind": kind} if kind else {}
     with engine.begin() as c:
-        c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
+        row = c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
             status=status, error=error, finished_at=func.now(), **extra,
             duration_s=func.extract("epoch", func.now() - func.coalesce(sync_runs.c.started_at, func.now())),
-            **counts))
+            **counts).returning(sync_runs.c.entity_type, sync_runs.c.kind)).first()
+    if row is None:
+        return
+    metrics.sync_runs.labels(row.entity_type, row.kind, status).inc()
+    for outcome in ("created", "updated", "unchanged", "stale", "deleted"):
+        if counts.get(outcome):
+            metrics.sync_objects.labels(row.entity_type, outcome).inc(counts[outcome])
+    note_outcome(engine, row.entity_type)
+
+
+def note_outcome(engine: Engine, entity: str) -> None:
+    """Raise or resolve ``sync_failed`` for ``entity`` from its latest finished pulls (skipped ones, which sent
+    nothing, count neither way)."""
+    with engine.connect() as c:
+        latest = c.execute(select(sync_runs.c.status, sync_runs.c.kind, sync_runs.c.error).where(
+            sync_runs.c.entity_type == entity, sync_runs.c.status.in_(("succeeded", "failed")))
+            .order_by(sync_runs.c.id.desc()).limit(FAILURES_BEFORE_ALERT)).all()
+    if not latest:
+        return
+    if latest[0].status == "succeeded":
+        alerts.resolve(engine, SYNC_FAILED_ALERT, entity=entity)
+    elif len(latest) == FAILURES_BEFORE_ALERT and all(r.status == "failed" for r in latest):
+        last = latest[0]
+        alerts.raise_alert(engine, SYNC_FAILED_ALERT, "warning",
+                           f"pulls of {entity} failed {FAILURES_BEFORE_ALERT} times in a row; the last ({last.kind}): "
+                           f"{(last.error or '')[:300]}", entity=entity,
+                           details={"failures": FAILURES_BEFORE_ALERT, "last_error": last.error})
 
 
 def get(engine: Engine, run_id: int) -> dict[str, Any] | None:

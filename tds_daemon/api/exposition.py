@@ -9,7 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
-from .. import __version__, entities, images
+from .. import __version__, entities, images, runs
 from ..detail import backlog
 from ..schema import STATUSES
 
@@ -42,6 +42,19 @@ class DatabaseCollector:
             dead.add_metric([spec.name], counts.get((spec.name, "dead_letter"), 0))
         yield items
         yield dead
+        try:
+            with self.engine.connect() as conn:
+                successes = runs.latest_successes(conn)
+        except Exception as e:
+            log.warning("metrics: last successful pulls unavailable: %s", type(e).__name__)
+            successes = None
+        if successes is not None:
+            last = GaugeMetricFamily("tds_sync_last_success_timestamp_seconds", "When the latest successful pull "
+                                     "of each entity and kind finished (Unix time; runs kept healer.retain_days)",
+                                     labels=["entity", "kind"])
+            for entity, kind, at in successes:
+                last.add_metric([entity, kind], at)
+            yield last
         try:
             waiting = {name: e["waiting"] for name, e in backlog(self.engine, self.schema).items()}
         except Exception as e:
