@@ -183,56 +183,52 @@ class Backfill:
         return report
 
     def _rounds(self, specs, report: Report, deadline_s, limit, progress) -> None:
-        started = time.monotonic()
-        with ThreadPoolExecutor(THREADS, thread_name_prefix="detail") as pool:
-            while True:
-                left = None if limit is None else limit - report.read - report.gone - report.refused
-                if left is not None and left <= 0:
-                    report.stopped = "limit"
-                    return
-                if deadline_s is not None and time.monotonic() - started >= deadline_s:
-                    report.stopped = "deadline"
-                    return
-                batch = self._candidates(specs, BATCH if left is None else min(BATCH, left))
-                if not batch:
-                    report.stopped = "done"
-                    return
-                try:
-                    for _ in pool.map(lambda c: self._one(c, report), batch):
-                        if progress:
-                            progress(report)
-                except _Stop as stop:
-                    report.stopped, report.error = stop.reason, stop.error
-                    return
+        """Whole objects, a batch at a time, until none waits (``done``), or the deadline, limit or Zoho ends it."""
+        def one(c: _Candidate) -> None:
+            self._one(c, report)
+
+        if self._drain("detail", report, deadline_s, limit, lambda n: self._candidates(specs, n), one, progress):
+            report.stopped = "done"
 
     def _images(self, report: Report, deadline_s, limit, progress) -> None:
         """The item images still to fetch, after the detail reads, from the same share of the budget."""
+        def one(wanted: tuple[str, str]) -> None:
+            try:
+                outcome = images.fetch_one(self.config, self.engine, self.client, *wanted)
+            except images.Stop as stop:
+                raise _Stop(stop.reason, stop.error) from None
+            with report.lock:
+                report.images_stored += outcome.stored
+                report.images_failed += outcome.error is not None
+                report.yielded += outcome.skipped
+
+        self._drain("image", report, deadline_s, limit, lambda n: images.wanted(self.engine, self.schema, n), one,
+                    progress)
+
+    def _drain(self, name: str, report: Report, deadline_s, limit, next_batch, one, progress) -> bool:
+        """Run ``one`` over batches from ``next_batch(n)`` (THREADS at a time) until a batch is empty: True.
+        False when ``limit`` reads in all, ``deadline_s`` or Zoho (``_Stop``) ended it, said in the report."""
         started = time.monotonic()
-        with ThreadPoolExecutor(THREADS, thread_name_prefix="image") as pool:
+        with ThreadPoolExecutor(THREADS, thread_name_prefix=name) as pool:
             while True:
                 spent = report.read + report.gone + report.refused + report.images_stored + report.images_failed
                 left = None if limit is None else limit - spent
                 if left is not None and left <= 0:
                     report.stopped = "limit"
-                    return
+                    return False
                 if deadline_s is not None and time.monotonic() - started >= deadline_s:
                     report.stopped = "deadline"
-                    return
-                batch = images.wanted(self.engine, self.schema, BATCH if left is None else min(BATCH, left))
+                    return False
+                batch = next_batch(BATCH if left is None else min(BATCH, left))
                 if not batch:
-                    return
+                    return True
                 try:
-                    for outcome in pool.map(lambda w: images.fetch_one(self.config, self.engine, self.client, *w),
-                                            batch):
-                        with report.lock:
-                            report.images_stored += outcome.stored
-                            report.images_failed += outcome.error is not None
-                            report.yielded += outcome.skipped
+                    for _ in pool.map(one, batch):
                         if progress:
                             progress(report)
-                except images.Stop as stop:
+                except _Stop as stop:
                     report.stopped, report.error = stop.reason, stop.error
-                    return
+                    return False
 
     def _candidates(self, specs: list[EntitySpec], n: int) -> list[_Candidate]:
         found: list[_Candidate] = []
