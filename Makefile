@@ -18,6 +18,7 @@ run: install
 	@bash ops/dev/run.sh $(DEV_CONFIG)
 
 test: install
+	bash ops/dev/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
