@@ -122,6 +122,8 @@ SCHEMA: tuple[Setting, ...] = (
             "the body) is required", secret=True, check=_secret(12)),
     Setting("api", "admin_token", str, "", "bearer token of the admin API; refused until set",
             secret=True, check=_secret(8)),
+    Setting("api", "session_hours", int, 12, "how long a dashboard login lasts; changing api.admin_token "
+            "ends every session", check=_range(1, 720)),
     Setting("api", "max_body_bytes", int, 1048576, "largest webhook body accepted",
             check=_range(1024, 64 * 1048576)),
     Setting("api", "processes", int, 2, "gunicorn worker processes", check=_range(1, 64)),

@@ -172,3 +172,13 @@ def latest_per_entity(conn: Connection) -> dict[str, dict[str, Any]]:
     rows = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type)
                         .order_by(sync_runs.c.entity_type, sync_runs.c.id.desc()))
     return {r.entity_type: as_json(r._mapping) for r in rows}
+
+
+def latest_per_kind(conn: Connection) -> dict[str, dict[str, dict[str, Any]]]:
+    """{entity: {kind: its most recent run}}: what the dashboard shows as each entity's last pulls."""
+    rows = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type, sync_runs.c.kind)
+                        .order_by(sync_runs.c.entity_type, sync_runs.c.kind, sync_runs.c.id.desc()))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r.entity_type, {})[r.kind] = as_json(r._mapping)
+    return out

@@ -15,6 +15,7 @@ from . import errors
 from .alerts import AlertAcknowledgeResource, AlertsResource
 from .auth import AdminAuth
 from .breakers import BreakerResetResource, BreakersResource
+from .dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
 from .deadletter import DeadLetterReplayResource, DeadLetterResource
 from .exposition import MetricsResource
 from .healing import HealingRunResource, HealingRunsResource
@@ -22,6 +23,7 @@ from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .images import ImageResource
 from .monitoring import MonitoringHealthResource
 from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
+from .session import Sessions
 from .stats import StatsResource, StatsRunResource
 from .syncruns import (
     BulkStatusResource,
@@ -33,6 +35,7 @@ from .syncruns import (
     SyncResource,
 )
 from .webhooks import WebhookResource
+from .webhookstats import WebhookStatsResource
 
 
 def intake_engine(config: Config):
@@ -45,7 +48,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     engine = engine or make_engine(config, pool_size=4, application_name="tds-api")
     if dispatcher is None:
         dispatcher = Dispatcher(make_broker(config), origin="intake")
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[AdminAuth(config.api.admin_token)])
+    sessions = Sessions(config.api.admin_token, config.api.session_hours * 3600)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[AdminAuth(config.api.admin_token, sessions)])
     # Every JSON body in and out through orjson: Falcon's default (the standard library's json) was
     # about 2 µs of each webhook's answer, in the process every webhook passes through.
     handler = falcon.media.JSONHandler(dumps=jsoncodec.dumpb, loads=jsoncodec.loads)
@@ -56,6 +60,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_error_handler(Exception, errors.unexpected)
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
+    app.add_route("/api/tds/webhooks/stats", WebhookStatsResource(engine))
     app.add_route("/health/live", LiveResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
@@ -84,4 +89,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/alerts/{alert_id:int(min=1)}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
+    app.add_route("/dashboard", DashboardResource(sessions))
+    app.add_route("/dashboard/login", LoginResource(sessions, config.api.admin_token))
+    app.add_route("/dashboard/logout", LogoutResource(sessions))
+    app.add_route("/dashboard/static/{name}", StaticResource())
     return app

@@ -86,6 +86,9 @@ class RunResource:
         resp.media = run
 
 
+_RUN_SUMMARY = ("id", "status", "requested_at", "finished_at", "objects", "requests", "error")
+
+
 class EntitiesResource:
     def __init__(self, engine, config, budget):
         self.engine, self.config, self.budget = engine, config, budget
@@ -94,11 +97,14 @@ class EntitiesResource:
     def on_get(self, req, resp) -> None:
         try:
             progress = detail.progress_report(self.engine, self.config, self.budget)
+            budget = self.budget.state().as_json()
         except redis.RedisError:
             progress = detail.progress_report(self.engine, self.config, None)
+            budget = None
         out = []
         with self.engine.connect() as conn:
             cursors = {r.entity_type: r for r in conn.execute(select(sync_cursors))}
+            last_runs = runs.latest_per_kind(conn)
             for spec in entities.ENTITIES:
                 t = entity_table(spec, self.schema)
                 live, deleted = conn.execute(select(
@@ -112,9 +118,12 @@ class EntitiesResource:
                     "last_full_at": c.last_full_at.isoformat() if c and c.last_full_at else None,
                     "last_incremental_at": c.last_incremental_at.isoformat() if c and c.last_incremental_at else None,
                     "lists_whole": spec.lists_whole,
+                    "last_runs": {kind: {k: run[k] for k in _RUN_SUMMARY} for kind, run in
+                                  last_runs.get(spec.name, {}).items()},
                     "detail_backlog": progress["entities"].get(spec.name, {"missing": 0, "stale": 0, "waiting": 0}),
                 })
-        resp.media = {"entities": out, "detail": {k: v for k, v in progress.items() if k != "entities"}}
+        resp.media = {"entities": out, "detail": {k: v for k, v in progress.items() if k != "entities"},
+                      "zoho_budget": budget}
 
 
 class BulkSyncResource:

@@ -1,0 +1,115 @@
+"""``/dashboard``: the operator's page, served by TDS itself from files in the package (no CDN).
+
+Without a session ``GET /dashboard`` answers the login form (a password field ``token``); ``POST
+/dashboard/login`` with the admin token opens a session (``session.py``) and sends the browser back to
+the page. The page reads the admin JSON API with that session's cookie and sends its CSRF token with
+every POST, so what it shows is exactly what the API answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import logging
+from importlib import resources
+
+import falcon
+
+from .errors import ApiError
+from .session import CSRF_HEADER, Sessions
+
+log = logging.getLogger(__name__)
+STATIC = resources.files("tds_daemon.api") / "static"
+TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+         ".svg": "image/svg+xml", ".png": "image/png"}
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def _page(name: str, **values: str) -> str:
+    text = (STATIC / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return text
+
+
+def _html(resp, body: str, status=falcon.HTTP_200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_HTML
+    resp.set_headers(HEADERS)
+    resp.text = body
+
+
+class DashboardResource:
+    """The page for a session, else the login form."""
+
+    def __init__(self, sessions: Sessions):
+        self.sessions = sessions
+
+    def on_get(self, req, resp) -> None:
+        nonce = req.context.session
+        if nonce is None:
+            _html(resp, login_page(self.sessions, ""))
+            return
+        _html(resp, _page("dashboard.html", csrf=self.sessions.csrf(nonce), csrf_header=CSRF_HEADER))
+
+
+def login_page(sessions: Sessions, message: str) -> str:
+    if not sessions.enabled:
+        message = "This TDS has no api.admin_token: set it (or TDS_API_ADMIN_TOKEN) and reload TDS to use this page."
+    return _page("login.html", message=message)
+
+
+class LoginResource:
+    """The admin token, from the form, opens a session; a wrong one answers the form again (401)."""
+
+    def __init__(self, sessions: Sessions, admin_token: str):
+        self.sessions, self.token = sessions, admin_token
+
+    def on_post(self, req, resp) -> None:
+        try:
+            form = req.get_media(default_when_empty={})
+        except falcon.MediaMalformedError:
+            form = {}
+        given = form.get("token") if isinstance(form, dict) else None
+        if not self.sessions.enabled or not isinstance(given, str) or not given:
+            _html(resp, login_page(self.sessions, "Enter the admin token (api.admin_token)."), falcon.HTTP_401)
+            return
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            log.warning("dashboard login refused: wrong token from %s", req.remote_addr)
+            _html(resp, login_page(self.sessions, "That is not the admin token."), falcon.HTTP_401)
+            return
+        log.info("dashboard login from %s", req.remote_addr)
+        self.sessions.set_cookie(req, resp, self.sessions.issue())
+        resp.status = falcon.HTTP_303
+        resp.location = "/dashboard"
+        resp.set_headers(HEADERS)
+
+
+class LogoutResource:
+    """Ends the browser's session (admin path: the CSRF token is required)."""
+
+    def __init__(self, sessions: Sessions):
+        self.sessions = sessions
+
+    def on_post(self, req, resp) -> None:
+        self.sessions.clear_cookie(req, resp)
+        resp.media = {"status": "logged_out"}
+
+
+class StaticResource:
+    def on_get(self, req, resp, name: str) -> None:
+        suffix = name[name.rfind("."):] if "." in name else ""
+        if suffix not in TYPES or "/" in name or name.startswith("."):
+            raise ApiError(404, "not_found", f"no dashboard file {name[:60]!r}")
+        path = STATIC / name
+        if not path.is_file():
+            raise ApiError(404, "not_found", f"no dashboard file {name[:60]!r}")
+        resp.content_type = TYPES[suffix]
+        resp.data = path.read_bytes()
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Content-Type-Options", "nosniff")
