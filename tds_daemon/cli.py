@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from . import __version__
-from .config import SCHEMA, Config, ConfigError, load, resolve_path
+from .config import DEFAULT_PATH, SCHEMA, Config, ConfigError, load, resolve_path
 
 
 class Failure(Exception):
@@ -46,6 +46,17 @@ def _load(args) -> Config:
         raise SystemExit(1) from None
 
 
+def _origin(config: Config, key: str) -> str:
+    """Where ``key`` came from and how to point TDS at another configuration, for an unreachable-service line."""
+    source = config.sources.get(key, "default")
+    if config.source == "defaults":
+        came = "is the default" if source == "default" else f"is from {source}"
+        return (f"{key} {came}: no configuration file was given with --config or $TDS_CONFIG, and {DEFAULT_PATH} "
+                "does not exist; point at one with --config PATH or TDS_CONFIG=PATH")
+    came = f"from {source}" if source != "default" else f"the default, {config.source} does not set it"
+    return f"{key} {came}; another configuration: --config PATH or TDS_CONFIG=PATH"
+
+
 def cmd_check_config(args) -> int:
     path = resolve_path(args.config, os.environ)
     try:
@@ -55,10 +66,17 @@ def cmd_check_config(args) -> int:
             print(f"{key}: {why}", file=sys.stderr)
         print(f"configuration {path or '(defaults)'} is invalid: {len(e.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"configuration {config.source} is valid")
+    gaps = config.gaps()
+    if len(gaps) == 1:
+        print(f"configuration {config.source} is valid, but {gaps[0]}")
+    else:
+        print(f"configuration {config.source} is valid" + (", but:" if gaps else ""))
+        for gap in gaps:
+            print(f"  - {gap}")
     if args.verbose:
+        shown = config.redacted()
         for s in SCHEMA:
-            print(f"  {s.name} = {config.redacted()[s.name]!r}  ({config.sources[s.name]})")
+            print(f"  {s.name} = {shown[s.name]!r}  ({config.sources[s.name]})")
     return 0
 
 
@@ -70,7 +88,7 @@ def cmd_migrate(args) -> int:
     try:
         before, after = upgrade(config)
     except DatabaseUnavailable as e:
-        raise Failure(f"{e}; is PostgreSQL running and database.url right?") from None
+        raise Failure(f"{e}; is PostgreSQL running? ({_origin(config, 'database.url')})") from None
     except SchemaNewer as e:
         raise Failure(str(e)) from None
     if before == after:
@@ -92,7 +110,7 @@ def _require_schema(config: Config) -> None:
             current = current_revision(conn)
     except exc.OperationalError as e:
         raise Failure(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
-                      f"{str(e.orig).strip().splitlines()[0]}") from None
+                      f"{str(e.orig).strip().splitlines()[0]} ({_origin(config, 'database.url')})") from None
     finally:
         engine.dispose()
     head = head_revision()
@@ -358,7 +376,7 @@ def cmd_status(args) -> int:
     try:
         state = status.collect(engine, _breaker_states(config), _budget_state(config), _detail_report(config, engine))
     except exc.OperationalError as e:
-        raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     print(status.to_json(state) if args.json else status.render(state))
@@ -417,8 +435,9 @@ def _dlq_engine(config: Config):
     return make_engine(config, pool_size=1, application_name="tds-dlq")
 
 
-def _database_failure(e) -> Failure:
-    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]}")
+def _database_failure(e, config: Config) -> Failure:
+    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]} "
+                   f"({_origin(config, 'database.url')})")
 
 
 def cmd_dlq_list(args) -> int:
@@ -439,7 +458,7 @@ def cmd_dlq_list(args) -> int:
     try:
         listing = dlq.list_items(engine, entity=entity, limit=args.limit)
     except exc.OperationalError as e:
-        raise _database_failure(e) from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity))
@@ -471,7 +490,7 @@ def cmd_dlq_replay(args) -> int:
     try:
         result = dlq.replay(engine, Dispatcher(make_broker(config), origin="dlq"), selector)
     except exc.OperationalError as e:
-        raise _database_failure(e) from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     ids = result.replayed_ids
