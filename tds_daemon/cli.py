@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
@@ -119,6 +120,27 @@ def _require_schema(config: Config) -> None:
                       "migrated it, or downgrade with it (docs/OPERATIONS.md)")
     if current != head:
         raise Failure(f"database schema is at {current or 'nothing'}, this TDS needs {head}: run `tds migrate`")
+
+
+def _redis_unreachable(config: Config, e: Exception) -> str:
+    from .config import mask_url
+
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"cannot reach Redis at {mask_url(config.redis.url)}: {reason} ({_origin(config, 'redis.url')})"
+
+
+def _require_redis(config: Config) -> None:
+    import redis
+
+    from .broker import redis_client
+
+    client = redis_client(config)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise Failure(_redis_unreachable(config, e)) from None
+    finally:
+        client.close()
 
 
 def _die_with_parent() -> None:
@@ -235,7 +257,12 @@ def cmd_sync(args) -> int:
                                  initializer=_sync_child_init, initargs=(config, kind, since)) as pool:
             failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
-        raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+        line = f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures)
+        try:
+            _require_redis(config)
+        except Failure as e:  # say once where the unreachable Redis came from
+            line += f"; {e}"
+        raise Failure(line)
     _wake_backfill(config, specs)
     return 0
 
@@ -373,13 +400,19 @@ def cmd_status(args) -> int:
     config = _load(args)
     _require_schema(config)
     engine = make_engine(config, pool_size=1, application_name="tds-status")
+    breakers = _breaker_states(config)
     try:
-        state = status.collect(engine, _breaker_states(config), _budget_state(config), _detail_report(config, engine))
+        state = status.collect(engine, breakers, _budget_state(config), _detail_report(config, engine))
     except exc.OperationalError as e:
         raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     print(status.to_json(state) if args.json else status.render(state))
+    if breakers is None:
+        try:
+            _require_redis(config)
+        except Failure as e:
+            print(f"tds: {e}", file=sys.stderr)
     return 0
 
 
@@ -456,12 +489,13 @@ def cmd_dlq_list(args) -> int:
         raise Failure(f"dlq list: {e.message}") from None
     engine = _dlq_engine(config)
     try:
-        listing = dlq.list_items(engine, entity=entity, limit=args.limit)
+        listing = dlq.list_items(engine, entity=entity, zoho_id=args.zoho_id, limit=args.limit)
     except exc.OperationalError as e:
         raise _database_failure(e, config) from None
     finally:
         engine.dispose()
-    print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity))
+    width = max(40, shutil.get_terminal_size((110, 24)).columns - 10)
+    print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity, width, args.zoho_id))
     return 0
 
 
@@ -540,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=func)
         if name == "list":
             q.add_argument("--limit", type=int, default=100, metavar="N", help="show the N most recent (default 100)")
+            q.add_argument("--zoho-id", metavar="ID", help="only the dead letters of this Zoho object")
             q.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             q.add_argument("--id", type=int, action="append", metavar="ID", help="a dead letter's id (repeatable)")
