@@ -1,6 +1,7 @@
 """``GET /api/tds/dead-letter`` and ``POST /api/tds/dead-letter/replay`` (the logic is ``tds_daemon.dlq``).
 
-List: ``?entity=`` (name or alias), ``?zoho_id=`` (one object's), ``?limit=`` (1-1000, default 100) → ``{"items": [...], "total": n}``.
+List: ``?entity=`` (name or alias), ``?zoho_id=`` (one object's), ``?limit=`` (1-1000, default 100)
+→ ``{"items": [...], "total": n}``.
 Replay: a JSON body ``{"ids": [..]}``, ``{"entity": "product"}`` or ``{"all": true}`` (``entity`` may
 narrow ``ids`` or ``all``) → ``{"replayed": n, "skipped": m}``; ``skipped`` counts requested ids that
 were not dead letters (already replayed, completed, or unknown).
