@@ -168,7 +168,7 @@ def cmd_api(args) -> int:
     from . import logs
     from .api import server
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, logs.role_from_env("api"))
     server.run(config, args.config)
     return 0
 
@@ -179,7 +179,7 @@ def cmd_worker(args) -> int:
     prepare_metrics_dir(fresh=False)
     from . import logs
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, logs.role_from_env("worker"))
     return importlib.import_module("actors.worker").run(config)
 
 
@@ -189,7 +189,7 @@ def cmd_run(args) -> int:
     prepare_metrics_dir(fresh=True)
     from . import logs
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, "supervisor")
     return importlib.import_module("supervisor.run").run(config, resolve_path(args.config, os.environ))
 
 
