@@ -1,12 +1,18 @@
 """Edges of the command line an operator meets first: secrets in check-config, what a valid file still
-leaves refused, and where the configuration was looked for when PostgreSQL or Redis does not answer."""
+leaves refused, where the configuration was looked for when PostgreSQL or Redis does not answer, and the
+`make run` banner's example."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import subprocess
+import sys
 
-from conftest import free_port
+from conftest import ADMIN_TOKEN, ROOT, WEBHOOK_TOKEN, free_port, start_daemon, wait_until
 from pull_harness import cli
+from sqlalchemy import text
 
 from tds_daemon.config import DEFAULT_PATH
 
@@ -97,3 +103,46 @@ def test_status_and_sync_name_where_an_unreachable_redis_came_from(migrated, cle
     line = one_line(cli(env, "sync", "user"))
     assert "user: ConnectionError" in line and "redis.url is from TDS_REDIS_URL" in line
     assert "redis-pass-789" not in line
+
+
+def banner(run_sh: str, **values: str) -> str:
+    """The text `make run` prints, rendered by bash from ops/dev/run.sh itself (its item lookup included)."""
+    lines = run_sh.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("item=$("))
+    lookup = "\n".join(lines[at:at + 2])
+    body = run_sh[run_sh.index("cat <<MSG\n"):run_sh.index("\nMSG\n") + 5]
+    assigned = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+    script = f"set -euo pipefail\n{assigned}{lookup}\n{body}"
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_make_run_banner_changes_an_existing_item(sim, processes, migrated, clean_db):
+    d = start_daemon(processes, migrated)
+    port = sim.base.rsplit(":", 1)[1]
+    shown = banner((ROOT / "ops" / "dev" / "run.sh").read_text(), py=sys.executable, sim_port=port,
+                  bind=d.base_url.removeprefix("http://"), token=WEBHOOK_TOKEN, admin=ADMIN_TOKEN,
+                  config="ops/dev.toml", db="tds_dev")
+    section = shown[shown.index("Have the simulator change"):]
+    commands = [c.strip() for c in section.split("\n\n")[0].replace("\\\n", " ").splitlines()
+                if c.strip().startswith("curl ")]
+    assert len(commands) == 2 and "PATCH" in commands[1], commands
+    item_id = commands[1].split("/_sim/objects/product/")[1].split()[0]
+    before = sim.object("product", item_id)  # an item the simulator already had
+    count = sim.truth("product")["count"]
+
+    answers = [subprocess.run(["bash", "-c", c], capture_output=True, text=True, timeout=30) for c in commands]
+    assert all(a.returncode == 0 for a in answers), answers
+    changed = json.loads(answers[1].stdout)
+    assert changed["webhook"]["status"] == 202, changed
+    assert sim.truth("product")["count"] == count  # changed, not created
+    after = sim.object("product", item_id)
+    assert after["name"] != before["name"] and after["last_modified_time"] != before["last_modified_time"]
+
+    def row():
+        with clean_db.connect() as c:
+            return c.execute(text("SELECT name, rate FROM zoho.products WHERE zoho_id = :z"), {"z": item_id}).first()
+
+    assert wait_until(lambda: row() and row().name == after["name"], 15, message="the change applied")
+    assert float(row().rate) == after["rate"]
