@@ -123,6 +123,7 @@ def _require_schema(config: Config) -> None:
 
 
 def _redis_unreachable(config: Config, e: Exception) -> str:
+    """The one line for a Redis that does not answer: its URL (password masked), why, and where it came from."""
     from .config import mask_url
 
     reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -130,6 +131,7 @@ def _redis_unreachable(config: Config, e: Exception) -> str:
 
 
 def _require_redis(config: Config) -> None:
+    """Return if Redis answers a PING, else raise a Failure naming where redis.url came from."""
     import redis
 
     from .broker import redis_client
