@@ -15,6 +15,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from tds_daemon.logs import ROLE_ENV
+
 log = logging.getLogger(__name__)
 
 
@@ -27,6 +29,7 @@ class Child:
         # NOTIFY_SOCKET is the supervisor's alone; a child must not speak to systemd for the service.
         self.env = {k: v for k, v in env.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
         self.env["TDS_PARENT_PID"] = str(os.getpid())
+        self.env[ROLE_ENV] = name  # how its log lines name it
         if ready_file:
             self.env["TDS_READY_FILE"] = ready_file
         self._ready = ready

@@ -183,7 +183,8 @@ class Scheduler:
             if self._aps is not None or self._stopping.is_set():
                 return
             aps = BackgroundScheduler(
-                timezone=self.config.scheduler.timezone, executors={"default": ThreadPoolExecutor(len(JOBS))},
+                timezone=self.config.scheduler.timezone, executors={"default": ThreadPoolExecutor(
+                    len(JOBS), pool_kwargs={"thread_name_prefix": "tds-scheduler-job"})},
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S})
             aps.start()
             self._aps = aps

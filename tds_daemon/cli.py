@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 
 from . import __version__
-from .config import SCHEMA, Config, ConfigError, load, resolve_path
+from .config import DEFAULT_PATH, SCHEMA, Config, ConfigError, load, resolve_path
 
 
 class Failure(Exception):
@@ -46,6 +47,17 @@ def _load(args) -> Config:
         raise SystemExit(1) from None
 
 
+def _origin(config: Config, key: str) -> str:
+    """Where ``key`` came from and how to point TDS at another configuration, for an unreachable-service line."""
+    source = config.sources.get(key, "default")
+    if config.source == "defaults":
+        came = "is the default" if source == "default" else f"is from {source}"
+        return (f"{key} {came}: no configuration file was given with --config or $TDS_CONFIG, and {DEFAULT_PATH} "
+                "does not exist; point at one with --config PATH or TDS_CONFIG=PATH")
+    came = f"from {source}" if source != "default" else f"the default, {config.source} does not set it"
+    return f"{key} {came}; another configuration: --config PATH or TDS_CONFIG=PATH"
+
+
 def cmd_check_config(args) -> int:
     path = resolve_path(args.config, os.environ)
     try:
@@ -55,10 +67,17 @@ def cmd_check_config(args) -> int:
             print(f"{key}: {why}", file=sys.stderr)
         print(f"configuration {path or '(defaults)'} is invalid: {len(e.problems)} problem(s)", file=sys.stderr)
         return 1
-    print(f"configuration {config.source} is valid")
+    gaps = config.gaps()
+    if len(gaps) == 1:
+        print(f"configuration {config.source} is valid, but {gaps[0]}")
+    else:
+        print(f"configuration {config.source} is valid" + (", but:" if gaps else ""))
+        for gap in gaps:
+            print(f"  - {gap}")
     if args.verbose:
+        shown = config.redacted()
         for s in SCHEMA:
-            print(f"  {s.name} = {config.redacted()[s.name]!r}  ({config.sources[s.name]})")
+            print(f"  {s.name} = {shown[s.name]!r}  ({config.sources[s.name]})")
     return 0
 
 
@@ -70,7 +89,7 @@ def cmd_migrate(args) -> int:
     try:
         before, after = upgrade(config)
     except DatabaseUnavailable as e:
-        raise Failure(f"{e}; is PostgreSQL running and database.url right?") from None
+        raise Failure(f"{e}; is PostgreSQL running? ({_origin(config, 'database.url')})") from None
     except SchemaNewer as e:
         raise Failure(str(e)) from None
     if before == after:
@@ -92,7 +111,7 @@ def _require_schema(config: Config) -> None:
             current = current_revision(conn)
     except exc.OperationalError as e:
         raise Failure(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
-                      f"{str(e.orig).strip().splitlines()[0]}") from None
+                      f"{str(e.orig).strip().splitlines()[0]} ({_origin(config, 'database.url')})") from None
     finally:
         engine.dispose()
     head = head_revision()
@@ -101,6 +120,29 @@ def _require_schema(config: Config) -> None:
                       "migrated it, or downgrade with it (docs/OPERATIONS.md)")
     if current != head:
         raise Failure(f"database schema is at {current or 'nothing'}, this TDS needs {head}: run `tds migrate`")
+
+
+def _redis_unreachable(config: Config, e: Exception) -> str:
+    """The one line for a Redis that does not answer: its URL (password masked), why, and where it came from."""
+    from .config import mask_url
+
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"cannot reach Redis at {mask_url(config.redis.url)}: {reason} ({_origin(config, 'redis.url')})"
+
+
+def _require_redis(config: Config) -> None:
+    """Return if Redis answers a PING, else raise a Failure naming where redis.url came from."""
+    import redis
+
+    from .broker import redis_client
+
+    client = redis_client(config)
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise Failure(_redis_unreachable(config, e)) from None
+    finally:
+        client.close()
 
 
 def _die_with_parent() -> None:
@@ -128,7 +170,7 @@ def cmd_api(args) -> int:
     from . import logs
     from .api import server
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, logs.role_from_env("api"))
     server.run(config, args.config)
     return 0
 
@@ -139,7 +181,7 @@ def cmd_worker(args) -> int:
     prepare_metrics_dir(fresh=False)
     from . import logs
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, logs.role_from_env("worker"))
     return importlib.import_module("actors.worker").run(config)
 
 
@@ -149,7 +191,7 @@ def cmd_run(args) -> int:
     prepare_metrics_dir(fresh=True)
     from . import logs
 
-    logs.setup(config.log.level)
+    logs.setup(config.log.level, "supervisor")
     return importlib.import_module("supervisor.run").run(config, resolve_path(args.config, os.environ))
 
 
@@ -217,7 +259,12 @@ def cmd_sync(args) -> int:
                                  initializer=_sync_child_init, initargs=(config, kind, since)) as pool:
             failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
-        raise Failure(f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures))
+        line = f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures)
+        try:
+            _require_redis(config)
+        except Failure as e:  # say once where the unreachable Redis came from
+            line += f"; {e}"
+        raise Failure(line)
     _wake_backfill(config, specs)
     return 0
 
@@ -355,13 +402,19 @@ def cmd_status(args) -> int:
     config = _load(args)
     _require_schema(config)
     engine = make_engine(config, pool_size=1, application_name="tds-status")
+    breakers = _breaker_states(config)
     try:
-        state = status.collect(engine, _breaker_states(config), _budget_state(config), _detail_report(config, engine))
+        state = status.collect(engine, breakers, _budget_state(config), _detail_report(config, engine))
     except exc.OperationalError as e:
-        raise Failure(f"cannot read the database: {str(e.orig).strip().splitlines()[0]}") from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     print(status.to_json(state) if args.json else status.render(state))
+    if breakers is None:
+        try:
+            _require_redis(config)
+        except Failure as e:
+            print(f"tds: {e}", file=sys.stderr)
     return 0
 
 
@@ -417,8 +470,9 @@ def _dlq_engine(config: Config):
     return make_engine(config, pool_size=1, application_name="tds-dlq")
 
 
-def _database_failure(e) -> Failure:
-    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]}")
+def _database_failure(e, config: Config) -> Failure:
+    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]} "
+                   f"({_origin(config, 'database.url')})")
 
 
 def cmd_dlq_list(args) -> int:
@@ -437,12 +491,13 @@ def cmd_dlq_list(args) -> int:
         raise Failure(f"dlq list: {e.message}") from None
     engine = _dlq_engine(config)
     try:
-        listing = dlq.list_items(engine, entity=entity, limit=args.limit)
+        listing = dlq.list_items(engine, entity=entity, zoho_id=args.zoho_id, limit=args.limit)
     except exc.OperationalError as e:
-        raise _database_failure(e) from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
-    print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity))
+    width = max(40, shutil.get_terminal_size((110, 24)).columns - 10)
+    print(json.dumps(listing, indent=2) if args.json else dlq.render(listing, entity, width, args.zoho_id))
     return 0
 
 
@@ -471,7 +526,7 @@ def cmd_dlq_replay(args) -> int:
     try:
         result = dlq.replay(engine, Dispatcher(make_broker(config), origin="dlq"), selector)
     except exc.OperationalError as e:
-        raise _database_failure(e) from None
+        raise _database_failure(e, config) from None
     finally:
         engine.dispose()
     ids = result.replayed_ids
@@ -521,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=func)
         if name == "list":
             q.add_argument("--limit", type=int, default=100, metavar="N", help="show the N most recent (default 100)")
+            q.add_argument("--zoho-id", metavar="ID", help="only the dead letters of this Zoho object")
             q.add_argument("--json", action="store_true", help="machine-readable output")
         else:
             q.add_argument("--id", type=int, action="append", metavar="ID", help="a dead letter's id (repeatable)")

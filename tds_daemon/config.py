@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from . import crontab
 
@@ -53,13 +53,40 @@ def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
     return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}"
 
 
+MASK = "***"
+_SECRET_PARAMS = ("password", "secret", "token")
+
+
+def mask_url(value: str) -> str:
+    """``value`` with the password of its user part, and any password/secret/token query parameter, as ***;
+    a value that is not a URL is returned unchanged."""
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value
+    if "://" not in value:
+        return value
+    netloc, query = parts.netloc, parts.query
+    if password is None and not any(s in query.lower() for s in _SECRET_PARAMS):
+        return value
+    if password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(s in k.lower() for k, _ in pairs for s in _SECRET_PARAMS):
+        query = urlencode([(k, MASK if any(s in k.lower() for s in _SECRET_PARAMS) else v) for k, v in pairs],
+                          safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _url(*schemes: str) -> Callable[[Any], str | None]:
     def check(v: str) -> str | None:
         parts = urlsplit(v)
         if parts.scheme not in schemes:
-            return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {v!r}"
+            return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {mask_url(v)!r}"
         if not parts.netloc and parts.scheme not in ("postgresql", "postgresql+psycopg2"):
-            return f"must name a host, got {v!r}"
+            return f"must name a host, got {mask_url(v)!r}"
         return None
 
     return check
@@ -244,6 +271,7 @@ SCHEMA: tuple[Setting, ...] = (
 )
 
 SECTIONS = tuple(dict.fromkeys(s.section for s in SCHEMA))
+ZOHO_CREDENTIALS = ("zoho.client_id", "zoho.client_secret", "zoho.refresh_token", "zoho.organization_id")
 _BY_NAME = {s.name: s for s in SCHEMA}
 
 
@@ -264,10 +292,26 @@ class Config:
         return _Section(section, self.values)
 
     def redacted(self) -> dict[str, Any]:
+        """Every value, safe to show: secrets as (set)/(not set), passwords inside URLs as ***."""
         return {
-            s.name: ("(set)" if self.values[s.name] else "(not set)") if s.secret else self.values[s.name]
+            s.name: ("(set)" if self.values[s.name] else "(not set)") if s.secret
+            else mask_url(self.values[s.name]) if isinstance(self.values[s.name], str) else self.values[s.name]
             for s in SCHEMA
         }
+
+    def gaps(self) -> list[str]:
+        """What a valid configuration still leaves refused or failing, one sentence each (empty: nothing)."""
+        v = self.values
+        said = []
+        if not v["api.webhook_token"]:
+            said.append("webhooks are refused until api.webhook_token is set")
+        if not v["api.admin_token"]:
+            said.append("the admin API and /dashboard are refused until api.admin_token is set")
+        missing = [k for k in ZOHO_CREDENTIALS if not v[k]]
+        if missing:
+            said.append(f"pulls from Zoho (tds sync, the scheduled syncs, the detail backfill, stats) fail until "
+                        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} set")
+        return said
 
     # Derived values (kept here so that every process derives them the same way).
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -107,12 +108,16 @@ def _item(row) -> dict[str, Any]:
     }
 
 
-def list_items(engine: Engine, *, entity: str | None = None, limit: int = 100) -> dict[str, Any]:
-    """``{"items": [...], "total": n}``: the most recent failures first; ``total`` counts beyond ``limit``."""
+def list_items(engine: Engine, *, entity: str | None = None, zoho_id: str | None = None,
+               limit: int = 100) -> dict[str, Any]:
+    """``{"items": [...], "total": n}``: the most recent failures first, of one entity and/or one Zoho id if
+    given; ``total`` counts beyond ``limit``."""
     name = resolve_entity(entity)
     where = [sync_queue.c.status == "dead_letter"]
     if name:
         where.append(sync_queue.c.entity_type == name)
+    if zoho_id is not None:
+        where.append(sync_queue.c.zoho_id == zoho_id)
     q = (select(sync_queue.c.id, sync_queue.c.entity_type, sync_queue.c.zoho_id, sync_queue.c.event_id,
                 sync_queue.c.error_code, sync_queue.c.error_message, sync_queue.c.attempt_count,
                 sync_queue.c.first_failed_at, sync_queue.c.last_failed_at)
@@ -162,21 +167,23 @@ def _when(iso: str | None) -> str:
     return dt.datetime.fromisoformat(iso).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
 
 
-def render(listing: dict[str, Any], entity: str | None = None, width: int = 100) -> str:
-    """``tds dlq list`` as a table, the most recent failures first; times in UTC."""
-    where = f" of entity {entity}" if entity else ""
+def render(listing: dict[str, Any], entity: str | None = None, width: int = 100, zoho_id: str | None = None) -> str:
+    """``tds dlq list`` as a table, the most recent failures first, times in UTC; each item's error follows
+    its row whole, wrapped to ``width`` and indented, never cut."""
+    where = (f" of entity {entity}" if entity else "") + (f" with zoho_id {zoho_id}" if zoho_id is not None else "")
     items, total = listing["items"], listing["total"]
     if not total:
         return f"no dead letters{where}"
     lines = [f"{'id':>8}  {'entity':<16} {'zoho_id':<20} {'tries':>5}  {'first failed (UTC)':<19}  "
-             f"{'last failed (UTC)':<19}  error"]
+             f"{'last failed (UTC)':<19}  error code",
+             f"{'':>8}  error message"]
+    indent = " " * 10
     for i in items:
-        message = (i["error_message"] or "").replace("\n", " ")
-        if len(message) > width:
-            message = message[:width - 1] + "\u2026"
         lines.append(f"{i['id']:>8}  {i['entity']:<16} {i['zoho_id']:<20} {i['attempts']:>5}  "
-                     f"{_when(i['first_failed_at']):<19}  {_when(i['last_failed_at']):<19}  "
-                     f"{i['error_code'] or '-'}: {message}")
+                     f"{_when(i['first_failed_at']):<19}  {_when(i['last_failed_at']):<19}  {i['error_code'] or '-'}")
+        for part in (i["error_message"] or "-").splitlines() or ["-"]:
+            lines.extend(textwrap.wrap(part, width=max(width, 40), initial_indent=indent, subsequent_indent=indent,
+                                       break_long_words=True, break_on_hyphens=False) or [indent.rstrip()])
     shown = f", showing the {len(items)} most recent (--limit)" if len(items) < total else ""
     lines.append(f"{total} dead letter(s){where}{shown}; replay with `tds dlq replay --id ID` "
                  "(or --entity E, --all) once the cause is fixed")

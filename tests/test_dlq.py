@@ -90,10 +90,11 @@ def test_list_shows_code_message_attempts_and_failures(api, clean_db, migrated):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:5] == ["id", "entity", "zoho_id", "tries", "first"]
-    row = next(line for line in lines if line.split()[0] == str(old))
-    assert " 10 " in row and "retries_exhausted: gave up after 10 attempts" in row
-    assert next(line for line in lines if line.split()[0] == str(invoice)).endswith(
-        "invalid_field: total: 'abc' is not a number")
+    at = next(n for n, line in enumerate(lines) if line.split()[0] == str(old))
+    assert " 10 " in lines[at] and lines[at].endswith("retries_exhausted")
+    assert lines[at + 1].strip() == "gave up after 10 attempts; last error: OperationalError: timeout"
+    at = next(n for n, line in enumerate(lines) if line.split()[0] == str(invoice))
+    assert lines[at].endswith("invalid_field") and lines[at + 1].strip() == "total: 'abc' is not a number"
     assert lines[-1].startswith("3 dead letter(s);")
 
     out = tds(migrated, "list", "--entity", "product", "--json")
@@ -108,6 +109,43 @@ def test_list_shows_code_message_attempts_and_failures(api, clean_db, migrated):
         c.execute(text("UPDATE tds_sync_queue SET status = 'completed' WHERE status = 'dead_letter'"))
     assert tds(migrated, "list").stdout.strip() == "no dead letters"
     assert client.simulate_get(LIST, headers=ADMIN).json == {"items": [], "total": 0}
+
+
+def test_list_shows_the_whole_message_and_narrows_to_one_object(api, clean_db, migrated):
+    client = api()
+    long = ("invalid_field: rate: 'twelve and a half' is not a number; " * 6 + "fix the item in Zoho, then replay it "
+            "with tds dlq replay --id").strip()
+    target = add_items(clean_db, "dead_letter", entity="product", error_message=long)[0]
+    other = add_items(clean_db, "dead_letter", entity="product")[0]
+    zoho_id = item(clean_db, target)["zoho_id"]
+
+    out = tds({**migrated, "COLUMNS": "80"}, "list")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.split()[0] == str(target))
+    message = []
+    for line in lines[at + 1:]:
+        if not line.startswith(" " * 10):
+            break
+        assert len(line) <= 80, line
+        message.append(line.strip())
+    assert " ".join(message) == long  # wrapped, never cut
+
+    r = client.simulate_get(LIST, params={"zoho_id": zoho_id}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json["total"] == 1 and [i["id"] for i in r.json["items"]] == [target]
+    assert r.json["items"][0]["error_message"] == long
+    none = client.simulate_get(LIST, params={"zoho_id": zoho_id, "entity": "invoice"}, headers=ADMIN).json
+    assert none == {"items": [], "total": 0}
+
+    out = tds(migrated, "list", "--zoho-id", zoho_id)
+    assert out.returncode == 0, out.stderr
+    ids = [line.split()[0] for line in out.stdout.splitlines()[2:-1] if not line.startswith(" " * 10)]
+    assert ids == [str(target)] and str(other) not in ids
+    assert out.stdout.splitlines()[-1].startswith(f"1 dead letter(s) with zoho_id {zoho_id};")
+    out = tds(migrated, "list", "--zoho-id", "nosuch", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == {"items": [], "total": 0}
+    assert tds(migrated, "list", "--zoho-id", "nosuch").stdout.strip() == "no dead letters with zoho_id nosuch"
 
 
 # ---------------------------------------------------------------------------------------------- replay bookkeeping
@@ -218,7 +256,9 @@ def test_real_dead_letters_replayed_until_applied(processes, clean_db, migrated)
     assert "rate" in first["error_message"] and "abc" in first["error_message"], first
     assert first["attempts"] == 1 and first["first_failed_at"] == first["last_failed_at"]
     table = tds(daemon.env, "list").stdout
-    assert f"{ia['id']:>8}  product" in table and "invalid_field: " in table
+    lines = table.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(f"{ia['id']:>8}  product"))
+    assert lines[at].endswith("invalid_field") and lines[at + 1].strip().startswith(first["error_message"][:40])
 
     # Replayed before the cause is fixed: tried once more, dead again, every attempt counted.
     out = tds(daemon.env, "replay", "--id", str(ia["id"]))

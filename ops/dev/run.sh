@@ -42,6 +42,9 @@ for _ in $(seq 1 50); do
   kill -0 "$sim_pid" 2>/dev/null || { echo "the Zoho simulator did not start:"; cat "${TMPDIR:-/tmp}/tds-dev-simulator.log"; exit 1; }
   sleep 0.2
 done
+# An item the simulator already has, for the banner's "change an item" example.
+item=$(curl -sf "http://127.0.0.1:$sim_port/_sim/objects/product" \
+  | "$py" -c 'import json, sys; print(json.load(sys.stdin)["objects"][0]["id"])')
 
 cat <<MSG
 
@@ -68,10 +71,13 @@ each whole object (one Zoho call each) from what the day's budget leaves after t
   curl -s -H 'Authorization: Bearer $admin' http://$bind/api/tds/entities
 or read them all now, in the foreground (counted, and allowed past the budget):
   .venv/bin/tds sync all --details --config $config
-Have the simulator change an item and send its webhook to TDS:
+Have the simulator change an existing item (item $item: its name and rate) and send its webhook to TDS:
   curl -s -X POST http://127.0.0.1:$sim_port/_sim/faults -H 'Content-Type: application/json' \\
     -d '{"fire_webhooks": {"url": "http://$bind", "token": "$token"}}'
-  curl -s -X POST http://127.0.0.1:$sim_port/_sim/objects/product -H 'Content-Type: application/json' -d '{}'
+  curl -s -X PATCH http://127.0.0.1:$sim_port/_sim/objects/product/$item -H 'Content-Type: application/json' \\
+    -d '{"name": "Changed in Zoho", "rate": 13.75}'
+its answer's "webhook" is TDS's answer (202); see the row change:
+  psql -h 127.0.0.1 $db -c "SELECT zoho_id, name, rate, zoho_last_modified FROM zoho.products WHERE zoho_id = '$item'"
 
 MSG
 "$tds" run --config "$config"

@@ -1,6 +1,7 @@
 """``GET /api/tds/dead-letter`` and ``POST /api/tds/dead-letter/replay`` (the logic is ``tds_daemon.dlq``).
 
-List: ``?entity=`` (name or alias), ``?limit=`` (1-1000, default 100) → ``{"items": [...], "total": n}``.
+List: ``?entity=`` (name or alias), ``?zoho_id=`` (one object's), ``?limit=`` (1-1000, default 100)
+→ ``{"items": [...], "total": n}``.
 Replay: a JSON body ``{"ids": [..]}``, ``{"entity": "product"}`` or ``{"all": true}`` (``entity`` may
 narrow ``ids`` or ``all``) → ``{"replayed": n, "skipped": m}``; ``skipped`` counts requested ids that
 were not dead letters (already replayed, completed, or unknown).
@@ -25,7 +26,8 @@ class DeadLetterResource:
     def on_get(self, req, resp) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         try:
-            resp.media = dlq.list_items(self.engine, entity=req.get_param("entity"), limit=limit)
+            resp.media = dlq.list_items(self.engine, entity=req.get_param("entity"),
+                                        zoho_id=req.get_param("zoho_id"), limit=limit)
         except dlq.InvalidSelector as e:
             raise _refuse(e) from None
 

@@ -20,6 +20,12 @@ def _worker_exit(server, worker) -> None:
     close_all()
 
 
+def _pre_fork(server, worker) -> None:
+    # The lowest number no live worker has: a replaced worker's successor logs under its number.
+    taken = {getattr(w, "tds_number", 0) for w in server.WORKERS.values()}
+    worker.tds_number = next(n for n in range(1, len(taken) + 2) if n not in taken)
+
+
 def _child_exit(server, worker) -> None:
     # Without this, a dead gunicorn worker's gauges would be summed forever.
     multiprocess.mark_process_dead(worker.pid)
@@ -73,7 +79,7 @@ class ApiServer(BaseApplication):
             "logconfig_dict": {
                 "version": 1,
                 "disable_existing_loggers": False,
-                "formatters": {"tds": {"format": logs.FORMAT}},
+                "formatters": {"tds": {"()": logs.Formatter}},
                 "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "tds",
                                         "stream": "ext://sys.stderr"}},
                 "root": {"handlers": ["stderr"], "level": c.log.level},
@@ -86,7 +92,9 @@ class ApiServer(BaseApplication):
             "control_socket_disable": True,
             "child_exit": _child_exit,
             "worker_exit": _worker_exit,
-            "post_worker_init": lambda worker: logs.setup(c.log.level),
+            "pre_fork": _pre_fork,
+            "post_worker_init": lambda worker: logs.setup(
+                c.log.level, f"{logs.role_from_env('api')}-{getattr(worker, 'tds_number', worker.age)}"),
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
