@@ -50,6 +50,7 @@ cat <<MSG
 
 TDS is starting with $config (database $db), against the Zoho simulator on port $sim_port.
 Stop both with Ctrl-C.
+  dashboard: http://$bind/dashboard   (sign in with the admin token: $admin)
   health:    http://$bind/health/ready
   intake:    http://$bind/api/tds/webhooks/health
   metrics:   http://$bind/metrics
