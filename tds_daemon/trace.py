@@ -45,7 +45,7 @@ def _json(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return format(value.normalize(), "f")
     return value
 
 
