@@ -393,6 +393,33 @@ def _sync_child_one(name: str) -> str | None:
         return f"{name}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
+def cmd_trace(args) -> int:
+    import json
+
+    from sqlalchemy import exc
+
+    from . import trace
+    from .db import make_engine
+
+    config = _load(args)
+    try:
+        trace.resolve_entity(args.entity)
+    except trace.TraceError as e:
+        raise Failure(f"trace: {e.message}") from None
+    _require_schema(config)
+    engine = make_engine(config, pool_size=1, application_name="tds-trace")
+    try:
+        story = trace.story(engine, config.database.entity_schema, args.entity, args.zoho_id)
+    except trace.TraceError as e:
+        raise Failure(f"trace: {e.message}") from None
+    except exc.OperationalError as e:
+        raise _database_failure(e) from None
+    finally:
+        engine.dispose()
+    print(json.dumps(story, indent=2, ensure_ascii=False) if args.json else trace.render(story))
+    return 0
+
+
 def cmd_status(args) -> int:
     from sqlalchemy import exc
 
@@ -581,6 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             q.add_argument("--id", type=int, action="append", metavar="ID", help="a dead letter's id (repeatable)")
             q.add_argument("--all", action="store_true", help="every dead letter (of --entity, if given)")
+    p = command("trace", cmd_trace, "the story of one object: its row, deliveries, sync items, pulls, image")
+    p.add_argument("entity", help="an entity name or alias")
+    p.add_argument("zoho_id", help="the object's Zoho id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("status", cmd_status, "queue states per entity, the last sync runs and open alerts")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("check-config", cmd_check_config, "validate the configuration")

@@ -56,6 +56,20 @@ inbox_events = Table(
     CheckConstraint("event_type IN ('created', 'updated', 'deleted')", name="event_type"),
 )
 Index(None, inbox_events.c.received_at)
+# The story of one object (``tds trace``): its deliveries, and through them its sync items. Inbox rows are
+# written once and never updated, so this costs one index entry per delivery.
+Index(None, inbox_events.c.zoho_id)
+
+# A delivery refused as a duplicate of a stored event (same idempotency key): recorded, so that the story of
+# an object shows every delivery. Deleted with its event.
+inbox_duplicates = Table(
+    "tds_inbox_duplicates", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", BigInteger, ForeignKey("tds_inbox_events.id", ondelete="CASCADE"), nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("received_at", TZ, nullable=False, server_default=func.now()),
+)
+Index(None, inbox_duplicates.c.event_id)
 
 sync_queue = Table(
     "tds_sync_queue", metadata,
@@ -223,6 +237,8 @@ def entity_columns(spec: entities.EntitySpec) -> list[Column]:
         Column("detail_state", Text, nullable=False, server_default="current"),
         # The version_at a detail read was last made for: the same version is never read twice.
         Column("detail_fetched_for", TZ),
+        # The latest pull (tds_sync_runs.id) that wrote this row; a webhook or a detail read leaves it as it is.
+        Column("last_pull_run_id", BigInteger),
         *(Column(c.name, _SQL_TYPES[c.type]()) for c in spec.columns),
     ]
 

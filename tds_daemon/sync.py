@@ -74,6 +74,7 @@ class Tally:
     breaker_results: int = 0  # results told to the entity's breaker (not recorded in the run)
     newest: dt.datetime | None = None
     seen: set[str] = field(default_factory=set)
+    run_id: int | None = None  # recorded on the rows the run writes
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -123,7 +124,7 @@ class Syncer:
     def run(self, run_id: int, spec: EntitySpec, kind: str, since: dt.datetime | None = None,
             progress: Progress | None = None) -> Tally:
         """Execute a started run and record its end; returns the tally, raises SyncError on failure."""
-        tally = Tally()
+        tally = Tally(run_id=run_id)
         requests_before = self.client.requests
         breaker = self.breakers.entity(spec.name)
         decision = breaker.check()
@@ -216,7 +217,8 @@ class Syncer:
         ``whole``, objects read one by one."""
         whole = whole or spec.lists_whole
         with self.engine.begin() as conn:
-            outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived, whole=whole) for o in objects])
+            outcomes = upsert.apply(conn, spec, self.schema, [upsert.Change(o, arrived, whole=whole) for o in objects],
+                                    run_id=tally.run_id)
         with tally.lock:
             tally.add(outcomes)
             tally.seen.update(outcomes)
@@ -312,12 +314,12 @@ class Syncer:
 
         def apply(objects: list[dict]) -> None:
             with self.engine.begin() as conn:
-                outcomes = upsert.apply_stock(conn, spec, self.schema, objects)
+                outcomes = upsert.apply_stock(conn, spec, self.schema, objects, run_id=tally.run_id)
                 unknown = [o for o in objects if outcomes.get(zohovalues.zoho_id(o.get(spec.id_field))) == "missing"]
                 if unknown:  # new items: apply them whole
                     outcomes.update(upsert.apply(conn, spec, self.schema,
                                                  [upsert.Change(o, arrived, whole=spec.lists_whole)
-                                                  for o in unknown]))
+                                                  for o in unknown], run_id=tally.run_id))
             with tally.lock:
                 tally.add(outcomes)
                 tally.objects += len(objects)
@@ -351,7 +353,8 @@ class Syncer:
             with self.engine.begin() as conn:
                 tally.deleted += conn.execute(update(table).where(table.c.zoho_id.in_(gone),
                                                                   table.c.deleted_at.is_(None))
-                                              .values(deleted_at=func.now(), synced_at=func.now())).rowcount
+                                              .values(deleted_at=func.now(), synced_at=func.now(),
+                                                      last_pull_run_id=tally.run_id)).rowcount
 
 
 def _modified(spec: EntitySpec, obj: dict) -> dt.datetime | None:

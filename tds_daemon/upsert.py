@@ -53,14 +53,15 @@ class Change:
     whole: bool = True  # the whole object (webhook, single read); False: a list row (a summary)
 
 
-def _row(spec: EntitySpec, change: Change, now: dt.datetime) -> dict[str, Any]:
+def _row(spec: EntitySpec, change: Change, now: dt.datetime, run_id: int | None) -> dict[str, Any]:
     obj = change.obj
     zoho_id = zohovalues.zoho_id(obj.get(spec.id_field))
     if zoho_id is None:
         raise InvalidObject(f"{spec.name} object has no {spec.id_field}; it cannot be stored")
     row: dict[str, Any] = {"zoho_id": zoho_id, "raw": obj, "synced_at": now,
                            "deleted_at": now if change.deleted else None,
-                           "detail_state": "current" if change.whole else "missing", "detail_fetched_for": None}
+                           "detail_state": "current" if change.whole else "missing", "detail_fetched_for": None,
+                           "last_pull_run_id": run_id}
     modified = None
     for col in spec.columns:
         try:
@@ -88,13 +89,15 @@ def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(best.values())
 
 
-def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]) -> dict[str, str]:
-    """Write the changes; return {zoho_id: outcome} with outcome created|updated|deleted|unchanged|stale."""
+def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change], *,
+          run_id: int | None = None) -> dict[str, str]:
+    """Write the changes; return {zoho_id: outcome} with outcome created|updated|deleted|unchanged|stale.
+    ``run_id``: the pull writing them, recorded on each row it writes (``last_pull_run_id``)."""
     if not changes:
         return {}
     now = dt.datetime.now(dt.UTC)
     table = entity_table(spec, schema)
-    rows = [_row(spec, c, now) for c in changes]
+    rows = [_row(spec, c, now, run_id) for c in changes]
     recent = _recent_transactions(spec, changes, now) if spec.moves_stock else []
     before = _stock_lines(conn, table, [zid for zid, _ in recent]) if recent else {}
     outcomes: dict[str, str] = {}
@@ -235,8 +238,10 @@ def _statement(table, deleted: bool, whole: bool):
         changed = raw.is_distinct_from(old.raw)
         newer = new.version_at > old.version_at
         set_ = {c.name: new[c.name] for c in table.columns
-                if c.name not in ("zoho_id", "raw", "detail_state", "detail_fetched_for")}
+                if c.name not in ("zoho_id", "raw", "detail_state", "detail_fetched_for", "last_pull_run_id")}
         set_["raw"] = raw
+        # A webhook or a detail read leaves the last pull that wrote the row as it is.
+        set_["last_pull_run_id"] = func.coalesce(new.last_pull_run_id, old.last_pull_run_id)
         if whole:
             set_["detail_state"] = _CURRENT
         else:
@@ -254,7 +259,8 @@ def _statement(table, deleted: bool, whole: bool):
     return stmt.returning(old.zoho_id, literal_column("(xmax = 0)").label("inserted"))
 
 
-def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[dict]) -> dict[str, str]:
+def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[dict], *,
+                run_id: int | None = None) -> dict[str, str]:
     """Refresh only the spec's stock columns (and the same fields inside ``raw``) of known rows.
 
     A row whose stock changed has whole-object detail (per-warehouse stock) that no longer adds up:
@@ -287,7 +293,8 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
             .where(table.c.zoho_id == incoming.c.zoho_id,
                    or_(*(table.c[n].is_distinct_from(incoming.c[n]) for n in names)))
             .values(**{n: incoming.c[n] for n in names}, raw=table.c.raw.op("||")(incoming.c.raw_part),
-                    synced_at=func.now(), **_stale_detail(spec, table))
+                    synced_at=func.now(), **_stale_detail(spec, table),
+                    **({"last_pull_run_id": run_id} if run_id is not None else {}))
             .returning(table.c.zoho_id))
     updated = set(conn.execute(stmt).scalars())
     outcomes.update({zid: "updated" if zid in updated else "unchanged" for zid in known})

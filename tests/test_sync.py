@@ -308,7 +308,8 @@ def test_stock_sync_updates_only_stock_fields(sim, tds):
     assert row["stock_on_hand"] == zohovalues.convert("numeric", new_stock)
     assert row["raw"]["stock_on_hand"] == new_stock
     assert row["available_stock"] == old["available_stock"]
-    untouched = {k: v for k, v in old.items() if k not in ("stock_on_hand", "raw", "synced_at")}
+    assert row["last_pull_run_id"] == run["id"]  # the stock pull wrote the row
+    untouched = {k: v for k, v in old.items() if k not in ("stock_on_hand", "raw", "synced_at", "last_pull_run_id")}
     assert {k: row[k] for k in untouched} == untouched, "name, rate, versions: as they were"
     assert {k: v for k, v in row["raw"].items() if k != "stock_on_hand"} == \
         {k: v for k, v in old["raw"].items() if k != "stock_on_hand"}

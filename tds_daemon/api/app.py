@@ -22,6 +22,7 @@ from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .images import ImageResource
 from .monitoring import MonitoringHealthResource
+from .objects import ObjectResource
 from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
 from .session import Sessions
 from .stats import StatsResource, StatsRunResource
@@ -83,6 +84,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
                   SchedulerJobRunResource(config, client, engine, dispatcher))
     app.add_route("/api/tds/monitoring/health", MonitoringHealthResource(config, engine, client))
     app.add_route("/api/tds/images/{item_id}", ImageResource(config, engine))
+    app.add_route("/api/tds/objects/{entity}/{zoho_id}", ObjectResource(engine, config.database.entity_schema))
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
     app.add_route("/api/tds/alerts", AlertsResource(engine))
