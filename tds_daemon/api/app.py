@@ -52,8 +52,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.req_options.media_handlers[falcon.MEDIA_JSON] = handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = handler
     app.req_options.strip_url_path_trailing_slash = True
-    app.set_error_serializer(errors.serialize_error)
-    app.add_error_handler(Exception, errors.unexpected)
+    errors.register(app)
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/health/live", LiveResource())
@@ -68,7 +67,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/entities", EntitiesResource(engine, config, budget))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
     app.add_route("/api/tds/runs", RunsResource(engine))
-    app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
+    app.add_route("/api/tds/runs/{run_id}", RunResource(engine))
     app.add_route("/api/tds/auto-healing/run", HealingRunResource(config, engine, dispatcher))
     app.add_route("/api/tds/auto-healing/runs", HealingRunsResource(engine))
     app.add_route("/api/tds/stats", StatsResource(engine))
@@ -81,7 +80,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
     app.add_route("/api/tds/alerts", AlertsResource(engine))
-    app.add_route("/api/tds/alerts/{alert_id:int(min=1)}/acknowledge", AlertAcknowledgeResource(engine))
+    app.add_route("/api/tds/alerts/{alert_id}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     return app

@@ -12,12 +12,11 @@ from sqlalchemy import exc
 from .. import entities, intake
 from ..db import is_transient
 from ..metrics import webhooks_received
-from .errors import ApiError
+from .errors import ApiError, database_unavailable
 from .groupcommit import GroupCommit
 from .pressure import Announcer, Pressure
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = "30"
 
 
 class WebhookResource:
@@ -65,10 +64,11 @@ class WebhookResource:
         try:
             body = intake.parse_body(raw, req.content_type)
             delivery = intake.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
+            payload = intake.dump_body(body)
         except intake.Rejected as e:
             raise ApiError(e.status, e.code, e.message) from None
         try:
-            stored = self.commits.store(delivery, intake.dump_body(body))
+            stored = self.commits.store(delivery, payload)
         except exc.DataError as e:
             raise ApiError(400, "unstorable_payload", "PostgreSQL cannot store this body: "
                            + str(e.orig).splitlines()[0]) from None
@@ -77,8 +77,8 @@ class WebhookResource:
                 raise
             log.warning("database unavailable, webhook refused with 503: entity=%s error=%s", spec.name,
                         type(e.orig if hasattr(e, "orig") else e).__name__)
-            raise ApiError(503, "database_unavailable", "TDS cannot reach its database; nothing was "
-                           "stored, send it again later", headers={"Retry-After": RETRY_AFTER_S}) from None
+            raise database_unavailable("TDS cannot reach its database; nothing was stored, send it again "
+                                       "later") from None
         return stored, delivery
 
     def _authenticate(self, req: falcon.Request) -> None:
