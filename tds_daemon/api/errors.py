@@ -21,16 +21,21 @@ REDIS_RETRY_AFTER_S = 5
 
 
 class ApiError(falcon.HTTPError):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+    """``detail``: for the log only (an error's type), never in the answer."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None,
+                 detail: str | None = None):
         super().__init__(falcon.code_to_http_status(status), headers=headers)
-        self.code, self.message = code, message
+        self.code, self.message, self.detail = code, message, detail
 
     def to_dict(self, obj_type=dict):
         return obj_type(error=self.code, message=self.message)
 
 
-def database_unavailable(message: str = "TDS cannot reach its database; try again later") -> ApiError:
-    return ApiError(503, "database_unavailable", message, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+def database_unavailable(message: str = "TDS cannot reach its database; try again later",
+                         detail: str | None = None) -> ApiError:
+    return ApiError(503, "database_unavailable", message, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                    detail=detail)
 
 
 def redis_unavailable(error: BaseException | None = None, what: str = "what this asks for") -> ApiError:
