@@ -23,13 +23,15 @@ BULK = {
 
 
 class RunStarter:
-    """Queues runs and asks a worker to execute them; a run whose message is lost is re-sent later."""
+    """Queues runs and asks a worker to execute them; a run whose message is lost is re-sent later. A run
+    already queued (not started) for the same entity and kind is answered instead of a second one."""
 
     def __init__(self, engine, dispatcher):
         self.engine, self.dispatcher = engine, dispatcher
 
     def start(self, names, kind: str, origin: str) -> list[dict]:
-        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin)]
+        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin,
+                                                            reuse_queued=True)]
 
     def answer(self, resp, names, kind: str, origin: str) -> None:
         """202 with the queued runs: they are in PostgreSQL, a worker executes them."""
