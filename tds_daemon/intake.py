@@ -103,6 +103,8 @@ def read(spec: EntitySpec, body: dict, query_event: str | None = None,
         raise Rejected(422, "missing_id",
                        f"the {spec.name} object has no {spec.id_field}; send Zoho's default payload "
                        f'{{"{spec.object_key}": {{"{spec.id_field}": "...", ...}}}}')
+    if "\x00" in zoho_id:  # PostgreSQL cannot hold it in text, and no Zoho id has one
+        raise Rejected(422, "invalid_id", f"{spec.id_field} holds a NUL character; a Zoho id never does")
     event = event_type(body, query_event, header_event)
     modified = None
     if spec.last_modified:

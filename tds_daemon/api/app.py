@@ -21,6 +21,7 @@ from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .images import ImageResource
 from .monitoring import MonitoringHealthResource
+from .openapi import OpenApiResource
 from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
 from .stats import StatsResource, StatsRunResource
 from .syncruns import (
@@ -56,6 +57,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/health/live", LiveResource())
+    app.add_route("/openapi.json", OpenApiResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)

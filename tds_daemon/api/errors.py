@@ -63,6 +63,9 @@ def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params
 
 
 def _database(req: falcon.Request, resp: falcon.Response, ex: exc.SQLAlchemyError, params: dict) -> None:
+    if isinstance(ex, exc.DataError):  # a value from the request PostgreSQL cannot take (out of range, ...)
+        raise ApiError(400, "invalid_value", "PostgreSQL refused a value of this request: "
+                       + str(ex.orig).splitlines()[0][:200]) from None
     if not is_transient(ex):
         unexpected(req, resp, ex, params)
     log.warning("database unavailable: method=%s path=%s error=%s", req.method, req.path,
