@@ -3,7 +3,8 @@ breaker happens inside one of these, so two processes can never both move a brea
 
 Keys (``<ns>`` is ``redis.namespace``):
 
-- ``<ns>:breaker:<name>`` — a hash: ``state`` (closed | open | half_open; absent means closed),
+- ``<ns>:breaker:<name>`` (an app's: ``<ns>:breaker:zoho:<app>@<digest of its URL and organization>``) —
+  a hash: ``state`` (closed | open | half_open; absent means closed),
   ``since`` (ms of the last transition), ``opened_at`` and ``retry_at`` (ms; while open or half-open),
   ``reason`` (what opened it: the failure rate, or an operator), ``trials`` / ``trial_ok`` / ``trial_failed`` and
   ``round_at`` (half-open permits given out, their results, when the round began).

@@ -28,6 +28,12 @@ fetches against their entity (``tds_daemon.sync``). A breaker that cannot reach 
 allows the call and logs at INFO (at most once per ``_FAIL_OPEN_LOG_S`` per breaker); a Redis blip never
 stops the daemon.
 
+An app's breaker guards one Zoho endpoint for one organization: its state is kept under a key of
+the app's base URL and ``zoho.organization_id`` (``Breakers.from_config``), so a process configured
+for another URL or organization (a one-off ``tds sync`` with a mistyped URL) moves a breaker of its
+own and never the daemon's. The names (``zoho:books``) stay what operators see in the API, metrics,
+alerts and ``tds status``: each process shows the breakers of the endpoint it is configured for.
+
 Keys and the scripts that move them: ``tds_daemon.breaker_lua``.
 
 Every time is the Redis server's clock (``TIME``), so processes on different hosts agree.
@@ -36,6 +42,7 @@ Every time is the Redis server's clock (``TIME``), so processes on different hos
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
@@ -134,13 +141,30 @@ def clock(moment: dt.datetime | None) -> str:
     return moment.astimezone(dt.UTC).strftime("%H:%M:%S UTC") if moment else "unknown"
 
 
-class Breaker:
-    """One breaker. ``alerts`` is an engine: a transition to open raises ``breaker_open``, to closed resolves it."""
+@dataclass(frozen=True)
+class Scope:
+    """What an app's breaker guards: a Zoho base URL and organization (``key`` their digest)."""
 
-    def __init__(self, client: redis.Redis, namespace: str, name: str, settings: Settings, *, alerts=None):
+    url: str
+    organization_id: str
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(f"{self.url.rstrip('/')}|{self.organization_id}".encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.url.rstrip('/')}, organization {self.organization_id or '(none)'}"
+
+
+class Breaker:
+    """One breaker. ``alerts`` is an engine: a transition to open raises ``breaker_open``, to closed resolves it.
+    ``scope``: the endpoint it guards, part of its key (None: keyed by its name alone)."""
+
+    def __init__(self, client: redis.Redis, namespace: str, name: str, settings: Settings, *, alerts=None,
+                 scope: Scope | None = None):
         self.client, self.namespace, self.name, self.settings = client, namespace, name, settings
-        self.alerts = alerts
-        self.key = f"{namespace}:breaker:{name}"
+        self.alerts, self.scope = alerts, scope
+        self.key = f"{namespace}:breaker:{name}" + (f"@{scope.key}" if scope else "")
         self.window_key = f"{self.key}:window"
         self._acquire = client.register_script(ACQUIRE)
         self._record = client.register_script(RECORD)
@@ -231,6 +255,8 @@ class Breaker:
     def _transitioned(self, before: str, after: str, why: str | None) -> None:
         """Only the process whose call made the transition gets here: it logs and alerts, once."""
         detail = f" ({why})" if why else ""
+        if self.scope is not None:
+            detail += f" [{self.scope.describe()}]"
         if after == OPEN:
             retry = self.settings.open_s
             log.warning("breaker %s: %s -> open%s; calls refused for %gs", self.name, before, detail, retry)
@@ -309,15 +335,19 @@ def redis_for_breakers(config) -> redis.Redis:
 class Breakers:
     """Every breaker of the registry, built once per process (the scripts are registered once)."""
 
-    def __init__(self, client: redis.Redis, namespace: str, settings: Settings, *, alerts=None):
+    def __init__(self, client: redis.Redis, namespace: str, settings: Settings, *, alerts=None,
+                 scopes: dict[str, Scope] | None = None):
         self.client, self.namespace, self.settings = client, namespace, settings
         self._alerts = alerts
+        self.scopes = dict(scopes or {})  # app -> the endpoint its breaker guards
         self._lock = threading.Lock()
         self._by_name: dict[str, Breaker] = {}
 
     @classmethod
     def from_config(cls, config, client: redis.Redis, *, alerts=None) -> Breakers:
-        return cls(client, config.redis.namespace, Settings.from_config(config), alerts=alerts)
+        org = config.zoho.organization_id
+        scopes = {"books": Scope(config.zoho_books_url, org), "inventory": Scope(config.zoho_inventory_url, org)}
+        return cls(client, config.redis.namespace, Settings.from_config(config), alerts=alerts, scopes=scopes)
 
     @property
     def alerts(self):
@@ -337,8 +367,9 @@ class Breakers:
         with self._lock:
             b = self._by_name.get(name)
             if b is None:
+                scope = self.scopes.get(name.split(":", 1)[1]) if name.startswith("zoho:") else None
                 b = self._by_name[name] = Breaker(self.client, self.namespace, name, self.settings,
-                                                  alerts=self._alerts)
+                                                  alerts=self._alerts, scope=scope)
             return b
 
     def entity(self, entity: str) -> Breaker:

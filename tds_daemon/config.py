@@ -186,6 +186,8 @@ SCHEMA: tuple[Setting, ...] = (
             "warning (and the healer's dead-letter alert)", check=_range(0, 100_000_000)),
     Setting("monitoring", "dead_letter_critical", int, 100, "more dead letters than this: critical",
             check=_range(1, 100_000_000)),
+    Setting("monitoring", "success_rate_min_items", int, 20, "items finished in the last 24 hours before their "
+            "success rate can make the monitoring status degraded (fewer say too little)", check=_range(1, 1_000_000)),
     Setting("supervisor", "max_restarts", int, 5, "restarts of one child allowed within "
             "supervisor.restart_window_s; one more and tds run stops everything and exits non-zero",
             check=_range(1, 1000)),

@@ -20,6 +20,9 @@ _EVENT_ALIASES = {"create": "created", "created": "created", "update": "updated"
                   "edit": "updated", "edited": "updated", "delete": "deleted", "deleted": "deleted"}
 
 
+_TOO_DEEP = "body is nested too deeply to be stored; send Zoho's payload as it is"
+
+
 class Rejected(Exception):
     """A delivery TDS will not store; ``status`` is the HTTP answer, ``code`` and ``message`` its body."""
 
@@ -55,6 +58,8 @@ def parse_body(raw: bytes, content_type: str | None) -> dict:
                        "application/x-www-form-urlencoded with a JSONString field")
     try:
         doc = jsoncodec.loads(text)
+    except jsoncodec.TooDeep:
+        raise Rejected(400, "too_deep", _TOO_DEEP) from None
     except ValueError as e:
         raise Rejected(400, "invalid_json", f"body is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -98,6 +103,8 @@ def read(spec: EntitySpec, body: dict, query_event: str | None = None,
         raise Rejected(422, "missing_id",
                        f"the {spec.name} object has no {spec.id_field}; send Zoho's default payload "
                        f'{{"{spec.object_key}": {{"{spec.id_field}": "...", ...}}}}')
+    if "\x00" in zoho_id:  # PostgreSQL cannot hold it in text, and no Zoho id has one
+        raise Rejected(422, "invalid_id", f"{spec.id_field} holds a NUL character; a Zoho id never does")
     event = event_type(body, query_event, header_event)
     modified = None
     if spec.last_modified:
@@ -107,12 +114,18 @@ def read(spec: EntitySpec, body: dict, query_event: str | None = None,
             raise Rejected(422, "invalid_last_modified", f"{spec.last_modified}: {e}") from None
     # The same entity, id and last-modified time (or, without one, the same content) is the same
     # delivery: Zoho's duplicates are recognised, real changes are not mistaken for duplicates.
-    version = modified.isoformat() if modified else hashlib.sha256(
-        json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    try:
+        version = modified.isoformat() if modified else hashlib.sha256(
+            json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    except RecursionError:
+        raise Rejected(400, "too_deep", _TOO_DEEP) from None
     key = f"{spec.name}:{zoho_id}:{event}:{version}"
     return Delivery(spec, zoho_id, event, modified, body, key)
 
 
 def dump_body(body: dict) -> str:
-    """The body as stored: JSON text, every field kept."""
-    return jsoncodec.dumps(body)
+    """The body as stored: JSON text, every field kept. Raises Rejected if it cannot be written back."""
+    try:
+        return jsoncodec.dumps(body)
+    except jsoncodec.TooDeep:
+        raise Rejected(400, "too_deep", _TOO_DEEP) from None

@@ -4,7 +4,8 @@ orjson decodes and encodes Zoho's objects several times faster than ``json``, a 
 a full sync's CPU (see docs/PERFORMANCE.md). But it decodes an integer beyond 64 bits as a float,
 silently rounding it, and refuses to encode one; ``json`` keeps such integers exactly. So a document
 with an integer of 19 digits or more goes to ``json`` (a cheap scan finds it first), and so does one
-orjson cannot encode.
+orjson cannot encode. A document nested deeper than either can go raises ``TooDeep`` (a ValueError), never
+RecursionError.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
 
 
+class TooDeep(ValueError):
+    """Nested deeper than the decoder or encoder can go."""
+
+    def __init__(self):
+        super().__init__("JSON nested too deeply")
+
+
 def _may_hold_long_int(data: bytes) -> bool:
     if _NINETEEN_DIGITS not in data.translate(_DIGITS_TO_ZERO):
         return False
@@ -33,12 +41,15 @@ def _may_hold_long_int(data: bytes) -> bool:
 
 
 def loads(data: bytes | str) -> Any:
-    if _may_hold_long_int(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")):
-        return json.loads(data)
     try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)  # raises the standard error if it is really not JSON
+        if _may_hold_long_int(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")):
+            return json.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return json.loads(data)  # raises the standard error if it is really not JSON
+    except RecursionError:
+        raise TooDeep() from None
 
 
 def dumps(obj: Any) -> str:
@@ -49,5 +60,8 @@ def dumpb(obj: Any) -> bytes:
     """``dumps`` as UTF-8 bytes (an HTTP body)."""
     try:
         return orjson.dumps(obj)
-    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, or a type it does not know
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a type it does not know, depth > 255
+        try:
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+        except RecursionError:
+            raise TooDeep() from None

@@ -12,8 +12,9 @@ The overall status is the worst that applies, in this order:
   are stored but none is applied until it does);
 - **warning**: pending > ``monitoring.pending_warning``, or dead letters > ``monitoring.dead_letter_warning``,
   or an open warning alert;
-- **degraded**: the success rate of the last 24 hours is below 95 %, or items are failing and being
-  retried (status ``failed``);
+- **degraded**: the success rate of the last 24 hours is below 95 % over at least
+  ``monitoring.success_rate_min_items`` finished items (fewer say too little: one bad webhook of six is
+  no trend), or items are failing and being retried (status ``failed``);
 - **healthy**: none of these.
 
 Success rate (24 h) = completed / (completed + dead_letter + failed), counting items completed, or
@@ -55,7 +56,7 @@ def thresholds(config: Config) -> dict[str, Any]:
     m = config.monitoring
     return {"pending": {"warning": m.pending_warning, "critical": m.pending_critical},
             "dead_letter": {"warning": m.dead_letter_warning, "critical": m.dead_letter_critical},
-            "success_rate_24h": {"degraded_below": SUCCESS_RATE_DEGRADED}}
+            "success_rate_24h": {"degraded_below": SUCCESS_RATE_DEGRADED, "min_items": m.success_rate_min_items}}
 
 
 def assess(engine: Engine, config: Config, redis_client: redis.Redis | None = None) -> dict[str, Any]:
@@ -92,9 +93,9 @@ def assess(engine: Engine, config: Config, redis_client: redis.Redis | None = No
         except (redis.RedisError, OSError) as e:
             reasons.append(("critical", f"Redis does not answer ({type(e).__name__}): events are stored but "
                                         "not applied until it does"))
-    if rate is not None and rate < SUCCESS_RATE_DEGRADED:
+    if rate is not None and rate < SUCCESS_RATE_DEGRADED and done >= config.monitoring.success_rate_min_items:
         reasons.append(("degraded", f"success rate of the last 24 h is {rate:.1%}, below "
-                                    f"{SUCCESS_RATE_DEGRADED:.0%}"))
+                                    f"{SUCCESS_RATE_DEGRADED:.0%} ({done} items finished)"))
     if queue["failed"]:
         reasons.append(("degraded", f"{queue['failed']} item(s) failed and waiting for a retry"))
     reasons.sort(key=lambda r: -LEVELS.index(r[0]))

@@ -21,6 +21,22 @@ def create(engine: Engine, entity: str, kind: str, *, origin: str, since: dt.dat
                          .returning(sync_runs.c.id)).scalar_one()
 
 
+def create_or_reuse(engine: Engine, entity: str, kind: str, *, origin: str) -> tuple[int, bool, bool]:
+    """The run of ``kind`` already queued for ``entity`` (not started yet), else a new one: (id, reused,
+    dispatched). One transaction under an advisory lock per entity and kind, so requests that arrive
+    together, in any process, queue one run between them."""
+    with engine.begin() as c:
+        c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tds_sync_run:{entity}:{kind}"})
+        row = c.execute(select(sync_runs.c.id, sync_runs.c.dispatched_at).where(
+            sync_runs.c.entity_type == entity, sync_runs.c.kind == kind, sync_runs.c.status == "queued")
+            .order_by(sync_runs.c.id).limit(1)).first()
+        if row is not None:
+            return row.id, True, row.dispatched_at is not None
+        run_id = c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin)
+                           .returning(sync_runs.c.id)).scalar_one()
+        return run_id, False, False
+
+
 # Queued runs whose message never reached a worker (Redis down when asked, or flushed since).
 _LOST_QUEUED = text("""
 UPDATE tds_sync_runs SET dispatched_at = now()

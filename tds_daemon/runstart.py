@@ -24,14 +24,19 @@ class QueuedRun:
     entity: str
     kind: str
     dispatched: bool  # False: in PostgreSQL, but its message waits for the recovery sweep
+    reused: bool = False  # a run already queued for the same entity and kind, not a new one
 
     def as_json(self) -> dict:
-        return {"id": self.id, "entity": self.entity, "kind": self.kind, "status": "queued"}
+        return {"id": self.id, "entity": self.entity, "kind": self.kind, "status": "queued", "reused": self.reused}
 
 
 def start(engine: Engine, dispatcher: Dispatcher, names: Iterable[str], kind: str, origin: str, *,
-          unless_queued: bool = False) -> list[QueuedRun]:
+          unless_queued: bool = False, reuse_queued: bool = False) -> list[QueuedRun]:
     """Queue one run of ``kind`` per entity and send it to the sync actor.
+
+    ``reuse_queued`` returns the run of this kind already queued for an entity instead of a second one
+    (an operator's requests, e.g. ``products`` and ``sync-all`` sent together, share it); its message
+    is not sent again (the recovery sweep sends one that was never sent).
 
     ``unless_queued`` skips the entities that already have a run of this kind waiting to start, which
     would do the same work: a slow worker does not collect a pile of identical scheduled runs. Only
@@ -42,8 +47,14 @@ def start(engine: Engine, dispatcher: Dispatcher, names: Iterable[str], kind: st
         waiting = _queued(engine, names, kind)
         names = [n for n in names if n not in waiting]
     started = []
-    for name in names:
-        run_id = runs.create(engine, name, kind, origin=origin)
+    for name in dict.fromkeys(names):
+        if reuse_queued:
+            run_id, reused, dispatched = runs.create_or_reuse(engine, name, kind, origin=origin)
+            if reused:
+                started.append(QueuedRun(run_id, name, kind, dispatched, reused=True))
+                continue
+        else:
+            run_id = runs.create(engine, name, kind, origin=origin)
         sent = dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
         if sent:
             runs.mark_dispatched(engine, run_id)

@@ -264,13 +264,16 @@ def test_transitions_raise_and_resolve_the_alert(rds, ns, clean_db):
 
 # ------------------------------------------------------------------- the Zoho client (HTTP classification)
 
+def daemon_config(ns, **env):
+    return load(environ={"TDS_REDIS_NAMESPACE": ns, "TDS_ZOHO_CLIENT_ID": "c", "TDS_ZOHO_CLIENT_SECRET": "s",
+                         "TDS_ZOHO_REFRESH_TOKEN": "r", "TDS_ZOHO_ORGANIZATION_ID": ORG,
+                         "TDS_ZOHO_ACCOUNTS_URL": "http://zoho.test", "TDS_ZOHO_BOOKS_URL": "http://zoho.test/b",
+                         **env})
+
+
 def client_with(handler, rds, ns, **env) -> ZohoClient:
-    config = load(environ={"TDS_REDIS_NAMESPACE": ns, "TDS_ZOHO_CLIENT_ID": "c", "TDS_ZOHO_CLIENT_SECRET": "s",
-                           "TDS_ZOHO_REFRESH_TOKEN": "r", "TDS_ZOHO_ORGANIZATION_ID": ORG,
-                           "TDS_ZOHO_ACCOUNTS_URL": "http://zoho.test", "TDS_ZOHO_BOOKS_URL": "http://zoho.test/b",
-                           **env})
     http = httpx.Client(transport=httpx.MockTransport(handler), timeout=5)
-    return ZohoClient(config, rds, http=http)
+    return ZohoClient(daemon_config(ns, **env), rds, http=http)
 
 
 def test_what_each_answer_tells_the_app_breaker(rds, ns):
@@ -336,6 +339,31 @@ def test_retries_stop_once_the_app_breaker_opens(rds, ns):
     assert e.value.breaker == "zoho:books" and e.value.transient
 
 
+def test_a_breaker_opened_for_another_url_or_organization_leaves_the_configured_one_alone(rds, ns, caplog):
+    """A one-off run with a mistyped URL (or another organization) moves a breaker of its own, same name."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/v2/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
+        if request.url.host == "wrong.test" or request.url.params.get("organization_id") == "999":
+            raise httpx.ConnectError("no such host")
+        return httpx.Response(200, json={"code": 0, "message": "success", "contacts": []})
+
+    fast = {"TDS_ZOHO_MAX_ATTEMPTS": "3", "TDS_BREAKERS_MIN_CALLS": "2", "TDS_BREAKERS_OPEN_S": "60"}
+    daemon = client_with(handler, rds, ns, **fast)
+    for wrong in ({"TDS_ZOHO_BOOKS_URL": "http://wrong.test/b"}, {"TDS_ZOHO_ORGANIZATION_ID": "999"}):
+        one_off = client_with(handler, rds, ns, **fast, **wrong)
+        with caplog.at_level(logging.WARNING, logger="tds_daemon.breakers"), pytest.raises(ZohoBreakerOpen):
+            one_off.get("books", "/contacts")
+        theirs = one_off.breakers.app("books")
+        assert theirs.name == "zoho:books" and theirs.state() == "open"
+        assert daemon.breakers.app("books").state() == "closed"
+        assert daemon.get("books", "/contacts")["code"] == 0, "the daemon's calls still go"
+        assert [s.state for s in Breakers.from_config(daemon_config(ns, **fast), rds).statuses()
+                if s.name == "zoho:books"] == ["closed"], "what the API and tds status show"
+    opened = transitions(caplog, "open")
+    assert "[http://wrong.test/b, organization " in opened[0] and "organization 999]" in opened[1], opened
+
+
 def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
     sent: list[str] = []
 
@@ -346,8 +374,10 @@ def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
         return httpx.Response(200, json={"code": 0, "message": "success", "contacts": []})
 
     client = client_with(handler, rds, ns, TDS_BREAKERS_OPEN_S="60", TDS_BREAKERS_HALF_OPEN_CALLS="2")
-    breaker(rds, ns, replace(FAST, open_s=0.05), name="zoho:books").trip("test")
-    other = breaker(rds, ns, replace(FAST, open_s=60, half_open_calls=2), name="zoho:books")  # another process
+    scope = client.breakers.scopes["books"]
+    breaker(rds, ns, replace(FAST, open_s=0.05), name="zoho:books", scope=scope).trip("test")
+    other = breaker(rds, ns, replace(FAST, open_s=60, half_open_calls=2), name="zoho:books",
+                    scope=scope)  # another process
     wait_until(other.allow, 10, interval=0.02, message="half-open")
     assert other.allow() and not other.allow(), "both trials are out, in the other process"
 
@@ -560,6 +590,7 @@ def test_registry_builds_every_breaker_from_config(rds, ns):
     assert reg.settings == Settings(50.0, 60, 3, 2.5, 3)
     assert [s.name for s in reg.statuses()] == list(breakers.NAMES)
     assert reg.entity("product") is reg.get("entity:product")
-    assert reg.app("books").key == f"{ns}:breaker:zoho:books"
+    assert reg.app("books").key.startswith(f"{ns}:breaker:zoho:books@")
+    assert reg.entity("product").key == f"{ns}:breaker:entity:product"
     with pytest.raises(KeyError):
         reg.get("entity:nothing")

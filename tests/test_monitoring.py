@@ -136,7 +136,7 @@ def test_degraded_by_success_rate_and_by_retries(api, clean_db):
     add_items(clean_db, "dead_letter", 1)
     h = health(client)
     assert h["status"] == "degraded" and h["success_rate_24h"] == round(19 / 21, 4)
-    assert h["reasons"] == ["success rate of the last 24 h is 90.5%, below 95%"]
+    assert h["reasons"] == ["success rate of the last 24 h is 90.5%, below 95% (21 items finished)"]
 
     with clean_db.begin() as c:
         c.execute(text("UPDATE tds_sync_queue SET status = 'completed', completed_at = now() "

@@ -149,7 +149,7 @@ def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes,
 
         # The next run, queued through the API and run by the stats actor: the alert is resolved.
         assert http.post("/api/tds/stats/run").status_code == 401
-        assert http.post("/api/tds/stats/run", params={"entity": "nope"}, headers=ADMIN).status_code == 404
+        assert http.post("/api/tds/stats/run", params={"entity": "nope"}, headers=ADMIN).status_code == 400
         r = http.post("/api/tds/stats/run", params={"entity": "products"}, headers=ADMIN)
         assert r.status_code == 202, r.text
         assert r.json() == {"status": "accepted", "queued": {"queue": "tds.stats", "actor": "collect_stats",

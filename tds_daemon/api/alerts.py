@@ -8,7 +8,7 @@ no-op answering the same alert), 404 for an unknown id; the alert stays open unt
 from __future__ import annotations
 
 from .. import alerts
-from .errors import ApiError
+from .errors import ApiError, invalid_param, path_id
 
 
 class AlertsResource:
@@ -18,7 +18,7 @@ class AlertsResource:
     def on_get(self, req, resp) -> None:
         status = req.get_param("status") or "open"
         if status not in alerts.ALERT_STATUSES:
-            raise ApiError(400, "invalid_status", f"status must be one of {', '.join(alerts.ALERT_STATUSES)}")
+            raise invalid_param("status", status, alerts.ALERT_STATUSES, "invalid_status")
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
         items = alerts.recent(self.engine, status=status, limit=limit)
         resp.media = {"alerts": items, "count": len(items)}
@@ -28,8 +28,8 @@ class AlertAcknowledgeResource:
     def __init__(self, engine):
         self.engine = engine
 
-    def on_post(self, req, resp, alert_id: int) -> None:
-        alert = alerts.acknowledge(self.engine, alert_id) if alert_id < 2**63 else None
+    def on_post(self, req, resp, alert_id: str) -> None:
+        alert = alerts.acknowledge(self.engine, path_id(alert_id, "unknown_alert", "alert"))
         if alert is None:
             raise ApiError(404, "unknown_alert", f"no alert {alert_id}")
         resp.media = alert

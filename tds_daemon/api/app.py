@@ -23,6 +23,7 @@ from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .images import ImageResource
 from .monitoring import MonitoringHealthResource
 from .objects import ObjectResource
+from .openapi import OpenApiResource
 from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
 from .session import Sessions
 from .stats import StatsResource, StatsRunResource
@@ -57,12 +58,12 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.req_options.media_handlers[falcon.MEDIA_JSON] = handler
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = handler
     app.req_options.strip_url_path_trailing_slash = True
-    app.set_error_serializer(errors.serialize_error)
-    app.add_error_handler(Exception, errors.unexpected)
+    errors.register(app)
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/api/tds/webhooks/stats", WebhookStatsResource(engine))
     app.add_route("/health/live", LiveResource())
+    app.add_route("/openapi.json", OpenApiResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)
@@ -74,7 +75,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/entities", EntitiesResource(engine, config, budget))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
     app.add_route("/api/tds/runs", RunsResource(engine))
-    app.add_route("/api/tds/runs/{run_id:int}", RunResource(engine))
+    app.add_route("/api/tds/runs/{run_id}", RunResource(engine))
     app.add_route("/api/tds/auto-healing/run", HealingRunResource(config, engine, dispatcher))
     app.add_route("/api/tds/auto-healing/runs", HealingRunsResource(engine))
     app.add_route("/api/tds/stats", StatsResource(engine))
@@ -88,7 +89,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
     app.add_route("/api/tds/alerts", AlertsResource(engine))
-    app.add_route("/api/tds/alerts/{alert_id:int(min=1)}/acknowledge", AlertAcknowledgeResource(engine))
+    app.add_route("/api/tds/alerts/{alert_id}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     app.add_route("/dashboard", DashboardResource(sessions))

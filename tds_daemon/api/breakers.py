@@ -16,14 +16,13 @@ from sqlalchemy import exc
 
 from .. import breakers as breakers_mod
 from .. import syncqueue
-from .errors import ApiError
+from .errors import ApiError, redis_unavailable
 
 log = logging.getLogger(__name__)
 
 
 def _unavailable(e: Exception) -> ApiError:
-    return ApiError(503, "redis_unavailable", f"the breakers are kept in Redis, which does not answer "
-                    f"({type(e).__name__}); try again when it is back", headers={"Retry-After": "5"})
+    return redis_unavailable(e, "the breakers' state")
 
 
 class BreakersResource:

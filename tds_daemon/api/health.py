@@ -50,6 +50,7 @@ class WebhookHealthResource:
                 row = conn.execute(_INTAKE).one()
         except Exception:
             resp.status = falcon.HTTP_503
+            resp.set_header("Retry-After", "30")
             resp.media = {"status": "unavailable", "message": "database unavailable"}
             return
         resp.media = {"status": "ok", "received_24h": row.received, "queue_size": row.queued,

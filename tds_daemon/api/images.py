@@ -20,7 +20,8 @@ class ImageResource:
         self.config, self.engine = config, engine
 
     def on_get(self, req, resp, item_id: str) -> None:
-        row = images.current(self.engine, self.config.database.entity_schema, item_id)
+        # A NUL cannot be in a Zoho id, nor be sent to PostgreSQL in a parameter (psycopg2 refuses it).
+        row = None if "\x00" in item_id else images.current(self.engine, self.config.database.entity_schema, item_id)
         if row is None:
             raise ApiError(404, "no_image", f"no stored image for item {item_id[:40]!r} (none in Zoho, not fetched "
                            "yet, or not storable: see zoho.item_images)")

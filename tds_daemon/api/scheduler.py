@@ -19,7 +19,7 @@ from .. import crontab
 from ..config import Config
 from ..jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
 from ..metrics import scheduler_job_runs
-from .errors import ApiError
+from .errors import ApiError, redis_unavailable
 
 
 class SchedulerJobsResource:
@@ -32,8 +32,7 @@ class SchedulerJobsResource:
             leader = self.client.get(leader_key(ns))
             records = read_status(self.client, ns)
         except (redis.RedisError, OSError) as e:
-            raise ApiError(503, "redis_unavailable", f"Redis does not answer ({type(e).__name__}); the scheduler "
-                           "state lives there", headers={"Retry-After": "5"}) from None
+            raise redis_unavailable(e, "the scheduler's state") from None
         enabled = self.config.scheduler.enabled
         jobs = []
         for spec in JOBS:

@@ -10,8 +10,7 @@ import falcon
 
 from .. import entities, stats
 from ..jobs import STATS_ACTOR, STATS_QUEUE
-from .errors import ApiError
-from .healing import database_answers
+from .errors import ApiError, invalid_param
 
 
 def _summary(run: dict) -> dict:
@@ -29,8 +28,7 @@ class StatsResource:
 
     def on_get(self, req, resp) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 30
-        with database_answers():
-            runs = stats.history(self.engine, limit)
+        runs = stats.history(self.engine, limit)
         resp.media = {"latest": runs[0] if runs else None, "history": [_summary(r) for r in runs]}
 
 
@@ -44,8 +42,7 @@ class StatsRunResource:
         for name in wanted:
             spec = entities.resolve(name)
             if spec is None:
-                raise ApiError(404, "unknown_entity", f"no entity type {name[:60]!r}; known: "
-                               + ", ".join(entities.BY_NAME))
+                raise invalid_param("entity", name, entities.BY_NAME, "unknown_entity")
             names.append(spec.name)
         names = list(dict.fromkeys(names)) or None
         if not self.dispatcher.send_to(STATS_QUEUE, STATS_ACTOR, "api", names):

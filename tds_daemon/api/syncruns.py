@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from .. import detail, entities, runs, runstart
 from ..schema import entity_table, sync_cursors, sync_runs
 from ..sync import KINDS
-from .errors import ApiError
+from .errors import ApiError, invalid_param, path_id
 
 # The previous system's bulk endpoints, as data: path → (entities, kind).
 BULK = {
@@ -23,13 +23,15 @@ BULK = {
 
 
 class RunStarter:
-    """Queues runs and asks a worker to execute them; a run whose message is lost is re-sent later."""
+    """Queues runs and asks a worker to execute them; a run whose message is lost is re-sent later. A run
+    already queued (not started) for the same entity and kind is answered instead of a second one."""
 
     def __init__(self, engine, dispatcher):
         self.engine, self.dispatcher = engine, dispatcher
 
     def start(self, names, kind: str, origin: str) -> list[dict]:
-        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin)]
+        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin,
+                                                            reuse_queued=True)]
 
     def answer(self, resp, names, kind: str, origin: str) -> None:
         """202 with the queued runs: they are in PostgreSQL, a worker executes them."""
@@ -54,7 +56,7 @@ class SyncResource:
     def on_post(self, req, resp, entity: str) -> None:
         kind = req.get_param("kind") or ("full" if req.get_param_as_bool("full") else "incremental")
         if kind not in KINDS:
-            raise ApiError(400, "invalid_kind", f"kind must be one of {', '.join(KINDS)}")
+            raise invalid_param("kind", kind, KINDS, "invalid_kind")
         names = _entities(entity)
         if kind == "stock":
             names = [n for n in names if entities.BY_NAME[n].stock_columns]
@@ -70,7 +72,10 @@ class RunsResource:
     def on_get(self, req, resp) -> None:
         entity = req.get_param("entity")
         if entity:
-            entity = _entities(entity)[0]
+            spec = entities.resolve(entity)
+            if spec is None:
+                raise invalid_param("entity", entity, entities.BY_NAME, "unknown_entity")
+            entity = spec.name
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 50
         resp.media = {"runs": runs.recent(self.engine, entity=entity, limit=limit)}
 
@@ -79,7 +84,8 @@ class RunResource:
     def __init__(self, engine):
         self.engine = engine
 
-    def on_get(self, req, resp, run_id: int) -> None:
+    def on_get(self, req, resp, run_id: str) -> None:
+        run_id = path_id(run_id, "unknown_run", "sync run")
         run = runs.get(self.engine, run_id)
         if run is None:
             raise ApiError(404, "unknown_run", f"no sync run {run_id}")

@@ -12,12 +12,12 @@ from sqlalchemy import exc
 from .. import entities, intake
 from ..db import is_transient
 from ..metrics import webhooks_received
-from .errors import ApiError
+from .errors import ApiError, database_unavailable
 from .groupcommit import GroupCommit
 from .pressure import Announcer, Pressure
+from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
-RETRY_AFTER_S = "30"
 
 
 class WebhookResource:
@@ -25,6 +25,7 @@ class WebhookResource:
         self.token = config.api.webhook_token.encode()
         self.secret = config.api.webhook_secret.encode()
         self.max_body = config.api.max_body_bytes
+        self.refusals = RefusalLog()
         self.pressure = Pressure(config.api.threads)
         announcer = Announcer(self.pressure, dispatcher.broker.client, config.redis.namespace)
         self.commits = GroupCommit(engine, dispatcher, send_interval_s=config.api.send_interval_ms / 1000,
@@ -38,6 +39,8 @@ class WebhookResource:
             stored, delivery = self._accept(req, spec, entity)
         except ApiError as e:
             webhooks_received.labels(label, e.code).inc()
+            self.refusals.note(e.status_code, e.code, spec.name if spec else entity, req.remote_addr,
+                               req.get_header("X-Forwarded-For"), e.detail)
             raise
         finally:
             self.pressure.leave()
@@ -65,20 +68,19 @@ class WebhookResource:
         try:
             body = intake.parse_body(raw, req.content_type)
             delivery = intake.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
+            payload = intake.dump_body(body)
         except intake.Rejected as e:
             raise ApiError(e.status, e.code, e.message) from None
         try:
-            stored = self.commits.store(delivery, intake.dump_body(body))
+            stored = self.commits.store(delivery, payload)
         except exc.DataError as e:
             raise ApiError(400, "unstorable_payload", "PostgreSQL cannot store this body: "
                            + str(e.orig).splitlines()[0]) from None
         except exc.SQLAlchemyError as e:
             if not is_transient(e):
                 raise
-            log.warning("database unavailable, webhook refused with 503: entity=%s error=%s", spec.name,
-                        type(e.orig if hasattr(e, "orig") else e).__name__)
-            raise ApiError(503, "database_unavailable", "TDS cannot reach its database; nothing was "
-                           "stored, send it again later", headers={"Retry-After": RETRY_AFTER_S}) from None
+            raise database_unavailable("TDS cannot reach its database; nothing was stored, send it again later",
+                                       detail=type(getattr(e, "orig", None) or e).__name__) from None
         return stored, delivery
 
     def _authenticate(self, req: falcon.Request) -> None:

@@ -6,15 +6,16 @@ and ``organization_id``, has connect/read timeouts, and is answered by Zoho's en
 jitter; a 429 is waited out (``Retry-After``, else the next minute) without counting as a failure;
 a 401 discards the shared token and refreshes it once, then fails clearly.
 
-Each app has a circuit breaker shared by every process (``zoho:books``, ``zoho:inventory``; see
-``tds_daemon.breakers``), asked before every attempt: while it is open no request is sent and
-``ZohoBreakerOpen`` says until when, and retries stop as soon as it opens. What each attempt tells
-it: a timeout, a connection error or a 5xx is a failure; any other answer (2xx, and 4xx other than
-429: a bad request, a 404, a refused token) is a success, because Zoho answered and the breaker is
-about Zoho's availability, not about our requests; a 429 is neither (our own pace, ZOHO.md), and
-neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token could not
-be had): a half-open trial permit it held is given back. A call that finds the breaker half-open with
-every trial permit out waits up to one request's time for their verdict rather than failing at once.
+Each app has a circuit breaker shared by every process configured for the same base URL and organization
+(``zoho:books``, ``zoho:inventory``; see ``tds_daemon.breakers``), asked before every attempt: while it
+is open no request is sent and ``ZohoBreakerOpen`` says until when, and retries stop as soon as it
+opens. What each attempt tells it: a timeout, a connection error or a 5xx is a failure; any other answer
+(2xx, and 4xx other than 429: a bad request, a 404, a refused token) is a success, because Zoho answered
+and the breaker is about Zoho's availability, not about our requests; a 429 is neither (our own pace,
+ZOHO.md), and neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token
+could not be had): a half-open trial permit it held is given back. A call that finds the breaker
+half-open with every trial permit out waits up to one request's time for their verdict rather than
+failing at once.
 
 Zoho's calls are scarce: each attempt is counted against the day's budget before it is sent
 (``budget.py``: background work is refused with ``ZohoBudgetSpent`` when its share is spent, and the
