@@ -70,12 +70,12 @@ class Replayed:
 
 
 def resolve_entity(name: str | None) -> str | None:
-    """An entity name or alias → its name; InvalidSelector (404) if unknown."""
+    """An entity name or alias → its name; InvalidSelector (400: a bad value in the request) if unknown."""
     if name is None:
         return None
     spec = entities.resolve(name)
     if spec is None:
-        raise InvalidSelector(404, "unknown_entity", f"no entity type {name[:60]!r}; known: "
+        raise InvalidSelector(400, "unknown_entity", f"no entity type {name[:60]!r}; known: "
                               + ", ".join(entities.BY_NAME))
     return spec.name
 

@@ -61,6 +61,8 @@ def story(engine: Engine, schema: str, entity: str, zoho_id: str, *, limit: int 
     there is no row, no delivery and no sync item for the id."""
     spec = resolve_entity(entity)
     table = entity_table(spec, schema)
+    if "\x00" in zoho_id:  # never in a Zoho id, and PostgreSQL cannot take it as a parameter
+        raise TraceError(404, "not_found", f"TDS knows no {spec.name} with an id containing NUL")
     with engine.connect() as conn:
         row = conn.execute(select(table).where(table.c.zoho_id == zoho_id)).first()
         events = conn.execute(

@@ -84,7 +84,7 @@ def test_list_shows_code_message_attempts_and_failures(api, clean_db, migrated):
     page = client.simulate_get(LIST, params={"limit": "1"}, headers=ADMIN).json
     assert page["total"] == 3 and len(page["items"]) == 1
     unknown = client.simulate_get(LIST, params={"entity": "widgets"}, headers=ADMIN)
-    assert unknown.status_code == 404 and unknown.json["error"] == "unknown_entity"
+    assert unknown.status_code == 400 and unknown.json["error"] == "unknown_entity"
 
     out = tds(migrated, "list")
     assert out.returncode == 0, out.stderr
@@ -192,7 +192,7 @@ def test_bad_selectors_are_refused(api, clean_db, migrated):
         (None, 400, "no_selector"), ({}, 400, "no_selector"), ({"all": False}, 400, "no_selector"),
         ({"ids": []}, 400, "no_selector"), ([dead], 400, "no_selector"),
         ({"ids": [dead], "all": True}, 400, "conflicting_selectors"),
-        ({"entity": "widgets"}, 404, "unknown_entity"), ({"entity": 5}, 400, "invalid_entity"),
+        ({"entity": "widgets"}, 400, "unknown_entity"), ({"entity": 5}, 400, "invalid_entity"),
         ({"ids": str(dead)}, 400, "invalid_ids"), ({"ids": [0]}, 400, "invalid_ids"),
         ({"ids": [True]}, 400, "invalid_ids"), ({"ids": ["1"]}, 400, "invalid_ids"),
         ({"all": "yes"}, 400, "invalid_all"), ({"id": dead}, 400, "unknown_field"),

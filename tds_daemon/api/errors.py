@@ -84,12 +84,20 @@ def _bad_param(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,
     raise ApiError(400, "invalid_parameter", ex.description or "a query parameter is invalid") from None
 
 
+def _value(req: falcon.Request, resp: falcon.Response, ex: ValueError, params: dict) -> None:
+    # psycopg2 refuses a NUL inside a string parameter before sending it: the request's value, not TDS.
+    if "NUL (0x00)" in str(ex):
+        raise ApiError(400, "invalid_value", "a value of this request contains a NUL character") from None
+    unexpected(req, resp, ex, params)
+
+
 def register(app: falcon.App) -> None:
     """The one place exceptions become answers (Falcon picks the most specific handler)."""
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(exc.SQLAlchemyError, _database)
     app.add_error_handler(redis.RedisError, _redis)
+    app.add_error_handler(ValueError, _value)
     app.add_error_handler((falcon.HTTPInvalidParam, falcon.HTTPMissingParam), _bad_param)
 
 

@@ -243,7 +243,7 @@ PATHS: dict[str, dict[str, Any]] = {
         _json(_list_of("items", total={"type": "integer"}), "the dead letters and their total"),
         params=[_query("entity", ENTITY_PATH_NAMES, "only this entity"),
                 _query("zoho_id", {"type": "string"}, "only this object's"), _limit(100)],
-        errors={"400": BAD_PARAM, "404": _error("unknown entity")})},
+        errors={"400": BAD_PARAM})},
     "/api/tds/dead-letter/replay": {"post": _admin(
         "replay dead letters: by ids, by entity, or all",
         _json({"type": "object", "required": ["replayed", "skipped"], "properties": {
@@ -252,7 +252,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "type": "object", "additionalProperties": False, "properties": {
                 "ids": {"type": "array", "items": {"type": "integer", "minimum": 1}},
                 "entity": ENTITY_PATH_NAMES, "all": {"type": "boolean"}}}}}},
-        errors={"400": _error("no selector, or an invalid one"), "404": _error("unknown entity")})},
+        errors={"400": _error("no selector, or an invalid one (an unknown entity among them)")})},
     "/api/tds/circuit-breakers": {"get": _admin(
         "every circuit breaker's state",
         _json(_list_of("breakers", BREAKER, settings=OBJECT), "the breakers"))},
