@@ -17,7 +17,7 @@ from .auth import AdminAuth
 from .breakers import BreakerResetResource, BreakersResource
 from .dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
 from .deadletter import DeadLetterReplayResource, DeadLetterResource
-from .exposition import MetricsResource
+from .exposition import LeaderCollector, MetricsResource
 from .healing import HealingRunResource, HealingRunsResource
 from .health import LiveResource, ReadyResource, WebhookHealthResource
 from .images import ImageResource
@@ -68,7 +68,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)
     budget = Budget.from_config(config, client)
-    app.add_route("/metrics", MetricsResource(engine, config.database.entity_schema, breakers, budget))
+    leader = LeaderCollector(client, config.redis.namespace) if config.scheduler.enabled else None
+    app.add_route("/metrics", MetricsResource(engine, config.database.entity_schema, breakers, budget, leader))
     app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
     app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))
     starter = RunStarter(engine, dispatcher)

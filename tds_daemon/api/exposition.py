@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from .. import __version__, entities, images, runs
 from ..detail import backlog
+from ..jobs import leader_key
 from ..schema import STATUSES
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,28 @@ class BudgetCollector:
         yield budget
 
 
+class LeaderCollector:
+    """``tds_scheduler_leader``: 1 while some ``tds run`` sharing this Redis namespace holds the scheduler's
+    leader lease, else 0 (read from Redis at scrape time, so every instance reports the same)."""
+
+    def __init__(self, client, namespace: str):
+        self.client, self.key = client, leader_key(namespace)
+
+    def collect(self):
+        try:
+            held = self.client.exists(self.key)
+        except Exception as e:
+            log.warning("metrics: scheduler leader unavailable: %s", type(e).__name__)
+            return
+        leader = GaugeMetricFamily("tds_scheduler_leader", "1 while a tds run holds the scheduler's leader lease "
+                                   "(the jobs are being scheduled), else 0; absent where scheduler.enabled is false")
+        leader.add_metric([], 1 if held else 0)
+        yield leader
+
+
 class MetricsResource:
-    def __init__(self, engine, schema: str, breakers=None, budget=None):
+    def __init__(self, engine, schema: str, breakers=None, budget=None, leader=None):
+        """``leader``: a LeaderCollector where this configuration expects a scheduler (scheduler.enabled)."""
         self.registry = CollectorRegistry()
         MultiProcessCollector(self.registry)
         self.registry.register(DatabaseCollector(engine, schema))
@@ -130,6 +151,8 @@ class MetricsResource:
             self.registry.register(BreakerCollector(breakers))
         if budget is not None:
             self.registry.register(BudgetCollector(budget))
+        if leader is not None:
+            self.registry.register(leader)
 
     def on_get(self, req, resp):
         resp.data = generate_latest(self.registry)
