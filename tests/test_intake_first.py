@@ -1,6 +1,6 @@
 """Intake first: while the API is saturated the workers hold back new items, for a bounded time.
 
-The API side (``tds_daemon.api.pressure``) is tested with a clock of the test's own and with real
+The API side (``tds_daemon.pressure``) is tested with a clock of the test's own and with real
 concurrent requests; the worker side against a real daemon, with the Redis key set by the test.
 """
 
@@ -20,10 +20,10 @@ from zoho_objects import default_payload, make_object
 
 from actors.middleware.intake_first import POLL_S, IntakeFirst
 from tds_daemon import entities, inbox, intake
-from tds_daemon.api.pressure import KEY, Announcer, Pressure
 from tds_daemon.broker import make_broker
 from tds_daemon.config import load
 from tds_daemon.dispatch import Dispatcher
+from tds_daemon.pressure import KEY, Announcer, Pressure
 
 HOLD_S = 8
 

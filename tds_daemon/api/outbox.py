@@ -33,7 +33,7 @@ def close_all() -> None:
 class Outbox:
     def __init__(self, engine: Engine, dispatcher: Dispatcher, linger_s: float, announcer=None):
         self.engine, self.dispatcher, self.linger_s = engine, dispatcher, linger_s
-        self.announcer = announcer  # tells the workers when this process is saturated (api/pressure.py)
+        self.announcer = announcer  # tells the workers when this process is saturated (tds_daemon/pressure.py)
         self._cond = threading.Condition()
         self._items: list[tuple[int, str]] = []
         self._thread: threading.Thread | None = None

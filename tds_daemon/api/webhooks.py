@@ -12,9 +12,9 @@ from sqlalchemy import exc
 from .. import entities, intake
 from ..db import is_transient
 from ..metrics import webhooks_received
+from ..pressure import Announcer, Pressure
 from .errors import ApiError, database_unavailable
 from .groupcommit import GroupCommit
-from .pressure import Announcer, Pressure
 from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
