@@ -229,7 +229,7 @@ def cmd_sync(args) -> int:
     else:
         spec = entities.resolve(args.entity)
         if spec is None:
-            raise Failure(f"unknown entity {args.entity!r}; known: all, {', '.join(entities.BY_NAME)}")
+            raise Failure(entities.unknown(args.entity, with_all=True))
         specs = [spec]
     since = None
     if args.since:

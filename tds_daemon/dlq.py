@@ -75,8 +75,7 @@ def resolve_entity(name: str | None) -> str | None:
         return None
     spec = entities.resolve(name)
     if spec is None:
-        raise InvalidSelector(400, "unknown_entity", f"no entity type {name[:60]!r}; known: "
-                              + ", ".join(entities.BY_NAME))
+        raise InvalidSelector(400, "unknown_entity", entities.unknown(name))
     return spec.name
 
 

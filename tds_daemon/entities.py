@@ -169,6 +169,12 @@ assert all(e.pull_tier in PULL_TIERS for e in ENTITIES)
 assert all(c.type in COLUMN_TYPES for e in ENTITIES for c in e.columns)
 
 
+def unknown(name: str, *, with_all: bool = False) -> str:
+    """The one answer to an entity name that is not known: the name (cut) and every known one."""
+    known = ", ".join((["all"] if with_all else []) + list(BY_NAME))
+    return f"no entity type {name[:60]!r}; known: {known}"
+
+
 def resolve(name: str) -> EntitySpec | None:
     """Entity by name or alias (case-insensitive), or None."""
     return _ROUTES.get(name.lower())

@@ -37,7 +37,7 @@ def resolve_entity(name: str) -> entities.EntitySpec:
     """An entity name or alias → its spec; TraceError (404 unknown_entity) naming the known ones."""
     spec = entities.resolve(name)
     if spec is None:
-        raise TraceError(404, "unknown_entity", f"no entity type {name[:60]!r}; known: " + ", ".join(entities.BY_NAME))
+        raise TraceError(404, "unknown_entity", entities.unknown(name))
     return spec
 
 

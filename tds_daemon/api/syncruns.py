@@ -44,8 +44,7 @@ def _entities(name: str) -> list[str]:
         return [e.name for e in entities.ENTITIES]
     spec = entities.resolve(name)
     if spec is None:
-        raise ApiError(404, "unknown_entity", f"no entity type {name[:60]!r}; known: all, "
-                       + ", ".join(entities.BY_NAME))
+        raise ApiError(404, "unknown_entity", entities.unknown(name, with_all=True))
     return [spec.name]
 
 

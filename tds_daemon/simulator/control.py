@@ -68,7 +68,7 @@ def _fail(status: int, code: str, message: str):
 def _spec(name: str) -> EntitySpec:
     spec = entities.resolve(name)
     if spec is None:
-        _fail(404, "Unknown Entity", f"unknown entity {name!r}; known: {', '.join(entities.BY_NAME)}")
+        _fail(404, "Unknown Entity", entities.unknown(name))
     return spec
 
 
