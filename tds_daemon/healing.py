@@ -49,7 +49,7 @@ from . import alerts, entities, images, retention, runs, syncqueue
 from .broker import redis_client
 from .config import Config
 from .dispatch import Dispatcher
-from .schema import healer_runs, sync_queue
+from .schema import healer_runs
 from .sync import ABANDONED_AFTER_S, SYNC_ACTOR, SYNC_QUEUE
 from .zoho.budget import Budget
 from .zoho.client import BUDGET_ALERT
@@ -198,10 +198,11 @@ def retry_dead_letters(engine: Engine, dispatcher: Dispatcher, config: Config) -
 def queue_counts(engine: Engine) -> dict[str, int]:
     """Items by state, except completed (which only grows and is not the healer's business)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(sync_queue.c.status, func.count()).where(sync_queue.c.status != "completed")
-                            .group_by(sync_queue.c.status)).all()
+        by_entity = syncqueue.counts(conn)
     counts = {s: 0 for s in ("pending", "processing", "failed", "dead_letter")}
-    counts.update(dict(rows))
+    for (_, status), n in by_entity.items():
+        if status != "completed":
+            counts[status] = counts.get(status, 0) + n
     return counts
 
 

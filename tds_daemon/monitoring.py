@@ -33,7 +33,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from . import alerts, entities
+from . import alerts, entities, syncqueue
 from .config import Config
 from .runs import SYNC_FAILED_ALERT
 from .schema import STATUSES
@@ -42,7 +42,6 @@ LEVELS = ("healthy", "degraded", "warning", "critical")
 SUCCESS_RATE_DEGRADED = 0.95
 ALERT_ITEMS = 20
 
-_COUNTS = text("SELECT entity_type, status, count(*) AS n FROM tds_sync_queue GROUP BY 1, 2")
 _FINISHED_24H = text("""
 SELECT count(*) FILTER (WHERE status = 'completed' AND completed_at > now() - interval '24 hours') AS completed,
        count(*) FILTER (WHERE status IN ('dead_letter', 'failed')
@@ -62,7 +61,7 @@ def thresholds(config: Config) -> dict[str, Any]:
 def assess(engine: Engine, config: Config, redis_client: redis.Redis | None = None) -> dict[str, Any]:
     """The health document; raises SQLAlchemy's errors when PostgreSQL does not answer."""
     with engine.connect() as conn:
-        counts = {(r.entity_type, r.status): r.n for r in conn.execute(_COUNTS)}
+        counts = syncqueue.counts(conn)
         finished = conn.execute(_FINISHED_24H).one()
         alert_counts = alerts.open_counts(conn)
         alert_items = alerts.recent(conn, status="open", limit=ALERT_ITEMS)

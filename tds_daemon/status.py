@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from . import alerts, entities, runs
-from .schema import STATUSES, healer_runs, stats_runs, sync_queue
+from . import alerts, entities, runs, syncqueue
+from .schema import STATUSES, healer_runs, stats_runs
 
 RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
@@ -20,9 +20,7 @@ def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | N
     calls, ``BudgetState.as_json``) when Redis answered, else None; ``detail``: the backfill's progress
     (``tds_daemon.detail.progress_report``)."""
     with engine.connect() as conn:
-        counts = {(r.entity_type, r.status): r.n for r in conn.execute(
-            select(sync_queue.c.entity_type, sync_queue.c.status, func.count().label("n"))
-            .group_by(sync_queue.c.entity_type, sync_queue.c.status))}
+        counts = syncqueue.counts(conn)
         latest = runs.latest_per_entity(conn)
         open_alerts = {**alerts.open_counts(conn), "items": alerts.recent(conn, status="open", limit=ALERT_LINES)}
         healer = conn.execute(select(healer_runs.c.finished_at, healer_runs.c.report)

@@ -238,3 +238,11 @@ def retry_dead_letters(conn: Connection, after_s: int, max_attempts: int, limit:
 def undispatch(conn: Connection, item_ids: list[int]) -> None:
     if item_ids:
         conn.execute(_UNDISPATCH, {"ids": item_ids})
+
+
+_COUNTS = text("SELECT entity_type, status, count(*) AS n FROM tds_sync_queue GROUP BY 1, 2")
+
+
+def counts(conn: Connection) -> dict[tuple[str, str], int]:
+    """Sync items by (entity, status): the one count behind health, metrics, status and the healer."""
+    return {(r.entity_type, r.status): r.n for r in conn.execute(_COUNTS)}

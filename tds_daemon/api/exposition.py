@@ -7,15 +7,13 @@ import logging
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import text
 
-from .. import __version__, entities, images, runs
+from .. import __version__, entities, images, runs, syncqueue
 from ..detail import backlog
 from ..jobs import leader_key
 from ..schema import STATUSES
 
 log = logging.getLogger(__name__)
-_COUNTS = text("SELECT entity_type, status, count(*) AS n FROM tds_sync_queue GROUP BY 1, 2")
 
 
 class DatabaseCollector:
@@ -30,7 +28,7 @@ class DatabaseCollector:
         yield build
         try:
             with self.engine.connect() as conn:
-                counts = {(r.entity_type, r.status): r.n for r in conn.execute(_COUNTS)}
+                counts = syncqueue.counts(conn)
         except Exception as e:
             log.warning("metrics: queue counts unavailable: %s", type(e).__name__)
             return
