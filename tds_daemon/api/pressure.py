@@ -1,7 +1,7 @@
 """Intake pressure: whether an API process takes webhooks as fast as it can, and telling the workers.
 
-Zoho does not send a missed webhook again and expects its answer within seconds (ZOHO.md: "store,
-answer, apply later"). At saturation the API's group commits wait mostly on PostgreSQL's WAL flushes
+Zoho does not send a missed webhook again and expects its answer within seconds (docs/ZOHO.md:
+store, answer, apply later). At saturation the API's group commits wait mostly on PostgreSQL's WAL flushes
 and on the CPU, and the workers' own transactions compete for both (docs/PERFORMANCE.md). So while an
 API process is saturated it says so in Redis (``<namespace>:intake:saturated``, a key that expires by
 itself), and the workers hold back the messages of new items for a bounded time
