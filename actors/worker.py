@@ -35,9 +35,9 @@ class _Worker(dramatiq.Worker):
     TDS sends no delayed message: a retry is scheduled in PostgreSQL (``next_attempt_at``) and sent
     again by the recovery sweep, and no Retries middleware is installed. Dramatiq would still start a
     consumer thread for each queue's ``.DQ`` delay queue, half of the process's consumers, each polling
-    Redis every POLL_MS for nothing: about 12% of a worker's CPU at 300 webhooks/s (measured with
-    ``ops/bench/ingest``, see docs/PERFORMANCE.md). Were a delayed message ever sent, it would stay in
-    Redis, and the recovery sweep would still dispatch the work it stood for: PostgreSQL holds it.
+    Redis every POLL_MS for nothing, CPU taken from the work (docs/PERFORMANCE.md). Were a delayed
+    message ever sent, it would stay in Redis, and the recovery sweep would still dispatch the work it
+    stood for: PostgreSQL holds it.
     """
 
     def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:

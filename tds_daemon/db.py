@@ -82,8 +82,8 @@ def execute_values(conn: Connection, sql: str, template: str, rows: list[Any]) -
     """Many rows in one statement, straight through psycopg2 (``sql`` has one ``%s`` for the VALUES);
     the rows it returns.
 
-    Binding a batch this way skips SQLAlchemy's per-row parameter processing (about a fifth of a full
-    sync's CPU, measured with ops/bench/sync). Errors are raised as SQLAlchemy would have raised them,
+    Binding a batch this way skips SQLAlchemy's per-row parameter processing, a large share of a full
+    sync's CPU (docs/PERFORMANCE.md). Errors are raised as SQLAlchemy would have raised them,
     so that they are classified the same way (``transient_code``).
     """
     dbapi = conn.connection.dbapi_connection

@@ -1,7 +1,7 @@
 """JSON for the hot paths (Zoho pages in, ``raw`` JSONB out): orjson, with the standard library behind it.
 
-orjson decodes and encodes Zoho's objects several times faster than ``json``, a measurable share of
-a full sync's CPU (see docs/PERFORMANCE.md). But it decodes an integer beyond 64 bits as a float,
+orjson is used because JSON work is a large share of the CPU of intake and of pulls
+(docs/PERFORMANCE.md). But it decodes an integer beyond 64 bits as a float,
 silently rounding it, and refuses to encode one; ``json`` keeps such integers exactly. So a document
 with an integer of 19 digits or more goes to ``json`` (a cheap scan finds it first), and so does one
 orjson cannot encode. A document nested deeper than either can go raises ``TooDeep`` (a ValueError), never
@@ -21,8 +21,8 @@ import orjson
 _LONG_INT = re.compile(rb"[:\[,]\s*-?\d{19}")
 _LONG_DOC = re.compile(rb"\s*-?\d{19}")
 # Before those patterns, a cheaper test that most documents fail: 19 digits in a row anywhere (every digit
-# made "0" by a byte table, then one substring search). On a webhook body it costs an eighth of the
-# patterns' scan, which was 10% of the instructions an API process spends on a webhook (callgrind).
+# made "0" by a byte table, then one substring search), so that the common document never runs the
+# regular expressions, which would try every position of the body.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
 

@@ -101,7 +101,7 @@ Index("ix_tds_sync_queue_failed", sync_queue.c.next_attempt_at, postgresql_where
 # Retention (the healer deletes completed items by age) and the 24 h success rate of monitoring/health.
 Index("ix_tds_sync_queue_completed", sync_queue.c.completed_at, postgresql_where=text("status = 'completed'"))
 # Counts by state for metrics and monitoring. (No index by object: no query of TDS needs one, and each
-# claim and completion writes an entry into every full index: dropping it gave about 10% more webhooks/s.)
+# claim and completion writes an entry into every full index; migration 0007 dropped it.)
 Index(None, sync_queue.c.status, sync_queue.c.entity_type)
 
 RUN_KINDS = ("full", "incremental", "stock")

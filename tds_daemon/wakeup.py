@@ -1,8 +1,8 @@
 """Wake-up calls: an idle consumer waits for a notification instead of polling Redis every 100 ms.
 
 Dramatiq's Redis consumer finds new messages by polling (one ``EVALSHA`` per queue per poll). With 15
-queues in each worker process, polling every ``actors.worker.POLL_MS`` cost an idle daemon about 16%
-of a core, and the held workers as much while intake was saturated (docs/PERFORMANCE.md). Polling
+queues in each worker process, polling every ``actors.worker.POLL_MS`` keeps an idle daemon busy, and
+the held workers too while intake is saturated (docs/PERFORMANCE.md). Polling
 less often would make a lone webhook wait longer to be applied. So:
 
 - every sender (all brokers are built by ``tds_daemon.broker.make_broker``) publishes the queue's name

@@ -7,8 +7,7 @@ instead of one each. At low load a group is one request.
 
 One writer thread per process (started on first use, after gunicorn forked) takes every delivery
 waiting, writes them, wakes their requests, and takes the next group at once: no request thread has to
-be woken and scheduled to lead the next write (that hand-off cost about 1 ms per group at saturation,
-docs/PERFORMANCE.md).
+be woken and scheduled to lead the next write, a hand-off that would delay every group at saturation.
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ class _Slot:
         self.stored: inbox.Stored | None = None
         self.error: BaseException | None = None
         # Held until the writer has written this delivery's group: the request blocks on acquiring it.
-        # A bare lock, not an Event: an Event's wait builds a Condition and a waiter lock per call, and
-        # the request threads' waiting and waking was about a tenth of an API process's Python time (py-spy --gil).
+        # A bare lock, not an Event: an Event's wait builds a Condition and a waiter lock per call, on the
+        # path of every webhook.
         self.done = threading.Lock()
         self.done.acquire()
 
@@ -130,8 +129,8 @@ class GroupCommit:
 
     def _store(self, deliveries, will_dispatch: bool) -> list[inbox.Stored]:
         """Store on the writer's connection, kept from one group to the next: checking a connection
-        out of the pool and back for every group cost the writer thread, through which every webhook
-        of the process passes, about 5% of its time (py-spy). After any error it is given up, so the
+        out of the pool and back for every group is work on the writer thread, through which every
+        webhook of the process passes. After any error it is given up, so the
         next group starts on a connection of the pool's choosing."""
         if self._conn is None:
             self._conn = self.engine.connect()

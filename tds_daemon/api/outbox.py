@@ -3,9 +3,8 @@
 The request that wrote a group hands its new items here instead of sending them itself. The thread
 sends what has gathered (one message per entity), then waits ``linger_s`` (``api.send_interval_ms``)
 before it looks again: a message after a quiet spell leaves at once; under load each carries the items
-of many groups, which saves Redis round trips in the API and, above all, transactions in the workers
-(at 300 webhooks/s, 20 ms instead of 5 ms cut the CPU TDS used by about a third, for about 14 ms more
-p99 latency: docs/PERFORMANCE.md). A message lost with the process
+of many groups, which saves Redis round trips in the API and, above all, transactions in the workers:
+a little latency traded for much less CPU (docs/PERFORMANCE.md). A message lost with the process
 (killed before it sent) is sent again by the recovery sweep: the items are in PostgreSQL.
 """
 

@@ -36,8 +36,8 @@ class _Logger(Logger):
 
     ``gunicorn.access`` drops every record (see ``logconfig_dict``), but because a ``logconfig_dict``
     is set, gunicorn counts the access log as enabled and would still build each request's log fields
-    (a dict over the whole WSGI environ) only to have the record dropped: about 5% of the API's CPU
-    per webhook, measured with ``ops/bench/ingest``.
+    (a dict over the whole WSGI environ) on every request only to have the record dropped
+    (docs/PERFORMANCE.md).
     """
 
     def access(self, resp, req, environ, request_time) -> None:

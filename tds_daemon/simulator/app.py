@@ -27,7 +27,7 @@ List parameters: ``page`` (1-based), ``per_page`` (default and max 200), ``sort_
 ``sort_order`` (``A``/``D``, default ``D``), the entity's ``list_params`` (``contact_type``), and
 ``last_modified_time``: objects modified at or after it (any Zoho timestamp form; an unencoded
 ``+`` is tolerated). Whether real Zoho honours a ``last_modified_time`` filter on list endpoints is
-*unconfirmed* (ZOHO.md): a client must also work without it, newest first with a stored cursor.
+*unconfirmed* (docs/ZOHO.md): a client must also work without it, newest first with a stored cursor.
 Sorting by ``last_modified_time`` is documented for contacts (Books' "List Contacts").
 """
 

@@ -1,7 +1,7 @@
 """Zoho's API limits: a minute window per app, and a daily count and a concurrency cap per organization.
 
 - Minute (``rate_limit``): a sliding 60-second window per app per organization (Books and Inventory
-  counted separately, ZOHO.md) over the requests let through; past it, HTTP 429 code 44 with a
+  counted separately, docs/ZOHO.md) over the requests let through; past it, HTTP 429 code 44 with a
   ``Retry-After`` (seconds until the oldest request in the window leaves it). Whether Zoho's window
   is sliding or a fixed clock minute, and whether it sends ``Retry-After``, is *unconfirmed*: a
   sliding window is the stricter reading, so a client that passes here passes there.

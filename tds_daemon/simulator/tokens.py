@@ -4,7 +4,7 @@
 (form body or query string, Zoho takes both) answers ``{"access_token": "1000.<hex>.<hex>",
 "api_domain": <this simulator>, "token_type": "Bearer", "expires_in": 3600}``.
 
-Refreshing is itself limited: about 10 access tokens per refresh token per 10 minutes (ZOHO.md);
+Refreshing is itself limited: about 10 access tokens per refresh token per 10 minutes (docs/ZOHO.md);
 past it Zoho answers HTTP 400 ``{"error": "Access Denied", "error_description": "You have made too
 many requests continuously. Please try again after some time.", "status": "failure"}`` (the body
 is as observed by several third-party clients; the exact count and window are *unconfirmed*, so

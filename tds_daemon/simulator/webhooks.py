@@ -1,6 +1,6 @@
 """Zoho's webhooks, posted to TDS: ``POST <TDS>/api/tds/webhooks/<alias>?event=<event>``.
 
-Bodies, as a Zoho workflow webhook can be configured (ZOHO.md, CONTRACT.md):
+Bodies, as a Zoho workflow webhook can be configured (docs/ZOHO.md, "Webhooks"):
 
 - ``default``: Zoho's default payload, JSON with the object under its key: ``{"item": {...}}``;
 - ``data``: a custom JSON body ``{"data": {...}}``;

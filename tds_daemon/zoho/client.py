@@ -12,7 +12,7 @@ is open no request is sent and ``ZohoBreakerOpen`` says until when, and retries 
 opens. What each attempt tells it: a timeout, a connection error or a 5xx is a failure; any other answer
 (2xx, and 4xx other than 429: a bad request, a 404, a refused token) is a success, because Zoho answered
 and the breaker is about Zoho's availability, not about our requests; a 429 is neither (our own pace,
-ZOHO.md), and neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token
+docs/ZOHO.md), and neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token
 could not be had): a half-open trial permit it held is given back. A call that finds the breaker
 half-open with every trial permit out waits up to one request's time for their verdict rather than
 failing at once.

@@ -1,5 +1,5 @@
 """Drop the index of sync items by (entity_type, zoho_id): no query of TDS uses it, and every claim and
-completion of an item wrote an entry into it (about 10% of webhooks/s at saturation, ops/bench/ingest).
+completion of an item wrote an entry into it, on the path of every webhook (docs/PERFORMANCE.md).
 
 Revision ID: 0007
 Revises: 0006
