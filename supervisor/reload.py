@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from tds_daemon import alerts, logs, metrics
 from tds_daemon.config import ConfigError, load
+from tds_daemon.oneline import first_line
 
 if TYPE_CHECKING:
     from .run import Supervisor
@@ -109,4 +110,4 @@ def _alert(sup: Supervisor, message: str | None, details: dict | None = None) ->
         else:
             alerts.raise_alert(sup.engine(), ALERT, "warning", message, details=details)
     except exc.SQLAlchemyError as e:
-        log.error("could not record the alert %s: %s", ALERT, str(e).splitlines()[0])
+        log.error("could not record the alert %s: %s", ALERT, first_line(e))

@@ -32,6 +32,7 @@ from tds_daemon.db import make_engine
 from tds_daemon.dispatch import Dispatcher
 from tds_daemon.jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
 from tds_daemon.metrics import scheduler_job_runs
+from tds_daemon.oneline import described
 
 from .leader import Lease, new_instance_id
 
@@ -360,5 +361,4 @@ def _iso(when: dt.datetime | None) -> str | None:
 def _describe(error: Exception) -> str:
     if isinstance(error, JobError):
         return str(error)
-    first = (str(error).splitlines() or [""])[0][:300]  # SQL errors go on with the statement: not for a record
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    return described(error)

@@ -17,6 +17,7 @@ import tempfile
 
 from . import __version__
 from .config import DEFAULT_PATH, SCHEMA, Config, ConfigError, load, resolve_path
+from .oneline import described, first_line
 
 
 class Failure(Exception):
@@ -111,7 +112,7 @@ def _require_schema(config: Config) -> None:
             current = current_revision(conn)
     except exc.OperationalError as e:
         raise Failure(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
-                      f"{str(e.orig).strip().splitlines()[0]} ({_origin(config, 'database.url')})") from None
+                      f"{first_line(e.orig)} ({_origin(config, 'database.url')})") from None
     finally:
         engine.dispose()
     head = head_revision()
@@ -126,7 +127,7 @@ def _redis_unreachable(config: Config, e: Exception) -> str:
     """The one line for a Redis that does not answer: its URL (password masked), why, and where it came from."""
     from .config import mask_url
 
-    reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    reason = first_line(e)
     return f"cannot reach Redis at {mask_url(config.redis.url)}: {reason} ({_origin(config, 'redis.url')})"
 
 
@@ -373,7 +374,7 @@ class _SyncCommand:
             error = str(e)
         except Exception as e:  # Redis or PostgreSQL gone mid-run: the run recorded it; one line, no traceback
             logging.getLogger(__name__).debug("sync run %s raised", run_id, exc_info=True)
-            error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+            error = described(e)
         progress.done(name, f"{name}: FAILED: {error} [run {run_id}]")
         return f"{name}: {error} [run {run_id}]"
 
@@ -390,7 +391,7 @@ def _sync_child_one(name: str) -> str | None:
     try:
         return _child.one(name)
     except Exception as e:  # even the bookkeeping failed (database gone): still one line
-        return f"{name}: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+        return f"{name}: {described(e)}"
 
 
 def cmd_trace(args) -> int:
@@ -498,7 +499,7 @@ def _dlq_engine(config: Config):
 
 
 def _database_failure(e, config: Config) -> Failure:
-    return Failure(f"cannot read the database: {str(getattr(e, 'orig', e)).strip().splitlines()[0]} "
+    return Failure(f"cannot read the database: {first_line(getattr(e, 'orig', e))} "
                    f"({_origin(config, 'database.url')})")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import exc
 
 from .config import Config
 from .db import DatabaseUnavailable, make_engine
+from .oneline import first_line
 
 _HERE = os.path.join(os.path.dirname(__file__), "migrations")
 
@@ -30,7 +31,7 @@ def _connect(config: Config):
         return engine, engine.connect()
     except exc.OperationalError as e:
         engine.dispose()
-        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        reason = first_line(e.orig if e.orig else e)
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
                                   f"{reason}") from None
 

@@ -39,6 +39,7 @@ from .broker import redis_client
 from .config import Config
 from .dispatch import Dispatcher
 from .entities import EntitySpec
+from .oneline import described
 from .schema import entity_table, stats_runs
 from .zoho import ZohoClient
 
@@ -195,7 +196,7 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
                                    rng)
             except Exception as e:  # reported with its error, not counted as 0 %
                 log.warning("stats: %s not compared: %s: %s", spec.name, type(e).__name__, e)
-                s = EntityStats(spec.name, error=f"{type(e).__name__}: {e}")
+                s = EntityStats(spec.name, error=described(e))
             else:
                 _act(engine, dispatcher, config, s, fired)
                 matched_total += s.matched

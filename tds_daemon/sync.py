@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import runs, upsert, zohovalues
 from .breakers import clock
 from .entities import EntitySpec
+from .oneline import described
 from .schema import entity_table
 from .zoho import ZohoClient, ZohoError, ZohoUnavailable
 from .zoho.client import PER_PAGE, Page
@@ -150,7 +151,7 @@ class Syncer:
             error = str(e)
         except Exception as e:  # recorded, then raised: a run never stays 'running' because of a bug
             tally.requests = self.client.requests - requests_before
-            runs.finish(self.engine, run_id, "failed", tally.counts(), f"internal error: {type(e).__name__}: {e}")
+            runs.finish(self.engine, run_id, "failed", tally.counts(), f"internal error: {described(e)}")
             raise
         finally:
             if decision.state == "half_open" and not tally.breaker_results:

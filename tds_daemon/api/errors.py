@@ -14,6 +14,7 @@ import redis
 from sqlalchemy import exc
 
 from ..db import is_transient
+from ..oneline import first_line
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 30
@@ -65,7 +66,7 @@ def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params
 def _database(req: falcon.Request, resp: falcon.Response, ex: exc.SQLAlchemyError, params: dict) -> None:
     if isinstance(ex, exc.DataError):  # a value from the request PostgreSQL cannot take (out of range, ...)
         raise ApiError(400, "invalid_value", "PostgreSQL refused a value of this request: "
-                       + str(ex.orig).splitlines()[0][:200]) from None
+                       + first_line(ex.orig, 200)) from None
     if not is_transient(ex):
         unexpected(req, resp, ex, params)
     log.warning("database unavailable: method=%s path=%s error=%s", req.method, req.path,

@@ -12,6 +12,7 @@ from sqlalchemy import exc
 from .. import entities, intake
 from ..db import is_transient
 from ..metrics import webhooks_received
+from ..oneline import first_line
 from ..pressure import Announcer, Pressure
 from .errors import ApiError, database_unavailable
 from .groupcommit import GroupCommit
@@ -75,7 +76,7 @@ class WebhookResource:
             stored = self.commits.store(delivery, payload)
         except exc.DataError as e:
             raise ApiError(400, "unstorable_payload", "PostgreSQL cannot store this body: "
-                           + str(e.orig).splitlines()[0]) from None
+                           + first_line(e.orig)) from None
         except exc.SQLAlchemyError as e:
             if not is_transient(e):
                 raise
