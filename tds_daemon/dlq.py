@@ -26,6 +26,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from . import entities
+from .refusal import Refusal
 from .schema import sync_queue
 
 if TYPE_CHECKING:  # listing must not import prometheus_client (the CLI sets its directory first)
@@ -36,12 +37,8 @@ ITEM_FIELDS = ("id", "entity", "zoho_id", "event_id", "error_code", "error_messa
                "first_failed_at", "last_failed_at")
 
 
-class InvalidSelector(Exception):
-    """A list or replay request TDS refuses; ``status`` is its HTTP answer, ``code`` and ``message`` its body."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class InvalidSelector(Refusal):
+    """A list or replay request TDS refuses."""
 
 
 @dataclass(frozen=True)

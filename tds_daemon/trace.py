@@ -19,18 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from . import entities
+from .refusal import Refusal
 from .schema import entity_table, images_table, inbox_duplicates, inbox_events, sync_queue, sync_runs
 
 LIMIT = 100  # deliveries and sync items shown, the most recent; the totals count them all
 FULL_PULLS_SHOWN = 10
 
 
-class TraceError(Exception):
-    """A story TDS cannot tell; ``status`` is its HTTP answer, ``code`` and ``message`` its body."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class TraceError(Refusal):
+    """A story TDS cannot tell (unknown entity, unknown id)."""
 
 
 def resolve_entity(name: str) -> entities.EntitySpec:

@@ -15,21 +15,14 @@ from .. import dlq
 from .errors import ApiError
 
 
-def _refuse(e: dlq.InvalidSelector) -> ApiError:
-    return ApiError(e.status, e.code, e.message)
-
-
 class DeadLetterResource:
     def __init__(self, engine):
         self.engine = engine
 
     def on_get(self, req, resp) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 100
-        try:
-            resp.media = dlq.list_items(self.engine, entity=req.get_param("entity"),
-                                        zoho_id=req.get_param("zoho_id"), limit=limit)
-        except dlq.InvalidSelector as e:
-            raise _refuse(e) from None
+        resp.media = dlq.list_items(self.engine, entity=req.get_param("entity"),
+                                    zoho_id=req.get_param("zoho_id"), limit=limit)
 
 
 class DeadLetterReplayResource:
@@ -51,8 +44,5 @@ class DeadLetterReplayResource:
         entity = body.get("entity")
         if entity is not None and not isinstance(entity, str):
             raise ApiError(400, "invalid_entity", "entity must be an entity name such as \"product\"")
-        try:
-            selector = dlq.selector(body.get("ids"), entity, body.get("all", False))
-        except dlq.InvalidSelector as e:
-            raise _refuse(e) from None
+        selector = dlq.selector(body.get("ids"), entity, body.get("all", False))
         resp.media = dlq.replay(self.engine, self.dispatcher, selector).as_json()

@@ -15,6 +15,7 @@ from sqlalchemy import exc
 
 from ..db import is_transient
 from ..oneline import first_line
+from ..refusal import Refusal
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 30
@@ -92,6 +93,10 @@ def _value(req: falcon.Request, resp: falcon.Response, ex: ValueError, params: d
     unexpected(req, resp, ex, params)
 
 
+def _refused(req: falcon.Request, resp: falcon.Response, ex: Refusal, params: dict) -> None:
+    raise ApiError(ex.status, ex.code, ex.message) from None
+
+
 def register(app: falcon.App) -> None:
     """The one place exceptions become answers (Falcon picks the most specific handler)."""
     app.set_error_serializer(serialize_error)
@@ -99,6 +104,7 @@ def register(app: falcon.App) -> None:
     app.add_error_handler(exc.SQLAlchemyError, _database)
     app.add_error_handler(redis.RedisError, _redis)
     app.add_error_handler(ValueError, _value)
+    app.add_error_handler(Refusal, _refused)
     app.add_error_handler((falcon.HTTPInvalidParam, falcon.HTTPMissingParam), _bad_param)
 
 

@@ -7,7 +7,6 @@ no sync item for the id).
 from __future__ import annotations
 
 from .. import trace
-from .errors import ApiError
 
 
 class ObjectResource:
@@ -15,7 +14,4 @@ class ObjectResource:
         self.engine, self.schema = engine, schema
 
     def on_get(self, req, resp, entity: str, zoho_id: str) -> None:
-        try:
-            resp.media = trace.story(self.engine, self.schema, entity, zoho_id)
-        except trace.TraceError as e:
-            raise ApiError(e.status, e.code, e.message) from None
+        resp.media = trace.story(self.engine, self.schema, entity, zoho_id)
