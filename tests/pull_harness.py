@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, TDS
+from support import ROOT, TDS
 
 from tds_daemon import entities, runs
 from tds_daemon.broker import redis_client

@@ -4,7 +4,7 @@ how TDS is pointed at it. The ``sim_base`` and ``sim`` fixtures (conftest) start
 from __future__ import annotations
 
 import httpx
-from conftest import ADMIN_TOKEN
+from support import ADMIN_TOKEN
 
 from tds_daemon import entities
 

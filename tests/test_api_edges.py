@@ -10,8 +10,8 @@ import logging
 import falcon.inspect
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
 from sqlalchemy import text
+from support import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
 from test_monitoring import add_items
 
 from tds_daemon import entities

@@ -17,9 +17,9 @@ import uuid
 import httpx
 import pytest
 import redis as redis_lib
-from conftest import ADMIN_TOKEN, free_port, start_daemon, wait_until
 from sim_harness import ORG, Sim, zoho_env
 from sqlalchemy import create_engine, text
+from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
 from test_sync import Tds
 from zoho_objects import default_payload, make_object
 
@@ -397,7 +397,7 @@ def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
 
 @pytest.fixture
 def env(migrated, engine, sim_base, ns, tmp_path):
-    from conftest import truncate
+    from support import truncate
 
     truncate(engine)
     metrics = tmp_path / "metrics"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import WEBHOOK_TOKEN, start_daemon, wait_until
 from pull_harness import cli
 from sim_harness import ADMIN
 from sqlalchemy import text
+from support import WEBHOOK_TOKEN, start_daemon, wait_until
 
 from tds_daemon import detail, entities
 from tds_daemon.simulator.data import DETAIL_ONLY

@@ -13,8 +13,8 @@ import uuid
 
 import falcon.testing
 import pytest
-from conftest import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_counts, start_daemon, wait_until
 from sqlalchemy import text
+from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_counts, start_daemon, wait_until
 from test_monitoring import Sql, add_items
 from zoho_objects import default_payload, make_object, new_id
 

@@ -12,7 +12,8 @@ import json
 import uuid
 
 import pytest
-from conftest import (
+from sqlalchemy import text
+from support import (
     ADMIN_TOKEN,
     TDS,
     all_applied,
@@ -23,7 +24,6 @@ from conftest import (
     truncate,
     wait_until,
 )
-from sqlalchemy import text
 from zoho_objects import make_object
 
 from tds_daemon import entities, healing

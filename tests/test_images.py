@@ -6,9 +6,9 @@ import hashlib
 import os
 
 import pytest
-from conftest import start_daemon
 from sim_harness import ADMIN
 from sqlalchemy import text
+from support import start_daemon
 
 from tds_daemon import detail, entities, images
 

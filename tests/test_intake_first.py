@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from conftest import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
 from dramatiq import Message
+from support import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
 from zoho_objects import default_payload, make_object
 
 from actors.middleware.intake_first import POLL_S, IntakeFirst

@@ -6,7 +6,7 @@ import logging
 import re
 
 import httpx
-from conftest import ADMIN_TOKEN, start_daemon, wait_until
+from support import ADMIN_TOKEN, start_daemon, wait_until
 from zoho_objects import default_payload, make_object
 
 from tds_daemon import logs

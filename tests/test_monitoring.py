@@ -11,8 +11,8 @@ import subprocess
 
 import falcon.testing
 import pytest
-from conftest import ADMIN_TOKEN, ROOT, TDS, free_port
 from sqlalchemy import text
+from support import ADMIN_TOKEN, ROOT, TDS, free_port
 
 from tds_daemon import alerts, entities
 from tds_daemon.api.app import create_app

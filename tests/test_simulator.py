@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from conftest import TDS, free_port
+from support import TDS, free_port
 
 from tds_daemon import entities
 from tds_daemon.simulator.zohotime import ORG_TZ

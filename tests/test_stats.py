@@ -10,8 +10,8 @@ import uuid
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, TDS, free_port, start_daemon, truncate, wait_until
 from sqlalchemy import text
+from support import ADMIN_TOKEN, TDS, free_port, start_daemon, truncate, wait_until
 
 from tds_daemon import detail, stats
 from tds_daemon.broker import make_broker

@@ -12,7 +12,9 @@ import threading
 
 import httpx
 import pytest
-from conftest import (
+from notify_listener import NotifyListener
+from sqlalchemy import text
+from support import (
     ADMIN_TOKEN,
     WEBHOOK_TOKEN,
     all_applied,
@@ -22,8 +24,6 @@ from conftest import (
     start_daemon,
     wait_until,
 )
-from notify_listener import NotifyListener
-from sqlalchemy import text
 from zoho_objects import default_payload, make_object
 
 pytestmark = pytest.mark.timeout(240)

@@ -15,10 +15,10 @@ import threading
 import time
 
 import pytest
-from conftest import TDS, free_port, start_daemon, wait_until
 from pull_harness import Tds, cli
 from sim_harness import ADMIN, ALL, Sim, zoho_env
 from sqlalchemy import text
+from support import TDS, free_port, start_daemon, wait_until
 
 from tds_daemon import entities, zohovalues
 from tds_daemon.simulator.data import DETAIL_ONLY

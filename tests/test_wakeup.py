@@ -14,9 +14,9 @@ import uuid
 
 import pytest
 import redis
-from conftest import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from support import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
 from zoho_objects import default_payload, make_object
 
 from tds_daemon.broker import Broker
