@@ -165,16 +165,47 @@ def sim(sim_base):
 
 
 @pytest.fixture
-def pull_env(migrated, engine, sim_base, redis_namespace, tmp_path):
-    """A clean database and a Redis namespace of this test's own (empty limiter window, no cached token,
-    no calls counted today), TDS pointed at the module's simulator."""
+def own_namespace(redis_namespace):
+    """A Redis namespace of this test alone: an empty limiter window, no cached token, no calls counted
+    today, and no worker of another test consuming what it sends."""
+    return f"{redis_namespace}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def env(migrated, engine, own_namespace):
+    """A clean database and a Redis namespace of this test's own: what a TDS process of this test loads."""
+    truncate(engine)
+    return {**migrated, "TDS_REDIS_NAMESPACE": own_namespace}
+
+
+@pytest.fixture
+def pull_env(env, sim_base, tmp_path):
+    """``env`` with TDS pointed at the module's simulator (``zoho_env``) and a metrics directory of its own."""
     from sim_harness import zoho_env
 
-    truncate(engine)
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    return {**migrated, **zoho_env(sim_base), "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    return {**env, **zoho_env(sim_base), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
+
+@pytest.fixture
+def api(pg_url, redis_url, own_namespace, engine, tmp_path, monkeypatch):
+    """Makes in-process test clients of the API (``create_app``) on the session database and this test's
+    Redis namespace; keyword arguments set monitoring.* keys, ``redis_url_`` another Redis."""
+    import falcon.testing
+
+    from tds_daemon.api.app import create_app
+    from tds_daemon.config import load
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def make(redis_url_=redis_url, **monitoring):
+        settings = {"TDS_DATABASE_URL": pg_url, "TDS_REDIS_URL": redis_url_, "TDS_REDIS_NAMESPACE": own_namespace,
+                    "TDS_REDIS_SOCKET_TIMEOUT_S": "1", "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN}
+        settings.update({f"TDS_MONITORING_{k.upper()}": str(v) for k, v in monitoring.items()})
+        return falcon.testing.TestClient(create_app(load(environ=settings), engine=engine))
+
+    return make
 
 
 @pytest.fixture

@@ -9,31 +9,15 @@ from __future__ import annotations
 import json
 import subprocess
 
-import falcon.testing
 import pytest
 from sqlalchemy import text
 from support import ADMIN_TOKEN, ROOT, TDS, free_port
 
 from tds_daemon import alerts, entities
-from tds_daemon.api.app import create_app
 from tds_daemon.config import ConfigError, load
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HEALTH = "/api/tds/monitoring/health"
-
-
-@pytest.fixture
-def api(pg_url, redis_url, redis_namespace, engine, tmp_path, monkeypatch):
-    """A test client of the API; keyword arguments set monitoring.* keys (and redis_url=...)."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-
-    def make(redis_url_=redis_url, **monitoring):
-        env = {"TDS_DATABASE_URL": pg_url, "TDS_REDIS_URL": redis_url_, "TDS_REDIS_NAMESPACE": redis_namespace,
-               "TDS_REDIS_SOCKET_TIMEOUT_S": "1", "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN}
-        env.update({f"TDS_MONITORING_{k.upper()}": str(v) for k, v in monitoring.items()})
-        return falcon.testing.TestClient(create_app(load(environ=env), engine=engine))
-
-    return make
 
 
 class Sql(str):
