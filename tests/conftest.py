@@ -137,11 +137,11 @@ def daemon(module_processes, migrated):
     d.http.close()
 
 
-# --- the Zoho simulator (tests/sim_harness.py) ----------------------------------------------------------
+# --- the Zoho simulator (tests/support/sim.py) ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def sim_base(module_processes):
-    from sim_harness import SCALE, SEED
+    from support.sim import SCALE, SEED
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -154,7 +154,7 @@ def sim_base(module_processes):
 
 @pytest.fixture
 def sim(sim_base):
-    from sim_harness import NO_FAULTS, Sim
+    from support.sim import NO_FAULTS, Sim
 
     s = Sim(sim_base)
     s.faults(**NO_FAULTS)
@@ -181,7 +181,7 @@ def env(migrated, engine, own_namespace):
 @pytest.fixture
 def pull_env(env, sim_base, tmp_path):
     """``env`` with TDS pointed at the module's simulator (``zoho_env``) and a metrics directory of its own."""
-    from sim_harness import zoho_env
+    from support.sim import zoho_env
 
     metrics = tmp_path / "metrics"
     metrics.mkdir()
@@ -210,7 +210,7 @@ def api(pg_url, redis_url, own_namespace, engine, tmp_path, monkeypatch):
 
 @pytest.fixture
 def tds(pull_env):
-    from pull_harness import Tds
+    from support.pull import Tds
 
     t = Tds(pull_env)
     yield t

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 from support import all_applied, free_port, queue_counts, start_daemon, wait_until
-from zoho_objects import default_payload, make_object, new_id
+from support.zoho_objects import default_payload, make_object, new_id
 
 from actors import entity as entity_actors
 from actors import runtime

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 from sqlalchemy import text
 from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_counts, start_daemon, wait_until
-from test_monitoring import Sql, add_items
-from zoho_objects import default_payload, make_object, new_id
+from support.db import Sql, add_items
+from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import dlq
 

@@ -28,8 +28,8 @@ from support import (
     start_private_redis,
     wait_until,
 )
-from tcp_proxy import TcpProxy
-from zoho_objects import default_payload, make_object, new_id
+from support.tcp_proxy import TcpProxy
+from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import entities
 

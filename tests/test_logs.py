@@ -7,7 +7,7 @@ import re
 
 import httpx
 from support import ADMIN_TOKEN, start_daemon, wait_until
-from zoho_objects import default_payload, make_object
+from support.zoho_objects import default_payload, make_object
 
 from tds_daemon import logs
 

@@ -12,7 +12,6 @@ import threading
 
 import httpx
 import pytest
-from notify_listener import NotifyListener
 from sqlalchemy import text
 from support import (
     ADMIN_TOKEN,
@@ -24,7 +23,8 @@ from support import (
     start_daemon,
     wait_until,
 )
-from zoho_objects import default_payload, make_object
+from support.notify_listener import NotifyListener
+from support.zoho_objects import default_payload, make_object
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from support import WEBHOOK_TOKEN, all_applied, queue_counts, start_daemon, wait_until
-from zoho_objects import default_payload, make_object, new_id, zoho_time
+from support.zoho_objects import default_payload, make_object, new_id, zoho_time
 
 from tds_daemon import entities
 

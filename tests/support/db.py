@@ -31,3 +31,34 @@ def applies_blocked(engine) -> int:
 def all_applied(engine, expected: int) -> bool:
     counts = queue_counts(engine)
     return counts.get("completed", 0) == expected and sum(counts.values()) == expected
+
+
+class Sql(str):
+    """A SQL expression written into the INSERT, not a bound value."""
+
+
+NOW = Sql("now()")
+
+
+def add_items(engine, status: str, n: int = 1, entity: str = "product", **extra) -> list[int]:
+    """n sync items in ``status``, each with its inbox event; failures and completions get their times."""
+    if status in ("failed", "dead_letter"):
+        extra = {"error_code": "invalid_field", "error_message": "rate: not a number", "attempt_count": 1,
+                 "first_failed_at": NOW, "last_failed_at": NOW, **extra}
+    if status == "completed":
+        extra = {"completed_at": NOW, "outcome": "created", **extra}
+    cols = ", ".join(["event_id", "entity_type", "zoho_id", "status", *extra])
+    values = ", ".join([":event_id", ":entity", ":zoho_id", ":status",
+                        *(v if isinstance(v, Sql) else f":{k}" for k, v in extra.items())])
+    params = {k: v for k, v in extra.items() if not isinstance(v, Sql)}
+    ids = []
+    with engine.begin() as c:
+        for _ in range(n):
+            event_id = c.execute(text(
+                "INSERT INTO tds_inbox_events (entity_type, zoho_id, event_type, idempotency_key, payload) "
+                "VALUES (:e, 'x', 'updated', gen_random_uuid()::text, '{}') RETURNING id"), {"e": entity}).scalar_one()
+            zoho_id = str(4816000000000000000 + event_id)
+            ids.append(c.execute(text(f"INSERT INTO tds_sync_queue ({cols}) VALUES ({values}) RETURNING id"),
+                                 {"event_id": event_id, "entity": entity, "zoho_id": zoho_id, "status": status,
+                                  **params}).scalar_one())
+    return ids
