@@ -1,133 +1,34 @@
-"""Test harness: a scratch database and Redis db per session, tracked child processes, wait_until.
-
-Every process a test starts goes through ``Processes.start``: its own session, waited on until it
-answers, and at teardown its process group gets SIGTERM, then SIGKILL after a deadline. Nothing
-outlives the test that started it.
+"""Fixtures: a scratch database and Redis namespace per session, tracked child processes, the daemon, the Zoho
+simulator and a pulling TDS pointed at it. The helpers they are built from (and that tests import) live in
+the ``support`` package.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
-
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("TDS_TEST_PG", "postgresql+psycopg2://127.0.0.1:5432/postgres")
-REDIS_BASE = os.environ.get("TDS_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_DB = int(os.environ.get("TDS_TEST_REDIS_DB", "11"))
-WEBHOOK_TOKEN = "test-webhook-token"
-ADMIN_TOKEN = "test-admin-token"
-TDS = [sys.executable, "-m", "tds_daemon.cli"]
-
-
-def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05,
-               message: str = "condition") -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            value = condition()
-            if value:
-                return value
-        except Exception as e:  # the thing waited for may not answer yet
-            last_error = e
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
-        time.sleep(interval)
-
-
-def holds_for(condition: Callable[[], object], seconds: float, interval: float = 0.05) -> bool:
-    """Whether ``condition`` stays truthy for ``seconds`` (checked every ``interval``): the bounded way to
-    show that something does *not* happen, which a wait-until cannot express. False at the first miss."""
-    deadline = time.monotonic() + seconds
-    while True:
-        if not condition():
-            return False
-        if time.monotonic() >= deadline:
-            return True
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    """Starts and tracks child processes; stops every one of them by process group at teardown."""
-
-    def __init__(self, log_dir: Path):
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None,
-              ready: Callable[[], object] | None = None, timeout: float = 30) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}-{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                start_new_session=True)
-        log.close()
-        self.procs.append((name, proc))
-        if ready:
-            def up():
-                if proc.poll() is not None:
-                    raise AssertionError(f"{name} exited with {proc.returncode}:\n{self.output(proc)}")
-                return ready()
-            try:
-                wait_until(up, timeout, interval=0.1, message=f"{name} to answer")
-            except AssertionError as e:
-                raise AssertionError(f"{e}\n--- {name} output ---\n{self.output(proc)}") from None
-        return proc
-
-    def output(self, proc: subprocess.Popen, tail: int | None = 6000) -> str:
-        for i, (name, p) in enumerate(self.procs):
-            if p is proc:
-                path = self.log_dir / f"{name}-{i}.log"
-                text = path.read_text(errors="replace") if path.exists() else ""
-                return text[-tail:] if tail else text
-        return ""
-
-    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 45) -> int | None:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self._kill_group(proc)
-        return proc.returncode
-
-    def _kill_group(self, proc: subprocess.Popen) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group (grandchildren)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.procs):
-            self.stop(proc)
+from support import (
+    ADMIN_TOKEN,
+    PG_ADMIN_URL,
+    REDIS_BASE,
+    REDIS_DB,
+    ROOT,
+    TDS,
+    WEBHOOK_TOKEN,
+    Processes,
+    free_port,
+    start_daemon,
+    truncate,
+)
 
 
 @pytest.fixture(scope="session")
@@ -209,16 +110,6 @@ def engine(pg_url, migrated):
     eng.dispose()
 
 
-def truncate(engine) -> None:
-    from tds_daemon import entities
-
-    tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
-                        "tds_healer_runs", "tds_stats_runs"]
-                       + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
-    with engine.begin() as c:
-        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-
-
 @pytest.fixture
 def clean_db(engine):
     truncate(engine)
@@ -239,46 +130,6 @@ def module_processes(tmp_path_factory):
     procs.stop_all()
 
 
-class Daemon:
-    """A running ``tds run`` and how to talk to it."""
-
-    def __init__(self, proc, base_url: str, env: dict[str, str], procs: Processes):
-        self.proc, self.base_url, self.env, self.procs = proc, base_url, env, procs
-        self.http = httpx.Client(base_url=base_url, timeout=10)
-
-    def post(self, entity: str, body, *, token: str | None = WEBHOOK_TOKEN, headers=None, params=None,
-             content_type="application/json"):
-        import json
-
-        h = {"Content-Type": content_type, **(headers or {})}
-        if token is not None:
-            h["X-TDS-Webhook-Token"] = token
-        content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        return self.http.post(f"/api/tds/webhooks/{entity}", content=content, headers=h, params=params)
-
-    def children(self) -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return [int(line.split()[0]) for line in out.splitlines() if line.strip()]
-
-    def worker_pids(self) -> list[int]:
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return [int(line.split()[0]) for line in out.splitlines() if " worker" in line]
-
-    def output(self, tail: int | None = 6000) -> str:
-        return self.procs.output(self.proc, tail)
-
-
-def start_daemon(procs: Processes, env: dict[str, str], **overrides: str) -> Daemon:
-    port = free_port()
-    env = {**env, "TDS_API_BIND": f"127.0.0.1:{port}", **overrides}
-    base = f"http://127.0.0.1:{port}"
-    proc = procs.start("tds-run", [*TDS, "run"], env=env,
-                       ready=lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, timeout=60)
-    return Daemon(proc, base, env, procs)
-
-
 @pytest.fixture(scope="module")
 def daemon(module_processes, migrated):
     d = start_daemon(module_processes, migrated)
@@ -286,29 +137,11 @@ def daemon(module_processes, migrated):
     d.http.close()
 
 
-def queue_counts(engine) -> dict[str, int]:
-    with engine.connect() as c:
-        return dict(c.execute(text("SELECT status, count(*) FROM tds_sync_queue GROUP BY 1")).all())
-
-
-def applies_blocked(engine) -> int:
-    """Worker transactions of this database waiting for a row lock: an apply in flight, held by a test.
-    (A fresh item stays 'pending' while its transaction runs, so the queue's states cannot tell.)"""
-    with engine.connect() as c:
-        return c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                              "AND application_name = 'tds-worker' AND wait_event_type = 'Lock'")).scalar_one()
-
-
-def all_applied(engine, expected: int) -> bool:
-    counts = queue_counts(engine)
-    return counts.get("completed", 0) == expected and sum(counts.values()) == expected
-
-
-# --- the Zoho simulator (tests/sim_harness.py) and a private Redis --------------------------------------
+# --- the Zoho simulator (tests/support/sim.py) ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def sim_base(module_processes):
-    from sim_harness import SCALE, SEED
+    from support.sim import SCALE, SEED
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -321,7 +154,7 @@ def sim_base(module_processes):
 
 @pytest.fixture
 def sim(sim_base):
-    from sim_harness import NO_FAULTS, Sim
+    from support.sim import NO_FAULTS, Sim
 
     s = Sim(sim_base)
     s.faults(**NO_FAULTS)
@@ -331,37 +164,53 @@ def sim(sim_base):
     s.http.close()
 
 
-def start_private_redis(processes: Processes, port: int) -> subprocess.Popen:
-    """A redis-server of this test alone (never the shared one): stopping or flushing it harms nobody else."""
-    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(processes.log_dir)]
-
-    def answers():
-        client = redis_lib.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return client.ping()
-        finally:
-            client.close()
-
-    return processes.start("redis-private", argv, ready=answers, timeout=15)
+@pytest.fixture
+def own_namespace(redis_namespace):
+    """A Redis namespace of this test alone: an empty limiter window, no cached token, no calls counted
+    today, and no worker of another test consuming what it sends."""
+    return f"{redis_namespace}_{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
-def pull_env(migrated, engine, sim_base, redis_namespace, tmp_path):
-    """A clean database and a Redis namespace of this test's own (empty limiter window, no cached token,
-    no calls counted today), TDS pointed at the module's simulator."""
-    from sim_harness import zoho_env
-
+def env(migrated, engine, own_namespace):
+    """A clean database and a Redis namespace of this test's own: what a TDS process of this test loads."""
     truncate(engine)
+    return {**migrated, "TDS_REDIS_NAMESPACE": own_namespace}
+
+
+@pytest.fixture
+def pull_env(env, sim_base, tmp_path):
+    """``env`` with TDS pointed at the module's simulator (``zoho_env``) and a metrics directory of its own."""
+    from support.sim import zoho_env
+
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    return {**migrated, **zoho_env(sim_base), "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    return {**env, **zoho_env(sim_base), "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+
+
+@pytest.fixture
+def api(pg_url, redis_url, own_namespace, engine, tmp_path, monkeypatch):
+    """Makes in-process test clients of the API (``create_app``) on the session database and this test's
+    Redis namespace; keyword arguments set monitoring.* keys, ``redis_url_`` another Redis."""
+    import falcon.testing
+
+    from tds_daemon.api.app import create_app
+    from tds_daemon.config import load
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    def make(redis_url_=redis_url, **monitoring):
+        settings = {"TDS_DATABASE_URL": pg_url, "TDS_REDIS_URL": redis_url_, "TDS_REDIS_NAMESPACE": own_namespace,
+                    "TDS_REDIS_SOCKET_TIMEOUT_S": "1", "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN}
+        settings.update({f"TDS_MONITORING_{k.upper()}": str(v) for k, v in monitoring.items()})
+        return falcon.testing.TestClient(create_app(load(environ=settings), engine=engine))
+
+    return make
 
 
 @pytest.fixture
 def tds(pull_env):
-    from pull_harness import Tds
+    from support.pull import Tds
 
     t = Tds(pull_env)
     yield t

@@ -10,9 +10,9 @@ import logging
 import falcon.inspect
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
 from sqlalchemy import text
-from test_monitoring import add_items
+from support import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
+from support.db import add_items
 
 from tds_daemon import entities
 from tds_daemon.api.app import create_app
@@ -44,7 +44,7 @@ def start_api(procs, env, **overrides) -> Api:
 
 
 @pytest.fixture(scope="module")
-def api(module_processes, migrated):
+def live_api(module_processes, migrated):
     a = start_api(module_processes, migrated)
     yield a
     a.http.close()
@@ -57,19 +57,19 @@ def stored_events(engine) -> int:
 
 # ------------------------------------------------------------------------------------------- webhooks
 
-def test_a_body_nested_too_deep_is_400_and_nothing_is_stored(api, clean_db):
+def test_a_body_nested_too_deep_is_400_and_nothing_is_stored(live_api, clean_db):
     for depth in (100_000, 1_000):
         body = b'{"item": {"item_id": "1", "x": ' + b"[" * depth + b"]" * depth + b"}}"
-        r = api.http.post("/api/tds/webhooks/products", content=body, headers=HOOK)
+        r = live_api.http.post("/api/tds/webhooks/products", content=body, headers=HOOK)
         assert r.status_code == 400 and r.json()["error"] == "too_deep", (depth, r.text)
     form = "JSONString=" + "[" * 5000 + "]" * 5000
-    r = api.http.post("/api/tds/webhooks/products", content=form,
+    r = live_api.http.post("/api/tds/webhooks/products", content=form,
                       headers={**HOOK, "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 400, r.text
     assert stored_events(clean_db) == 0
     # Deep, but within what can be stored: accepted as any other.
     ok = {"item": {"item_id": "2", "x": json.loads("[" * 200 + "]" * 200)}}
-    assert api.http.post("/api/tds/webhooks/products", json=ok, headers=HOOK).status_code == 202
+    assert live_api.http.post("/api/tds/webhooks/products", json=ok, headers=HOOK).status_code == 202
 
 
 def test_refused_webhooks_are_logged_once_per_reason_without_token_or_body(processes, migrated, clean_db):
@@ -119,8 +119,8 @@ def test_refusal_log_counts_what_it_does_not_log(caplog):
 
 # ------------------------------------------------------------------------------ ids and query parameters
 
-def test_bad_ids_are_404_and_bad_parameters_400_naming_them(api, clean_db):
-    get, post = api.http.get, api.http.post
+def test_bad_ids_are_404_and_bad_parameters_400_naming_them(live_api, clean_db):
+    get, post = live_api.http.get, live_api.http.post
     for path, code in (("/api/tds/runs/abc", "unknown_run"), ("/api/tds/runs/-1", "unknown_run"),
                        ("/api/tds/runs/99999999999999999999", "unknown_run")):
         r = get(path, headers=ADMIN)
@@ -134,7 +134,7 @@ def test_bad_ids_are_404_and_bad_parameters_400_naming_them(api, clean_db):
             ("POST", "/api/tds/stats/run", {"entity": "nosuch"}, "entity"),
             ("GET", "/api/tds/alerts", {"status": "closed"}, "status"),
             ("POST", "/api/tds/sync/products", {"kind": "everything"}, "kind")):
-        r = api.http.request(method, path, params=params, headers=ADMIN)
+        r = live_api.http.request(method, path, params=params, headers=ADMIN)
         assert r.status_code == 400, (path, r.text)
         message = r.json()["message"]
         assert f"{name}=" in message and "known values" in message, message
@@ -209,23 +209,23 @@ def test_redis_down_is_503_where_redis_is_needed(module_processes, migrated, cle
 
 # ------------------------------------------------------------------------------------ health, bulk syncs
 
-def test_few_finished_items_do_not_make_health_degraded(api, clean_db):
+def test_few_finished_items_do_not_make_health_degraded(live_api, clean_db):
     add_items(clean_db, "completed", 5)
     add_items(clean_db, "dead_letter", 1)
-    h = api.http.get("/api/tds/monitoring/health", headers=ADMIN).json()
+    h = live_api.http.get("/api/tds/monitoring/health", headers=ADMIN).json()
     assert h["status"] == "healthy" and h["success_rate_24h"] == round(5 / 6, 4), h
     assert h["thresholds"]["success_rate_24h"] == {"degraded_below": 0.95, "min_items": 20}
     add_items(clean_db, "completed", 13)
     add_items(clean_db, "dead_letter", 1)
-    h = api.http.get("/api/tds/monitoring/health", headers=ADMIN).json()
+    h = live_api.http.get("/api/tds/monitoring/health", headers=ADMIN).json()
     assert h["status"] == "degraded" and "(20 items finished)" in h["reasons"][0], h
 
 
-def test_bulk_syncs_sent_together_queue_one_run_per_entity(api, clean_db):
+def test_bulk_syncs_sent_together_queue_one_run_per_entity(live_api, clean_db):
     paths = ["/api/zoho/bulk-sync/products", "/api/zoho/bulk-sync/items-with-stock", "/api/zoho/bulk-sync/sync-all",
              "/api/tds/sync/products?full=1"]
     with concurrent.futures.ThreadPoolExecutor(len(paths)) as pool:
-        answers = list(pool.map(lambda p: api.http.post(p, headers=ADMIN), paths))
+        answers = list(pool.map(lambda p: live_api.http.post(p, headers=ADMIN), paths))
     assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
     product_runs = {run["id"] for r in answers for run in r.json()["runs"] if run["entity"] == "product"}
     assert len(product_runs) == 1, [r.json() for r in answers]
@@ -235,15 +235,15 @@ def test_bulk_syncs_sent_together_queue_one_run_per_entity(api, clean_db):
                                      "GROUP BY 1")).all())
     assert queued == {e.name: 1 for e in entities.ENTITIES}, queued
     # Another kind is another run.
-    r = api.http.post("/api/tds/sync/products", params={"kind": "stock"}, headers=ADMIN)
+    r = live_api.http.post("/api/tds/sync/products", params={"kind": "stock"}, headers=ADMIN)
     assert r.status_code == 202 and r.json()["runs"][0]["id"] not in product_runs
 
 
-def test_values_postgresql_cannot_take_are_4xx(api, clean_db):
+def test_values_postgresql_cannot_take_are_4xx(live_api, clean_db):
     for body in ({"item": {"item_id": "a\u0000b"}}, {"item": {"item_id": "1", "name": "x\u0000y"}}):
-        r = api.http.post("/api/tds/webhooks/products", json=body, headers=HOOK)
+        r = live_api.http.post("/api/tds/webhooks/products", json=body, headers=HOOK)
         assert 400 <= r.status_code < 500, r.text
-    assert api.http.get("/api/tds/images/a%00b", headers=ADMIN).status_code == 404
-    r = api.http.post("/api/tds/dead-letter/replay", json={"ids": [2**63 + 1]}, headers=ADMIN)
+    assert live_api.http.get("/api/tds/images/a%00b", headers=ADMIN).status_code == 404
+    r = live_api.http.post("/api/tds/dead-letter/replay", json={"ids": [2**63 + 1]}, headers=ADMIN)
     assert r.status_code < 500, r.text
     assert stored_events(clean_db) == 0

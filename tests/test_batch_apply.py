@@ -14,9 +14,9 @@ import json
 import uuid
 
 import pytest
-from conftest import all_applied, free_port, queue_counts, start_daemon, wait_until
 from sqlalchemy import text
-from zoho_objects import default_payload, make_object, new_id
+from support import all_applied, free_port, queue_counts, start_daemon, wait_until
+from support.zoho_objects import default_payload, make_object, new_id
 
 from actors import entity as entity_actors
 from actors import runtime

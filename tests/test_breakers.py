@@ -17,11 +17,11 @@ import uuid
 import httpx
 import pytest
 import redis as redis_lib
-from conftest import ADMIN_TOKEN, free_port, start_daemon, wait_until
-from sim_harness import ORG, Sim, zoho_env
 from sqlalchemy import create_engine, text
-from test_sync import Tds
-from zoho_objects import default_payload, make_object
+from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
+from support.pull import Tds
+from support.sim import ORG, Sim
+from support.zoho_objects import default_payload, make_object
 
 from tds_daemon import breakers, entities
 from tds_daemon.breakers import Breaker, Breakers, Settings
@@ -395,24 +395,14 @@ def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
 
 # ------------------------------------------------------------------------- Zoho simulator over real HTTP
 
-@pytest.fixture
-def env(migrated, engine, sim_base, ns, tmp_path):
-    from conftest import truncate
-
-    truncate(engine)
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    return {**migrated, **zoho_env(sim_base), "TDS_REDIS_NAMESPACE": ns, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-
-
 def api_requests(sim: Sim, app: str) -> int:
     return sim.stats()["apps"][app]["requests"]
 
 
-def test_zoho_failing_every_call_opens_the_breaker_then_a_trial_then_closed(sim, env):
-    env.update(TDS_BREAKERS_MIN_CALLS="4", TDS_BREAKERS_OPEN_S="2", TDS_BREAKERS_HALF_OPEN_CALLS="1",
+def test_zoho_failing_every_call_opens_the_breaker_then_a_trial_then_closed(sim, pull_env):
+    pull_env.update(TDS_BREAKERS_MIN_CALLS="4", TDS_BREAKERS_OPEN_S="2", TDS_BREAKERS_HALF_OPEN_CALLS="1",
                TDS_ZOHO_MAX_ATTEMPTS="2")
-    tds = Tds(env)
+    tds = Tds(pull_env)
     try:
         client = tds.client()
         b = client.breakers.app("inventory")
@@ -458,9 +448,9 @@ def test_zoho_failing_every_call_opens_the_breaker_then_a_trial_then_closed(sim,
         tds.close()
 
 
-def test_sync_runs_skip_an_entity_whose_breaker_is_open(sim, env, engine):
-    env.update(TDS_ZOHO_MAX_ATTEMPTS="2", TDS_BREAKERS_MIN_CALLS="100")
-    tds = Tds(env)
+def test_sync_runs_skip_an_entity_whose_breaker_is_open(sim, pull_env, engine):
+    pull_env.update(TDS_ZOHO_MAX_ATTEMPTS="2", TDS_BREAKERS_MIN_CALLS="100")
+    tds = Tds(pull_env)
     try:
         client = tds.client()
         entity, books = client.breakers.entity("product"), client.breakers.app("books")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 
 import httpx
-from conftest import TDS, start_daemon, wait_until
-from pull_harness import cli
-from sim_harness import ADMIN, ALL
 from sqlalchemy import text
+from support import TDS, start_daemon, wait_until
+from support.pull import cli
+from support.sim import ADMIN, ALL
 
 from tds_daemon.broker import redis_client
 from tds_daemon.config import load

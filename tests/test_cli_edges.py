@@ -10,9 +10,9 @@ import shlex
 import subprocess
 import sys
 
-from conftest import ADMIN_TOKEN, ROOT, WEBHOOK_TOKEN, free_port, start_daemon, wait_until
-from pull_harness import cli
 from sqlalchemy import text
+from support import ADMIN_TOKEN, ROOT, WEBHOOK_TOKEN, free_port, start_daemon, wait_until
+from support.pull import cli
 
 from tds_daemon.config import DEFAULT_PATH
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import ROOT, TDS
+from support import ROOT, TDS
 
 from tds_daemon import config
 

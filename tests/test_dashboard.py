@@ -13,14 +13,14 @@ import time
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, WEBHOOK_TOKEN, start_daemon, wait_until
-from pull_harness import cli
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from sqlalchemy import text
-from zoho_objects import default_payload, make_object, new_id
+from support import ADMIN_TOKEN, WEBHOOK_TOKEN, start_daemon, wait_until
+from support.pull import cli
+from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import alerts
 from tds_daemon.api.session import Sessions
@@ -48,8 +48,8 @@ def site(module_processes, migrated, engine, sim_base, redis_namespace, tmp_path
     """A running TDS with its own Redis namespace and metrics, one product pulled from the simulator."""
     import uuid
 
-    from conftest import truncate
-    from sim_harness import zoho_env
+    from support import truncate
+    from support.sim import zoho_env
 
     truncate(engine)
     metrics = tmp_path_factory.mktemp("metrics")

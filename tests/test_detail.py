@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import signal
 
-from conftest import WEBHOOK_TOKEN, start_daemon, wait_until
-from pull_harness import cli
-from sim_harness import ADMIN
 from sqlalchemy import text
+from support import WEBHOOK_TOKEN, start_daemon, wait_until
+from support.pull import cli
+from support.sim import ADMIN
 
 from tds_daemon import detail, entities
 from tds_daemon.simulator.data import DETAIL_ONLY
@@ -110,7 +110,7 @@ def test_the_backfill_yields_to_a_webhook_that_brought_the_whole_object(sim, tds
 
 
 def test_the_backfill_spends_only_what_scheduled_jobs_leave(sim, pull_env):
-    from pull_harness import Tds
+    from support.pull import Tds
 
     sim.reset(counts={"payment": 60})
     tds = Tds({**pull_env, "TDS_ZOHO_DAILY_BUDGET": "40"})

@@ -9,35 +9,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 
-import falcon.testing
 import pytest
-from conftest import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_counts, start_daemon, wait_until
 from sqlalchemy import text
-from test_monitoring import Sql, add_items
-from zoho_objects import default_payload, make_object, new_id
+from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_counts, start_daemon, wait_until
+from support.db import Sql, add_items
+from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import dlq
-from tds_daemon.api.app import create_app
-from tds_daemon.config import load
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LIST = "/api/tds/dead-letter"
 REPLAY = "/api/tds/dead-letter/replay"
-
-
-@pytest.fixture
-def api(pg_url, redis_url, redis_namespace, engine, tmp_path, monkeypatch):
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    namespace = f"{redis_namespace}_{uuid.uuid4().hex[:8]}"  # messages sent here reach no worker
-
-    def make(redis_url_=redis_url):
-        env = {"TDS_DATABASE_URL": pg_url, "TDS_REDIS_URL": redis_url_, "TDS_REDIS_NAMESPACE": namespace,
-               "TDS_REDIS_SOCKET_TIMEOUT_S": "1", "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN}
-        return falcon.testing.TestClient(create_app(load(environ=env), engine=engine))
-
-    return make
 
 
 def tds(env, *args) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import falcon.inspect
-from conftest import ROOT
+from support import ROOT
 
 from tds_daemon.api.app import create_app
 from tds_daemon.config import load

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import (
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from support import (
     WEBHOOK_TOKEN,
     all_applied,
     free_port,
@@ -26,10 +28,8 @@ from conftest import (
     start_private_redis,
     wait_until,
 )
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from tcp_proxy import TcpProxy
-from zoho_objects import default_payload, make_object, new_id
+from support.tcp_proxy import TcpProxy
+from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import entities
 

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from conftest import TDS, WEBHOOK_TOKEN, free_port, wait_until
 from sqlalchemy import exc, text
+from support import TDS, WEBHOOK_TOKEN, free_port, wait_until
 
 from tds_daemon import entities, intake
 from tds_daemon.api.app import intake_engine

@@ -9,10 +9,10 @@ consumes their messages unless the test starts a worker, so what the healer sent
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
-from conftest import (
+from sqlalchemy import text
+from support import (
     ADMIN_TOKEN,
     TDS,
     all_applied,
@@ -20,11 +20,9 @@ from conftest import (
     queue_counts,
     start_daemon,
     start_private_redis,
-    truncate,
     wait_until,
 )
-from sqlalchemy import text
-from zoho_objects import make_object
+from support.zoho_objects import make_object
 
 from tds_daemon import entities, healing
 from tds_daemon.broker import make_broker
@@ -102,13 +100,6 @@ class Healer:
     def close(self) -> None:
         self.redis.close()
         self.engine.dispose()
-
-
-@pytest.fixture
-def env(migrated, engine, redis_namespace):
-    """A clean database and a Redis namespace of this test's own."""
-    truncate(engine)
-    return {**migrated, "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}"}
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import hashlib
 import os
 
 import pytest
-from conftest import start_daemon
-from sim_harness import ADMIN
 from sqlalchemy import text
+from support import start_daemon
+from support.sim import ADMIN
 
 from tds_daemon import detail, entities, images
 
@@ -21,7 +21,7 @@ def images_env(pull_env, tmp_path):
 
 @pytest.fixture
 def itds(images_env):
-    from pull_harness import Tds
+    from support.pull import Tds
 
     t = Tds(images_env)
     yield t

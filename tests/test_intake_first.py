@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import redis
-from conftest import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
 from dramatiq import Message
-from zoho_objects import default_payload, make_object
+from support import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
+from support.zoho_objects import default_payload, make_object
 
 from actors.middleware.intake_first import POLL_S, IntakeFirst
 from tds_daemon import entities, inbox, intake
@@ -119,23 +119,23 @@ def test_a_stall_and_its_catch_up_are_not_saturation_a_sustained_burst_is():
 
 
 @pytest.fixture(scope="module")
-def env(migrated, redis_namespace):
+def hold_env(migrated, redis_namespace):
     return {**migrated, "TDS_REDIS_NAMESPACE": f"{redis_namespace}_hold_{uuid.uuid4().hex[:8]}",
             "TDS_WORKERS_REDISPATCH_AFTER_S": "60", "TDS_WORKERS_INTAKE_FIRST_S": str(HOLD_S)}
 
 
 @pytest.fixture(scope="module")
-def daemon(module_processes, env):
-    d = start_daemon(module_processes, env)
+def daemon(module_processes, hold_env):
+    d = start_daemon(module_processes, hold_env)
     yield d
     d.http.close()
 
 
 @pytest.fixture
-def saturated(env):
+def saturated(hold_env):
     """Keeps the key an API process sets at saturation, until the test calls ``stop``."""
-    client = redis.Redis.from_url(env["TDS_REDIS_URL"])
-    key = KEY.format(namespace=env["TDS_REDIS_NAMESPACE"])
+    client = redis.Redis.from_url(hold_env["TDS_REDIS_URL"])
+    key = KEY.format(namespace=hold_env["TDS_REDIS_NAMESPACE"])
     stop = threading.Event()
 
     def keep():
@@ -181,11 +181,11 @@ def test_the_hold_ends_after_intake_first_s_even_if_the_api_stays_saturated(daem
     assert time.monotonic() - t0 >= HOLD_S - 1.5, "not held"
 
 
-def test_items_sent_by_anyone_but_intake_are_never_held(daemon, clean_db, env, saturated):
+def test_items_sent_by_anyone_but_intake_are_never_held(daemon, clean_db, hold_env, saturated):
     spec = entities.get("product")
     body = default_payload("product", make_object("product"))
     [stored] = inbox.store_many(clean_db, [(intake.read(spec, body), intake.dump_body(body))], will_dispatch=True)
-    dispatcher = Dispatcher(make_broker(load(environ=env)), origin="recovery")
+    dispatcher = Dispatcher(make_broker(load(environ=hold_env)), origin="recovery")
     try:
         assert dispatcher.send_batch(spec, [stored.item_id])
         wait_until(lambda: all_applied(clean_db, 1), HOLD_S - 3, message="the recovery's message applied at once")
@@ -193,9 +193,9 @@ def test_items_sent_by_anyone_but_intake_are_never_held(daemon, clean_db, env, s
         dispatcher.broker.client.close()
 
 
-def test_a_saturated_api_says_so(daemon, clean_db, env):
-    client = redis.Redis.from_url(env["TDS_REDIS_URL"])
-    key = KEY.format(namespace=env["TDS_REDIS_NAMESPACE"])
+def test_a_saturated_api_says_so(daemon, clean_db, hold_env):
+    client = redis.Redis.from_url(hold_env["TDS_REDIS_URL"])
+    key = KEY.format(namespace=hold_env["TDS_REDIS_NAMESPACE"])
     client.delete(key)
     stop = threading.Event()
 
@@ -221,9 +221,9 @@ def test_a_saturated_api_says_so(daemon, clean_db, env):
         client.close()
 
 
-def test_with_redis_out_of_reach_nothing_is_held(env):
+def test_with_redis_out_of_reach_nothing_is_held(hold_env):
     """The key cannot be read: the worker holds nothing (and the API's announcer does not fail)."""
-    down = load(environ={**env, "TDS_REDIS_URL": "redis://127.0.0.1:9/0", "TDS_REDIS_SOCKET_TIMEOUT_S": "0.5"})
+    down = load(environ={**hold_env, "TDS_REDIS_URL": "redis://127.0.0.1:9/0", "TDS_REDIS_SOCKET_TIMEOUT_S": "0.5"})
     broker = make_broker(down)
     message = Message(queue_name="tds.product", actor_name="apply_product", args=([1],), kwargs={},
                       options={"tds_origin": "intake"})

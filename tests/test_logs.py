@@ -6,8 +6,8 @@ import logging
 import re
 
 import httpx
-from conftest import ADMIN_TOKEN, start_daemon, wait_until
-from zoho_objects import default_payload, make_object
+from support import ADMIN_TOKEN, start_daemon, wait_until
+from support.zoho_objects import default_payload, make_object
 
 from tds_daemon import logs
 

@@ -6,8 +6,8 @@ import subprocess
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import ROOT, TDS, free_port
 from sqlalchemy import inspect
+from support import ROOT, TDS, free_port
 
 from tds_daemon import entities, schema
 

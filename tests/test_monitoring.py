@@ -9,62 +9,16 @@ from __future__ import annotations
 import json
 import subprocess
 
-import falcon.testing
 import pytest
-from conftest import ADMIN_TOKEN, ROOT, TDS, free_port
 from sqlalchemy import text
+from support import ADMIN_TOKEN, ROOT, TDS, free_port
+from support.db import Sql, add_items
 
 from tds_daemon import alerts, entities
-from tds_daemon.api.app import create_app
 from tds_daemon.config import ConfigError, load
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HEALTH = "/api/tds/monitoring/health"
-
-
-@pytest.fixture
-def api(pg_url, redis_url, redis_namespace, engine, tmp_path, monkeypatch):
-    """A test client of the API; keyword arguments set monitoring.* keys (and redis_url=...)."""
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-
-    def make(redis_url_=redis_url, **monitoring):
-        env = {"TDS_DATABASE_URL": pg_url, "TDS_REDIS_URL": redis_url_, "TDS_REDIS_NAMESPACE": redis_namespace,
-               "TDS_REDIS_SOCKET_TIMEOUT_S": "1", "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN}
-        env.update({f"TDS_MONITORING_{k.upper()}": str(v) for k, v in monitoring.items()})
-        return falcon.testing.TestClient(create_app(load(environ=env), engine=engine))
-
-    return make
-
-
-class Sql(str):
-    """A SQL expression written into the INSERT, not a bound value."""
-
-
-NOW = Sql("now()")
-
-
-def add_items(engine, status: str, n: int = 1, entity: str = "product", **extra) -> list[int]:
-    """n sync items in ``status``, each with its inbox event; failures and completions get their times."""
-    if status in ("failed", "dead_letter"):
-        extra = {"error_code": "invalid_field", "error_message": "rate: not a number", "attempt_count": 1,
-                 "first_failed_at": NOW, "last_failed_at": NOW, **extra}
-    if status == "completed":
-        extra = {"completed_at": NOW, "outcome": "created", **extra}
-    cols = ", ".join(["event_id", "entity_type", "zoho_id", "status", *extra])
-    values = ", ".join([":event_id", ":entity", ":zoho_id", ":status",
-                        *(v if isinstance(v, Sql) else f":{k}" for k, v in extra.items())])
-    params = {k: v for k, v in extra.items() if not isinstance(v, Sql)}
-    ids = []
-    with engine.begin() as c:
-        for _ in range(n):
-            event_id = c.execute(text(
-                "INSERT INTO tds_inbox_events (entity_type, zoho_id, event_type, idempotency_key, payload) "
-                "VALUES (:e, 'x', 'updated', gen_random_uuid()::text, '{}') RETURNING id"), {"e": entity}).scalar_one()
-            zoho_id = str(4816000000000000000 + event_id)
-            ids.append(c.execute(text(f"INSERT INTO tds_sync_queue ({cols}) VALUES ({values}) RETURNING id"),
-                                 {"event_id": event_id, "entity": entity, "zoho_id": zoho_id, "status": status,
-                                  **params}).scalar_one())
-    return ids
 
 
 def health(client) -> dict:

@@ -10,8 +10,8 @@ from collections import Counter
 import falcon.inspect
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port
 from hypothesis import HealthCheck, Phase, given, settings
+from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port
 
 from tds_daemon.api import openapi
 from tds_daemon.api.app import create_app

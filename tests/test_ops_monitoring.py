@@ -16,11 +16,11 @@ import falcon.testing
 import pytest
 import redis as redis_lib
 import yaml
-from conftest import ROOT, free_port, start_daemon, wait_until
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
-from sim_harness import ADMIN
-from zoho_objects import make_object
+from support import ROOT, free_port, start_daemon, wait_until
+from support.sim import ADMIN
+from support.zoho_objects import make_object
 
 from tds_daemon import metrics
 from tds_daemon.api.app import create_app

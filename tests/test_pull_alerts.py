@@ -3,10 +3,10 @@ after consecutive failed pulls of an entity (resolved by a success), named in mo
 
 from __future__ import annotations
 
-from conftest import free_port, start_daemon, wait_until
-from pull_harness import Tds
-from sim_harness import ADMIN
 from sqlalchemy import text
+from support import free_port, start_daemon, wait_until
+from support.pull import Tds
+from support.sim import ADMIN
 
 from tds_daemon import monitoring, runs
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import redis
-from conftest import start_daemon, wait_until
-from sim_harness import ADMIN
 from sqlalchemy import text
+from support import start_daemon, wait_until
+from support.sim import ADMIN
 
 from tds_daemon import entities
 from tds_daemon.jobs import JOBS

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import WEBHOOK_TOKEN, start_daemon, wait_until
-from pull_harness import cli
 from sqlalchemy import text
+from support import WEBHOOK_TOKEN, start_daemon, wait_until
+from support.pull import cli
 
 from tds_daemon import zohovalues
 

@@ -15,9 +15,9 @@ import uuid
 import falcon.testing
 import pytest
 import redis as redis_lib
-from conftest import ADMIN_TOKEN, ROOT, TDS, free_port, holds_for, wait_until
 from prometheus_client import REGISTRY
 from sqlalchemy import text
+from support import ADMIN_TOKEN, ROOT, TDS, free_port, holds_for, wait_until
 
 from actors import healer, runtime, worker
 from supervisor.scheduler import Scheduler

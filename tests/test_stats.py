@@ -5,13 +5,10 @@ repair, the rows are back, and the next run (queued through ``POST /api/tds/stat
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, TDS, free_port, start_daemon, truncate, wait_until
 from sqlalchemy import text
+from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
 
 from tds_daemon import detail, stats
 from tds_daemon.broker import make_broker
@@ -19,40 +16,20 @@ from tds_daemon.config import load
 from tds_daemon.db import make_engine
 from tds_daemon.dispatch import Dispatcher
 
-ORG = "600000001"
 SEED = 11
 COUNTS = {"product": 120, "customer": 90}
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "rate_limit": 0, "daily_limit": 0, "refresh_limit": 0}
 
 
-@pytest.fixture(scope="module")
-def sim_base(module_processes):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    module_processes.start("simulator", [*TDS, "simulator", "--port", str(port), "--seed", str(SEED),
-                                         "--scale", "0.01", "--rate-limit", "0", "--refresh-limit", "0"],
-                           env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                           ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
-    return base
-
-
 @pytest.fixture
-def env(migrated, engine, sim_base, redis_namespace, tmp_path):
-    """Clean database, fresh simulator data, a Redis namespace of this test's own, Zoho pointed at the simulator."""
-    truncate(engine)
+def stats_env(pull_env, sim_base):
+    """``pull_env`` with fresh simulator data: a small seed of its own (``COUNTS``)."""
     with httpx.Client(base_url=sim_base, timeout=30) as sim:
         assert sim.post("/_sim/faults", json=NO_FAULTS).status_code == 200
         assert sim.post("/_sim/reset", json={"seed": SEED, "scale": 0.01, "counts": COUNTS}).json()["counts"][
             "product"] == COUNTS["product"]
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    return {**migrated, "TDS_REDIS_NAMESPACE": f"{redis_namespace}_{uuid.uuid4().hex[:8]}",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics), "TDS_ZOHO_ACCOUNTS_URL": sim_base,
-            "TDS_ZOHO_BOOKS_URL": f"{sim_base}/books/v3", "TDS_ZOHO_INVENTORY_URL": f"{sim_base}/inventory/v1",
-            "TDS_ZOHO_CLIENT_ID": "sim-client", "TDS_ZOHO_CLIENT_SECRET": "sim-secret",
-            "TDS_ZOHO_REFRESH_TOKEN": "sim-refresh", "TDS_ZOHO_ORGANIZATION_ID": ORG,
-            "TDS_ZOHO_REQUESTS_PER_MINUTE": "1000"}
+    return {**pull_env, "TDS_ZOHO_REQUESTS_PER_MINUTE": "1000"}
 
 
 class Stats:
@@ -102,8 +79,8 @@ def alerts_of(engine, type_: str) -> list[dict]:
 
 
 @pytest.mark.timeout(240)
-def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes, env, engine, make_stats):
-    daemon = start_daemon(processes, env)
+def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes, stats_env, engine, make_stats):
+    daemon = start_daemon(processes, stats_env)
     try:
         http = daemon.http
         # A full sync of both entities, executed by the daemon's workers.
@@ -114,7 +91,7 @@ def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes,
         assert (live(engine, "products"), live(engine, "customers")) == (120, 90)
         # The pulls started the detail backfill, which rewrites each row with its whole object: let it finish,
         # or it would undo the drift below before the stats run sees it.
-        wait_until(lambda: detail.progress_report(engine, load(environ=env), None)["waiting"] == 0, 120,
+        wait_until(lambda: detail.progress_report(engine, load(environ=stats_env), None)["waiting"] == 0, 120,
                    interval=0.3, message="the backfill")
 
         # Drift: 12 products gone here (still in Zoho), one customer's name changed here.
@@ -125,7 +102,7 @@ def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes,
                                      "(SELECT min(zoho_id) FROM zoho.customers) RETURNING zoho_id")).scalar_one()
         assert len(gone) == 12
 
-        first = make_stats(env).run("product", "customer")
+        first = make_stats(stats_env).run("product", "customer")
         product, customer = first["entities"]["product"], first["entities"]["customer"]
         assert (product["zoho_count"], product["local_count"], product["matched"]) == (120, 108, 108), product
         assert product["match_pct"] == 90.0 and product["sampled"] == 120 and product["error"] is None, product
@@ -170,9 +147,9 @@ def test_rows_deleted_locally_alert_and_the_repair_sync_restores_them(processes,
 
 
 @pytest.mark.timeout(120)
-def test_an_entity_whose_zoho_pull_fails_is_reported_with_its_error_not_as_zero(env, engine, make_stats):
+def test_an_entity_whose_zoho_pull_fails_is_reported_with_its_error_not_as_zero(stats_env, engine, make_stats):
     # Inventory (products) does not answer; Books (customers) does.
-    s = make_stats(env, TDS_ZOHO_INVENTORY_URL=f"http://127.0.0.1:{free_port()}/inventory/v1",
+    s = make_stats(stats_env, TDS_ZOHO_INVENTORY_URL=f"http://127.0.0.1:{free_port()}/inventory/v1",
                    TDS_ZOHO_MAX_ATTEMPTS="1")
     report = s.run("product", "customer")
     product, customer = report["entities"]["product"], report["entities"]["customer"]

@@ -12,7 +12,8 @@ import threading
 
 import httpx
 import pytest
-from conftest import (
+from sqlalchemy import text
+from support import (
     ADMIN_TOKEN,
     WEBHOOK_TOKEN,
     all_applied,
@@ -22,9 +23,8 @@ from conftest import (
     start_daemon,
     wait_until,
 )
-from notify_listener import NotifyListener
-from sqlalchemy import text
-from zoho_objects import default_payload, make_object
+from support.notify_listener import NotifyListener
+from support.zoho_objects import default_payload, make_object
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -15,19 +15,14 @@ import threading
 import time
 
 import pytest
-from conftest import TDS, free_port, start_daemon, wait_until
-from pull_harness import Tds, cli
-from sim_harness import ADMIN, ALL, Sim, zoho_env
 from sqlalchemy import text
+from support import TDS, free_port, start_daemon, wait_until
+from support.pull import Tds, cli
+from support.sim import ADMIN, ALL, Sim, zoho_env
 
 from tds_daemon import entities, zohovalues
 from tds_daemon.simulator.data import DETAIL_ONLY
 from tds_daemon.zohovalues import parse_timestamp
-
-
-@pytest.fixture
-def env(pull_env):
-    return pull_env
 
 
 def stored(engine, entity: str) -> dict[str, dict]:
@@ -82,9 +77,9 @@ def assert_matches_simulator(engine, sim: Sim, names: list[str]) -> None:
 
 # --- 1. full sync = the simulator's truth ---
 
-def test_full_sync_of_all_entities_equals_the_simulator(sim, env, engine):
+def test_full_sync_of_all_entities_equals_the_simulator(sim, pull_env, engine):
     counts = sim.reset()
-    r = cli(env, "sync", "all", "--full")
+    r = cli(pull_env, "sync", "all", "--full")
     assert r.returncode == 0, r.stdout + r.stderr
     done = all_runs(engine)
     assert sorted(run["entity_type"] for run in done) == sorted(ALL)
@@ -167,13 +162,13 @@ def test_full_sync_marks_deleted_objects(sim, tds):
 # --- 4. the rate limit, shared by two processes ---
 
 @pytest.mark.timeout(180)
-def test_two_concurrent_syncs_never_exceed_the_limit(sim, env, engine, processes):
+def test_two_concurrent_syncs_never_exceed_the_limit(sim, pull_env, engine, processes):
     limit = 30
     counts = sim.reset(scale=0.01, counts={"customer": 3400, "invoice": 3800})  # 17 + 19 pages, both Books
     sim.faults(rate_limit=limit)
-    env = {**env, "TDS_ZOHO_REQUESTS_PER_MINUTE": str(limit)}
+    pull_env = {**pull_env, "TDS_ZOHO_REQUESTS_PER_MINUTE": str(limit)}
     started = time.monotonic()
-    procs = [processes.start(f"sync-{e}", [*TDS, "sync", e, "--full"], env=env) for e in ("customer", "invoice")]
+    procs = [processes.start(f"sync-{e}", [*TDS, "sync", e, "--full"], env=pull_env) for e in ("customer", "invoice")]
     for proc in procs:
         proc.wait(timeout=150)
     for proc in procs:
@@ -227,14 +222,14 @@ def test_token_expiry_mid_sync_costs_one_refresh(sim, tds):
 
 # --- 6. 5xx ---
 
-def test_twenty_percent_5xx_still_converges(sim, env, engine):
+def test_twenty_percent_5xx_still_converges(sim, pull_env, engine):
     # Four tries of one request all failing at 20 % is 0.16 %: over a run of ~30 requests that
     # would make this test fail one time in twenty for no fault of the sync. More tries, same code.
-    env["TDS_ZOHO_MAX_ATTEMPTS"] = "8"
+    pull_env["TDS_ZOHO_MAX_ATTEMPTS"] = "8"
     # At 20 %, the first ten or so calls of an app are half failures about one run in twenty-five, which
     # would open its breaker (50 % of 10 calls): this test is about retries; test_breakers about breakers.
-    env["TDS_BREAKERS_MIN_CALLS"] = "1000"
-    tds = Tds(env)
+    pull_env["TDS_BREAKERS_MIN_CALLS"] = "1000"
+    tds = Tds(pull_env)
     try:
         sim.faults(error_rate=0.2)
         for name in ALL:
@@ -250,7 +245,7 @@ def test_twenty_percent_5xx_still_converges(sim, env, engine):
 # --- 7. Zoho down ---
 
 @pytest.mark.parametrize("down", ["503", "refuse"])
-def test_zoho_down_fails_the_run_cleanly(sim, env, tds, down):
+def test_zoho_down_fails_the_run_cleanly(sim, pull_env, tds, down):
     assert_succeeded(tds.sync("product", "full"))
     oid = sim.truth("product")["objects"][0]["id"]
     before_row = stored(tds.engine, "product")[oid]
@@ -258,7 +253,7 @@ def test_zoho_down_fails_the_run_cleanly(sim, env, tds, down):
     cursor = cursor_row(tds.engine, "product")
     sim.faults(down=down)
 
-    r = cli(env, "sync", "product")
+    r = cli(pull_env, "sync", "product")
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
@@ -278,9 +273,9 @@ def test_zoho_down_fails_the_run_cleanly(sim, env, tds, down):
     assert run["updated"] == 1 and stored(tds.engine, "product")[oid]["name"] == "changed while down"
 
 
-def test_redis_unreachable_fails_the_cli_in_one_line(sim, env, engine):
-    env = {**env, "TDS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
-    r = cli(env, "sync", "customer")
+def test_redis_unreachable_fails_the_cli_in_one_line(sim, pull_env, engine):
+    pull_env = {**pull_env, "TDS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    r = cli(pull_env, "sync", "customer")
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in r.stderr + r.stdout, r.stderr
@@ -339,7 +334,7 @@ def finished_run(daemon, run_id: int) -> dict | None:
     return run if run["status"] in ("succeeded", "failed") else None
 
 
-def test_admin_api_starts_and_reports_runs(sim, env, engine, daemon):
+def test_admin_api_starts_and_reports_runs(sim, pull_env, engine, daemon):
     counts = sim.reset()
     http = daemon.http
     r = http.post("/api/tds/sync/products", params={"full": 1}, headers=ADMIN)

@@ -19,7 +19,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TDS
+from support import ROOT, TDS
 
 from tds_daemon import config
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import WEBHOOK_TOKEN, start_daemon, wait_until
-from pull_harness import cli
-from sim_harness import ADMIN
+from support import WEBHOOK_TOKEN, start_daemon, wait_until
+from support.pull import cli
+from support.sim import ADMIN
 
 from tds_daemon import detail
 

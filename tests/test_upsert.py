@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from zoho_objects import make_object, new_id, zoho_time
+from support.zoho_objects import make_object, new_id, zoho_time
 
 from tds_daemon import entities, upsert
 

@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 import redis
-from conftest import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
-from zoho_objects import default_payload, make_object
+from support import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
+from support.zoho_objects import default_payload, make_object
 
 from tds_daemon.broker import Broker
 from tds_daemon.wakeup import CHANNEL, Wakeup

@@ -9,9 +9,9 @@ import urllib.parse
 
 import httpx
 import pytest
-from conftest import WEBHOOK_TOKEN, all_applied, queue_counts, start_daemon, wait_until
 from sqlalchemy import text
-from zoho_objects import default_payload, make_object, new_id, zoho_time
+from support import WEBHOOK_TOKEN, all_applied, queue_counts, start_daemon, wait_until
+from support.zoho_objects import default_payload, make_object, new_id, zoho_time
 
 from tds_daemon import entities
 
@@ -277,7 +277,7 @@ def test_signature_is_required_when_a_secret_is_set(signed_daemon, clean_db):
 def test_status_command_shows_queue_states(daemon, clean_db):
     import subprocess
 
-    from conftest import ROOT, TDS
+    from support import ROOT, TDS
 
     obj = make_object("vendor")
     assert daemon.post("vendors", {"contact": obj}).status_code == 202

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import ROOT, TDS
-
+from support.env import ROOT, TDS
 from tds_daemon import entities, runs
 from tds_daemon.broker import redis_client
 from tds_daemon.config import load
