@@ -1,4 +1,4 @@
-"""The detail backfill actor: reads the whole objects that rows lack (``tds_daemon.detail``), from the
+"""The detail backfill actor: reads the whole objects that rows lack (``tds_daemon.pull.detail``), from the
 backfill's share of the day's Zoho budget, for at most DEADLINE_S; the next message resumes."""
 
 from __future__ import annotations
@@ -8,11 +8,10 @@ import logging
 import dramatiq
 from sqlalchemy import exc
 
-from tds_daemon import detail
-from tds_daemon.broker import redis_client
-from tds_daemon.zoho import ZohoClient
-
-from . import runtime
+from actors import runtime
+from tds_daemon.apply.broker import redis_client
+from tds_daemon.pull import detail
+from tds_daemon.pull.zoho import ZohoClient
 
 log = logging.getLogger(__name__)
 DEADLINE_S = 8 * 60  # shorter than the default schedule's 10 minutes: runs do not pile up

@@ -1,6 +1,6 @@
 """Entity actors: one Dramatiq actor per registry spec, all running ``apply_items``.
 
-Each message carries a list of sync item ids (``tds_daemon.dispatch``; a single id from a message sent
+Each message carries a list of sync item ids (``tds_daemon.apply.dispatch``; a single id from a message sent
 by an earlier version is taken as a list of one); the items and their inbox events in PostgreSQL are
 the truth. Items never tried, the common case, are locked, upserted and completed in one transaction
 (``_apply_fresh``): pending → completed, one write of each item. The others (tried before, sent again by
@@ -13,12 +13,12 @@ a newer one is ``stale``. If the group's transaction fails, each of its items is
 so that one bad object costs only itself (unless the database itself is out of reach: that is no
 item's fault, and trying each alone would only wait out one connect timeout per item).
 
-Each entity has a circuit breaker (``entity:<name>``, ``tds_daemon.breakers``), asked once per group
+Each entity has a circuit breaker (``entity:<name>``, ``tds_daemon.guard.breakers``), asked once per group
 of claimed items. While it refuses, the items are deferred rather than tried: back to ``failed`` with
 ``error_code`` ``breaker_open``, ``next_attempt_at`` when the breaker lets trial calls through, and
 the claim's attempt given back, so they keep every retry; the recovery sweep dispatches them again
 then. What the breaker is told: an apply that commits is a success, one that fails transiently (the
-database unavailable, a timeout, a deadlock: ``tds_daemon.db.transient_code``) a failure; a permanent
+database unavailable, a timeout, a deadlock: ``tds_daemon.store.db.transient_code``) a failure; a permanent
 error (a bad payload, a TDS bug) is about the item, not the entity, and counts neither way. A
 transaction is one call, so a group applied together is one result (one Redis round trip per batch,
 not per item), and each item tried alone after it is one. Except on a half-open trial: there each
@@ -37,14 +37,15 @@ from dataclasses import dataclass
 import dramatiq
 from sqlalchemy import exc
 
-from tds_daemon import entities, intake, syncqueue, upsert
-from tds_daemon.breakers import HALF_OPEN, OPEN, Breaker, Decision, clock
-from tds_daemon.db import transient_code
+from actors import runtime
+from tds_daemon import entities
+from tds_daemon.apply import syncqueue, upsert
+from tds_daemon.apply.syncqueue import Claimed
 from tds_daemon.entities import EntitySpec
+from tds_daemon.guard.breakers import HALF_OPEN, OPEN, Breaker, Decision, clock
+from tds_daemon.intake import webhook
 from tds_daemon.metrics import sync_items, webhook_apply_seconds
-from tds_daemon.syncqueue import Claimed
-
-from . import runtime
+from tds_daemon.store.db import transient_code
 
 log = logging.getLogger(__name__)
 # A half-open breaker refused (its trials are in flight): they settle within an apply's time, so look again soon.
@@ -194,7 +195,7 @@ def _write(conn, rt, spec: EntitySpec, items: list[Claimed], *, fresh: bool = Fa
     schema = rt.config.database.entity_schema
     outcomes: dict[int, str] = {}
     for batch in _rounds(items):
-        changes = [upsert.Change(obj=intake.extract_object(spec, i.payload), version_at=i.received_at,
+        changes = [upsert.Change(obj=webhook.extract_object(spec, i.payload), version_at=i.received_at,
                                  deleted=i.event_type == "deleted") for i in batch]
         by_zoho_id = upsert.apply(conn, spec, schema, changes)
         outcomes.update((i.id, by_zoho_id[i.zoho_id]) for i in batch)

@@ -1,4 +1,4 @@
-"""The healer actor: one healer run (``tds_daemon.healing.run``) when the scheduler asks (every 15 minutes by
+"""The healer actor: one healer run (``tds_daemon.care.healing.run``) when the scheduler asks (every 15 minutes by
 default); ``POST /api/tds/auto-healing/run`` runs the same code in the API process.
 
 Each worker already sweeps on its own every few seconds (``actors.middleware.recovery``); this run also
@@ -13,10 +13,9 @@ import logging
 import dramatiq
 from sqlalchemy import exc
 
-from tds_daemon import healing
-from tds_daemon.jobs import HEALER_ACTOR, HEALER_QUEUE
-
-from . import runtime
+from actors import runtime
+from tds_daemon.care import healing
+from tds_daemon.care.jobs import HEALER_ACTOR, HEALER_QUEUE
 
 log = logging.getLogger(__name__)
 TIME_LIMIT_MS = 5 * 60 * 1000

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from tds_daemon.breakers import Breakers
+from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import Config
-from tds_daemon.dispatch import Dispatcher
+from tds_daemon.guard.breakers import Breakers
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The stats actor: one stats run (``tds_daemon.stats.run``) — Zoho's counts and fields against the local
+"""The stats actor: one stats run (``tds_daemon.care.stats.run``) — Zoho's counts and fields against the local
 copy, an alert and a repair sync for an entity below the match threshold — daily from the scheduler
 (no arguments: every entity) and on ``POST /api/tds/stats/run`` (origin "api", optionally some entities).
 """
@@ -10,10 +10,10 @@ import logging
 import dramatiq
 from sqlalchemy import exc
 
-from tds_daemon import entities, stats
-from tds_daemon.jobs import STATS_ACTOR, STATS_QUEUE
-
-from . import runtime
+from actors import runtime
+from tds_daemon import entities
+from tds_daemon.care import stats
+from tds_daemon.care.jobs import STATS_ACTOR, STATS_QUEUE
 
 log = logging.getLogger(__name__)
 # Every list page of every entity under the shared 100 requests/minute: minutes for a large organization.

@@ -6,13 +6,13 @@ import logging
 
 import dramatiq
 
-from tds_daemon import entities, runs
-from tds_daemon.broker import redis_client
-from tds_daemon.detail import DETAIL_ACTOR, DETAIL_QUEUE
-from tds_daemon.sync import SYNC_ACTOR, SYNC_QUEUE, Syncer, SyncError
-from tds_daemon.zoho import ZohoClient
-
-from . import runtime
+from actors import runtime
+from tds_daemon import entities
+from tds_daemon.apply.broker import redis_client
+from tds_daemon.pull import runs
+from tds_daemon.pull.detail import DETAIL_ACTOR, DETAIL_QUEUE
+from tds_daemon.pull.pulls import SYNC_ACTOR, SYNC_QUEUE, Syncer, SyncError
+from tds_daemon.pull.zoho import ZohoClient
 
 log = logging.getLogger(__name__)
 TIME_LIMIT_MS = 60 * 60 * 1000  # a full sync of a large entity within the 100/min limit takes minutes

@@ -14,15 +14,14 @@ import threading
 import dramatiq
 from dramatiq.middleware import TimeLimit
 
-from tds_daemon.breakers import Breakers, redis_for_breakers
-from tds_daemon.broker import make_broker
+from actors import detail, entity, healer, runtime, stats, sync
+from actors.middleware import Recovery
+from actors.middleware.intake_first import IntakeFirst
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import Config
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import Dispatcher
-
-from . import detail, entity, healer, runtime, stats, sync
-from .middleware import Recovery
-from .middleware.intake_first import IntakeFirst
+from tds_daemon.guard.breakers import Breakers, redis_for_breakers
+from tds_daemon.store.db import make_engine
 
 log = logging.getLogger(__name__)
 # How long an idle consumer waits between polls of Redis: bounds the receipt→applied latency.

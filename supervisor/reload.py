@@ -17,12 +17,13 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
-from tds_daemon import alerts, logs, metrics
+from tds_daemon import logs, metrics
 from tds_daemon.config import ConfigError, load
+from tds_daemon.guard import alerts
 from tds_daemon.oneline import first_line
 
 if TYPE_CHECKING:
-    from .run import Supervisor
+    from supervisor.run import Supervisor
 
 log = logging.getLogger(__name__)
 WORKER_START_TIMEOUT_S = 60

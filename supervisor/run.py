@@ -21,13 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 
+from supervisor import reload
+from supervisor.children import ready_dir
+from supervisor.policy import GiveUp
+from supervisor.sdnotify import Notifier
+from supervisor.tree import Tree
 from tds_daemon.config import Config
-from tds_daemon.sdnotify import Notifier
-
-from . import reload
-from .children import ready_dir
-from .policy import GiveUp
-from .tree import Tree
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2
@@ -55,7 +54,7 @@ class Supervisor:
 
     def engine(self):
         """A small engine for the supervisor's own writes (alerts), made on first use and after a URL change."""
-        from tds_daemon.db import make_engine
+        from tds_daemon.store.db import make_engine
 
         if self._engine is None or self._engine_url != self.config.database.url:
             if self._engine is not None:
@@ -189,7 +188,7 @@ class Supervisor:
 
 def _start_scheduler(config: Config):
     # Imported here: it loads tds_daemon.metrics, which needs the metrics directory the CLI prepares.
-    from .scheduler import Scheduler
+    from supervisor.scheduler import Scheduler
 
     scheduler = Scheduler(config)
     scheduler.start()  # with scheduler.enabled false it only answers alive() and is_leader()

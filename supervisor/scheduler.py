@@ -1,4 +1,4 @@
-"""The scheduler of ``tds run``: the jobs of ``tds_daemon.jobs``, fired by the lease holder only.
+"""The scheduler of ``tds run``: the jobs of ``tds_daemon.care.jobs``, fired by the lease holder only.
 
 A thread ("tds-scheduler-lease") acquires or renews the Redis lease every ``lease_s / 3``. While this
 instance holds it, an APScheduler ``BackgroundScheduler`` fires the jobs; when the lease is lost
@@ -25,16 +25,15 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from supervisor.leader import Lease, new_instance_id
 from tds_daemon import crontab
-from tds_daemon.broker import make_broker, redis_client
+from tds_daemon.apply.broker import make_broker, redis_client
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care.jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
 from tds_daemon.config import Config
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import Dispatcher
-from tds_daemon.jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
 from tds_daemon.metrics import scheduler_job_runs
 from tds_daemon.oneline import described
-
-from .leader import Lease, new_instance_id
+from tds_daemon.store.db import make_engine
 
 log = logging.getLogger(__name__)
 MISFIRE_GRACE_S = 600

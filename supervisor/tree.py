@@ -12,12 +12,11 @@ import os
 import signal
 import time
 
+from supervisor.children import Child, describe_exit, tds_command
+from supervisor.policy import RestartPolicy
+from supervisor.probes import api_answers
 from tds_daemon import metrics
 from tds_daemon.config import Config
-
-from .children import Child, describe_exit, tds_command
-from .policy import RestartPolicy
-from .probes import api_answers
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import shutil
 import sys
 import tempfile
 
-from . import __version__
-from .config import DEFAULT_PATH, SCHEMA, Config, ConfigError, load, resolve_path
-from .oneline import described, first_line
+from tds_daemon import __version__
+from tds_daemon.config import DEFAULT_PATH, SCHEMA, Config, ConfigError, load, resolve_path
+from tds_daemon.oneline import described, first_line
 
 
 class Failure(Exception):
@@ -83,8 +83,8 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_migrate(args) -> int:
-    from .db import DatabaseUnavailable
-    from .migrate import SchemaNewer, upgrade
+    from tds_daemon.store.db import DatabaseUnavailable
+    from tds_daemon.store.migrate import SchemaNewer, upgrade
 
     config = _load(args)
     try:
@@ -103,8 +103,8 @@ def cmd_migrate(args) -> int:
 def _require_schema(config: Config) -> None:
     from sqlalchemy import exc
 
-    from .db import make_engine
-    from .migrate import current_revision, head_revision, known
+    from tds_daemon.store.db import make_engine
+    from tds_daemon.store.migrate import current_revision, head_revision, known
 
     engine = make_engine(config, pool_size=1, application_name="tds-check")
     try:
@@ -125,7 +125,7 @@ def _require_schema(config: Config) -> None:
 
 def _redis_unreachable(config: Config, e: Exception) -> str:
     """The one line for a Redis that does not answer: its URL (password masked), why, and where it came from."""
-    from .config import mask_url
+    from tds_daemon.config import mask_url
 
     reason = first_line(e)
     return f"cannot reach Redis at {mask_url(config.redis.url)}: {reason} ({_origin(config, 'redis.url')})"
@@ -135,7 +135,7 @@ def _require_redis(config: Config) -> None:
     """Return if Redis answers a PING, else raise a Failure naming where redis.url came from."""
     import redis
 
-    from .broker import redis_client
+    from tds_daemon.apply.broker import redis_client
 
     client = redis_client(config)
     try:
@@ -168,8 +168,8 @@ def cmd_api(args) -> int:
     _die_with_parent()
     config = _load(args)
     prepare_metrics_dir(fresh=False)
-    from . import logs
-    from .api import server
+    from tds_daemon import logs
+    from tds_daemon.api import server
 
     logs.setup(config.log.level, logs.role_from_env("api"))
     server.run(config, args.config)
@@ -180,7 +180,7 @@ def cmd_worker(args) -> int:
     _die_with_parent()
     config = _load(args)
     prepare_metrics_dir(fresh=False)
-    from . import logs
+    from tds_daemon import logs
 
     logs.setup(config.log.level, logs.role_from_env("worker"))
     return importlib.import_module("actors.worker").run(config)
@@ -190,17 +190,17 @@ def cmd_run(args) -> int:
     config = _load(args)
     _require_schema(config)
     prepare_metrics_dir(fresh=True)
-    from . import logs
+    from tds_daemon import logs
 
     logs.setup(config.log.level, "supervisor")
     return importlib.import_module("supervisor.run").run(config, resolve_path(args.config, os.environ))
 
 
 def cmd_simulator(args) -> int:
-    from .simulator import server
-    from .simulator.faults import Faults
-    from .simulator.settings import Settings, parse_counts
-    from .simulator.sim import Simulator
+    from tds_daemon.simulator import server
+    from tds_daemon.simulator.faults import Faults
+    from tds_daemon.simulator.settings import Settings, parse_counts
+    from tds_daemon.simulator.sim import Simulator
 
     try:
         settings = Settings(seed=args.seed, scale=args.scale, counts=parse_counts(args.count),
@@ -222,7 +222,7 @@ def cmd_sync(args) -> int:
     import datetime as dt
     import logging
 
-    from . import entities, logs, zohovalues
+    from tds_daemon import entities, logs, zohovalues
 
     config = _load(args)
     if args.entity == "all":
@@ -247,7 +247,7 @@ def cmd_sync(args) -> int:
     logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
     # Each run's outcome is this command's own output (below): the sync module's warning that a run
     # failed would only repeat it on stderr, where a failure must be one line.
-    logging.getLogger("tds_daemon.sync").setLevel(max(logging.ERROR, logging.getLogger().level))
+    logging.getLogger("tds_daemon.pull.pulls").setLevel(max(logging.ERROR, logging.getLogger().level))
     if len(specs) == 1:
         failures = [f for f in [_SyncCommand(config, kind, since, live=True).one(specs[0].name)] if f]
     else:
@@ -275,9 +275,9 @@ def _wake_backfill(config: Config, specs) -> None:
     rather than at its next scheduled run (it reads within the day's budget; nothing if none waits)."""
     if all(s.lists_whole for s in specs):
         return
-    from .broker import make_broker
-    from .detail import DETAIL_ACTOR, DETAIL_QUEUE
-    from .dispatch import Dispatcher
+    from tds_daemon.apply.broker import make_broker
+    from tds_daemon.apply.dispatch import Dispatcher
+    from tds_daemon.pull.detail import DETAIL_ACTOR, DETAIL_QUEUE
 
     broker = make_broker(config)
     try:
@@ -290,15 +290,16 @@ def _sync_details(config: Config, names: list[str]) -> int:
     """``tds sync ENTITY|all --details``: read, in the foreground, the whole objects that rows still lack."""
     import logging
 
-    from . import detail, images, logs
-    from .broker import redis_client
-    from .db import make_engine
-    from .progress import Progress
-    from .zoho import ZohoClient
+    from tds_daemon import logs
+    from tds_daemon.apply.broker import redis_client
+    from tds_daemon.progress import Progress
+    from tds_daemon.pull import detail, images
+    from tds_daemon.pull.zoho import ZohoClient
+    from tds_daemon.store.db import make_engine
 
     prepare_metrics_dir(fresh=False)
     logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
-    logging.getLogger("tds_daemon.detail").setLevel(logging.WARNING)
+    logging.getLogger("tds_daemon.pull.detail").setLevel(logging.WARNING)
     engine = make_engine(config, pool_size=4, application_name="tds-sync")
     client = ZohoClient(config, redis_client(config), purpose="manual")
     try:
@@ -339,10 +340,10 @@ class _SyncCommand:
     """One process's share of `tds sync`: runs entities one after the other, prints one line each."""
 
     def __init__(self, config: Config, kind: str, since, live: bool):
-        from .broker import redis_client
-        from .db import make_engine
-        from .progress import Progress
-        from .zoho import ZohoClient
+        from tds_daemon.apply.broker import redis_client
+        from tds_daemon.progress import Progress
+        from tds_daemon.pull.zoho import ZohoClient
+        from tds_daemon.store.db import make_engine
 
         self.config, self.kind, self.since = config, kind, since
         self.engine = make_engine(config, pool_size=8, application_name="tds-sync")
@@ -356,8 +357,9 @@ class _SyncCommand:
         """Sync one entity; the failure line, or None."""
         import logging
 
-        from . import entities, runs
-        from .sync import Syncer, SyncError
+        from tds_daemon import entities
+        from tds_daemon.pull import runs
+        from tds_daemon.pull.pulls import Syncer, SyncError
 
         spec, progress = entities.get(name), self.progress
         run_id = runs.create(self.engine, name, self.kind, origin="cli", since=self.since)
@@ -399,8 +401,8 @@ def cmd_trace(args) -> int:
 
     from sqlalchemy import exc
 
-    from . import trace
-    from .db import make_engine
+    from tds_daemon.care import trace
+    from tds_daemon.store.db import make_engine
 
     config = _load(args)
     try:
@@ -424,8 +426,8 @@ def cmd_trace(args) -> int:
 def cmd_status(args) -> int:
     from sqlalchemy import exc
 
-    from . import status
-    from .db import make_engine
+    from tds_daemon import status
+    from tds_daemon.store.db import make_engine
 
     config = _load(args)
     _require_schema(config)
@@ -449,7 +451,7 @@ def cmd_status(args) -> int:
 def _breaker_states(config: Config) -> list[dict] | None:
     import redis
 
-    from .breakers import Breakers, redis_for_breakers
+    from tds_daemon.guard.breakers import Breakers, redis_for_breakers
 
     client = redis_for_breakers(config)
     try:
@@ -463,8 +465,8 @@ def _breaker_states(config: Config) -> list[dict] | None:
 def _budget_state(config: Config) -> dict | None:
     import redis
 
-    from .breakers import redis_for_breakers
-    from .zoho.budget import Budget
+    from tds_daemon.guard.breakers import redis_for_breakers
+    from tds_daemon.pull.zoho.budget import Budget
 
     client = redis_for_breakers(config)
     try:
@@ -478,9 +480,9 @@ def _budget_state(config: Config) -> dict | None:
 def _detail_report(config: Config, engine) -> dict:
     import redis
 
-    from . import detail
-    from .breakers import redis_for_breakers
-    from .zoho.budget import Budget
+    from tds_daemon.guard.breakers import redis_for_breakers
+    from tds_daemon.pull import detail
+    from tds_daemon.pull.zoho.budget import Budget
 
     client = redis_for_breakers(config)
     try:
@@ -492,7 +494,7 @@ def _detail_report(config: Config, engine) -> dict:
 
 
 def _dlq_engine(config: Config):
-    from .db import make_engine
+    from tds_daemon.store.db import make_engine
 
     _require_schema(config)
     return make_engine(config, pool_size=1, application_name="tds-dlq")
@@ -508,7 +510,7 @@ def cmd_dlq_list(args) -> int:
 
     from sqlalchemy import exc
 
-    from . import dlq
+    from tds_daemon.care import dlq
 
     config = _load(args)
     if args.limit < 1:
@@ -542,9 +544,9 @@ def cmd_dlq_replay(args) -> int:
 
     config = _load(args)
     prepare_metrics_dir(fresh=False)  # before dispatch imports prometheus_client
-    from . import dlq
-    from .broker import make_broker
-    from .dispatch import Dispatcher
+    from tds_daemon.apply.broker import make_broker
+    from tds_daemon.apply.dispatch import Dispatcher
+    from tds_daemon.care import dlq
 
     try:
         selector = dlq.selector(args.id, args.entity, args.all)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from . import crontab
+from tds_daemon import crontab
 
 DEFAULT_PATH = "/etc/tds/tds.toml"
 ENV_PREFIX = "TDS_"

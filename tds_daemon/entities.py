@@ -7,7 +7,7 @@ entity type is one spec here and one migration.
 Facts marked *unconfirmed* (whether price lists, users and branches carry ``last_modified_time``,
 which fields only Zoho's single-object read returns) are expressed as data, so being wrong about them
 costs a one-line change here, not a rewrite. An object without its last-modified field is ordered by
-arrival (``tds_daemon.upsert``).
+arrival (``tds_daemon.apply.upsert``).
 """
 
 from __future__ import annotations

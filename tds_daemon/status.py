@@ -7,8 +7,11 @@ import json
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from . import alerts, entities, runs, syncqueue
-from .schema import STATUSES, healer_runs, stats_runs
+from tds_daemon import entities
+from tds_daemon.apply import syncqueue
+from tds_daemon.guard import alerts
+from tds_daemon.pull import runs
+from tds_daemon.store.schema import STATUSES, healer_runs, stats_runs
 
 RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
@@ -18,7 +21,7 @@ def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | N
             detail: dict | None = None) -> dict:
     """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) and ``budget`` (the day's Zoho
     calls, ``BudgetState.as_json``) when Redis answered, else None; ``detail``: the backfill's progress
-    (``tds_daemon.detail.progress_report``)."""
+    (``tds_daemon.pull.detail.progress_report``)."""
     with engine.connect() as conn:
         counts = syncqueue.counts(conn)
         latest = runs.latest_per_entity(conn)

@@ -11,7 +11,7 @@ import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-# The typed numeric columns are numeric(NUMERIC_PRECISION, NUMERIC_SCALE) (tds_daemon.schema). A larger
+# The typed numeric columns are numeric(NUMERIC_PRECISION, NUMERIC_SCALE) (tds_daemon.store.schema). A larger
 # value is refused here, as a field the column cannot hold, instead of by PostgreSQL as an overflow.
 NUMERIC_PRECISION, NUMERIC_SCALE = 20, 6
 _NUMERIC_LIMIT = Decimal(10) ** (NUMERIC_PRECISION - NUMERIC_SCALE)

@@ -1,7 +1,7 @@
 """Entity actors applying a batch of sync items per message, proven with a real ``tds run``, real
 PostgreSQL and real Redis.
 
-Items are stored as intake stores them (``tds_daemon.inbox``), marked dispatched, and the daemon's own
+Items are stored as intake stores them (``tds_daemon.intake.inbox``), marked dispatched, and the daemon's own
 recovery sweep waits an hour before sending a pending item again: so the message the test sends by
 hand is the only one the workers get, and what they do with its batch is what is observed. Every
 item of a batch that commits in one transaction has the same ``completed_at`` (PostgreSQL's
@@ -20,12 +20,14 @@ from support.zoho_objects import default_payload, make_object, new_id
 
 from actors import entity as entity_actors
 from actors import runtime
-from tds_daemon import entities, inbox, intake, syncqueue
-from tds_daemon.breakers import Breaker, Settings
-from tds_daemon.broker import make_broker
+from tds_daemon import entities
+from tds_daemon.apply import syncqueue
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import MAX_BATCH, Dispatcher
 from tds_daemon.config import load
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import MAX_BATCH, Dispatcher
+from tds_daemon.guard.breakers import Breaker, Settings
+from tds_daemon.intake import inbox, webhook
+from tds_daemon.store.db import make_engine
 
 TIMEOUT = 30
 PRODUCT = entities.get("product")
@@ -71,7 +73,7 @@ def store(engine, entity: str, objects: list[dict], event: str | None = None) ->
     deliveries = []
     for obj in objects:
         body = default_payload(entity, obj)
-        deliveries.append((intake.read(spec, body, query_event=event), intake.dump_body(body)))
+        deliveries.append((webhook.read(spec, body, query_event=event), webhook.dump_body(body)))
     stored = inbox.store_many(engine, deliveries, will_dispatch=True)
     assert all(not s.duplicate for s in stored), stored
     return [s.item_id for s in stored]

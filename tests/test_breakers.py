@@ -23,11 +23,12 @@ from support.pull import Tds
 from support.sim import ORG, Sim
 from support.zoho_objects import default_payload, make_object
 
-from tds_daemon import breakers, entities
-from tds_daemon.breakers import Breaker, Breakers, Settings
+from tds_daemon import entities
 from tds_daemon.config import load
-from tds_daemon.zoho import ZohoClient, ZohoError, ZohoUnavailable
-from tds_daemon.zoho.errors import ZohoBreakerOpen
+from tds_daemon.guard import breakers
+from tds_daemon.guard.breakers import Breaker, Breakers, Settings
+from tds_daemon.pull.zoho import ZohoClient, ZohoError, ZohoUnavailable
+from tds_daemon.pull.zoho.errors import ZohoBreakerOpen
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 FAST = Settings(failure_rate=50, window_s=60, min_calls=4, open_s=0.3, half_open_calls=3)
@@ -64,7 +65,7 @@ def record(b: Breaker, *results: bool) -> None:
 
 def transitions(caplog, to: str) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.name == "tds_daemon.breakers" and re.search(rf"-> {to}\b", r.getMessage())]
+            if r.name == "tds_daemon.guard.breakers" and re.search(rf"-> {to}\b", r.getMessage())]
 
 
 # ------------------------------------------------------------------------------------ the Lua semantics
@@ -76,7 +77,7 @@ def test_names_come_from_the_registry():
 
 
 def test_opens_only_after_min_calls_and_at_the_failure_rate(rds, ns, caplog):
-    caplog.set_level(logging.INFO, logger="tds_daemon.breakers")
+    caplog.set_level(logging.INFO, logger="tds_daemon.guard.breakers")
     b = breaker(rds, ns)
     record(b, False, False, False)  # 100 % failed, but 3 calls < min_calls 4
     st = b.status()
@@ -118,7 +119,7 @@ def test_open_refuses_then_exactly_half_open_calls_trials(rds, ns):
 
 
 def test_trials_close_or_reopen_on_their_failure_rate(rds, ns, caplog):
-    caplog.set_level(logging.INFO, logger="tds_daemon.breakers")
+    caplog.set_level(logging.INFO, logger="tds_daemon.guard.breakers")
 
     def half_open(name: str) -> Breaker:
         b = breaker(rds, ns, name=name)
@@ -171,7 +172,7 @@ def test_the_window_slides(rds, ns):
 
 
 def test_reset_and_trip(rds, ns, caplog):
-    caplog.set_level(logging.INFO, logger="tds_daemon.breakers")
+    caplog.set_level(logging.INFO, logger="tds_daemon.guard.breakers")
     b = breaker(rds, ns, replace(FAST, open_s=60))
     record(b, False, False)
     assert b.reset() == "closed"
@@ -184,7 +185,7 @@ def test_reset_and_trip(rds, ns, caplog):
 
 
 def test_two_processes_share_one_breaker_and_only_one_reports_a_transition(rds, ns, redis_url, caplog):
-    caplog.set_level(logging.INFO, logger="tds_daemon.breakers")
+    caplog.set_level(logging.INFO, logger="tds_daemon.guard.breakers")
     clients = [redis_lib.Redis.from_url(redis_url, socket_timeout=5) for _ in range(8)]
     try:
         many = [breaker(c, ns, replace(FAST, min_calls=8, open_s=60)) for c in clients]
@@ -212,7 +213,7 @@ def test_two_processes_share_one_breaker_and_only_one_reports_a_transition(rds, 
 
 
 def test_redis_unreachable_fails_open(caplog):
-    caplog.set_level(logging.INFO, logger="tds_daemon.breakers")
+    caplog.set_level(logging.INFO, logger="tds_daemon.guard.breakers")
     started = time.monotonic()
     config = load(environ={"TDS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TDS_REDIS_SOCKET_TIMEOUT_S": "1"})
     dead = breakers.redis_for_breakers(config)
@@ -352,7 +353,7 @@ def test_a_breaker_opened_for_another_url_or_organization_leaves_the_configured_
     daemon = client_with(handler, rds, ns, **fast)
     for wrong in ({"TDS_ZOHO_BOOKS_URL": "http://wrong.test/b"}, {"TDS_ZOHO_ORGANIZATION_ID": "999"}):
         one_off = client_with(handler, rds, ns, **fast, **wrong)
-        with caplog.at_level(logging.WARNING, logger="tds_daemon.breakers"), pytest.raises(ZohoBreakerOpen):
+        with caplog.at_level(logging.WARNING, logger="tds_daemon.guard.breakers"), pytest.raises(ZohoBreakerOpen):
             one_off.get("books", "/contacts")
         theirs = one_off.breakers.app("books")
         assert theirs.name == "zoho:books" and theirs.state() == "open"

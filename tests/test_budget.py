@@ -14,10 +14,10 @@ from support import TDS, start_daemon, wait_until
 from support.pull import cli
 from support.sim import ADMIN, ALL
 
-from tds_daemon.broker import redis_client
+from tds_daemon.apply.broker import redis_client
 from tds_daemon.config import load
-from tds_daemon.zoho.budget import Budget
-from tds_daemon.zoho.slots import Slots
+from tds_daemon.pull.zoho.budget import Budget
+from tds_daemon.pull.zoho.slots import Slots
 
 
 def api_requests(sim) -> int:
@@ -58,7 +58,7 @@ def test_a_budget_of_n_is_never_exceeded_by_the_daemon(sim, pull_env, engine, pr
     status = cli(daemon.env, "status")
     assert status.returncode == 0 and "Zoho calls today: 12 of 12" in status.stdout, status.stdout
     # A new day (here: a larger budget after a reload) lets scheduled work spend again: the healer resolves it.
-    from tds_daemon import healing
+    from tds_daemon.care import healing
 
     assert not healing.resolve_budget_alert(engine, load(environ=daemon.env))
     assert healing.resolve_budget_alert(engine, load(environ={**daemon.env, "TDS_ZOHO_DAILY_BUDGET": "13"}))

@@ -22,8 +22,8 @@ from support import ADMIN_TOKEN, WEBHOOK_TOKEN, start_daemon, wait_until
 from support.pull import cli
 from support.zoho_objects import default_payload, make_object, new_id
 
-from tds_daemon import alerts
 from tds_daemon.api.session import Sessions
+from tds_daemon.guard import alerts
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

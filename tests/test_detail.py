@@ -11,7 +11,8 @@ from support import WEBHOOK_TOKEN, start_daemon, wait_until
 from support.pull import cli
 from support.sim import ADMIN
 
-from tds_daemon import detail, entities
+from tds_daemon import entities
+from tds_daemon.pull import detail
 from tds_daemon.simulator.data import DETAIL_ONLY
 
 

@@ -16,7 +16,7 @@ from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, queue_coun
 from support.db import Sql, add_items
 from support.zoho_objects import default_payload, make_object, new_id
 
-from tds_daemon import dlq
+from tds_daemon.care import dlq
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LIST = "/api/tds/dead-letter"

@@ -1,4 +1,4 @@
-"""Group commit in the API (``tds_daemon.api.groupcommit``) and its outbox, with real PostgreSQL and Redis:
+"""Group commit in the API (``tds_daemon.intake.groupcommit``) and its outbox, with real PostgreSQL and Redis:
 deliveries that arrive together share a transaction, and each still gets its own answer: stored, duplicate, or
 its error; their messages leave at once when idle, gathered under load, and at the latest when the process exits.
 
@@ -19,21 +19,22 @@ import redis
 from sqlalchemy import exc, text
 from support import TDS, WEBHOOK_TOKEN, free_port, wait_until
 
-from tds_daemon import entities, intake
+from tds_daemon import entities
 from tds_daemon.api.app import intake_engine
-from tds_daemon.api.groupcommit import GroupCommit
-from tds_daemon.api.outbox import Outbox
-from tds_daemon.broker import make_broker
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import load
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import Dispatcher
+from tds_daemon.intake import webhook
+from tds_daemon.intake.groupcommit import GroupCommit
+from tds_daemon.intake.sender import Outbox
+from tds_daemon.store.db import make_engine
 
 PRODUCT = entities.get("product")
 
 
 def delivery(item_id: str, name: str = "Widget", modified: str = "2026-11-25T10:00:00+0000"):
     body = {"item": {"item_id": item_id, "name": name, "last_modified_time": modified}}
-    return intake.read(PRODUCT, body), intake.dump_body(body)
+    return webhook.read(PRODUCT, body), webhook.dump_body(body)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 TDS processes: a flushed broker loses nothing, stuck items go again, the dead-letter policy, queue alerts, and
 the stored report behind ``POST /api/tds/auto-healing/run``.
 
-In-process runs call ``tds_daemon.healing.run`` with the configuration a TDS process would load; nothing
+In-process runs call ``tds_daemon.care.healing.run`` with the configuration a TDS process would load; nothing
 consumes their messages unless the test starts a worker, so what the healer sent is read back from Redis.
 """
 
@@ -24,11 +24,12 @@ from support import (
 )
 from support.zoho_objects import make_object
 
-from tds_daemon import entities, healing
-from tds_daemon.broker import make_broker
+from tds_daemon import entities
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care import healing
 from tds_daemon.config import load
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import Dispatcher
+from tds_daemon.store.db import make_engine
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -261,8 +262,8 @@ def test_redis_down_during_a_run_items_stay_pending_and_the_report_says_so(env, 
 
 
 def test_a_sync_run_left_running_by_a_dead_worker_is_failed_as_abandoned(env, engine, healers):
-    from tds_daemon import runs
-    from tds_daemon.sync import ABANDONED_AFTER_S
+    from tds_daemon.pull import runs
+    from tds_daemon.pull.pulls import ABANDONED_AFTER_S
 
     h = healers(env)
     dead, alive = (runs.create(engine, "product", "full", origin="cli") for _ in range(2))
@@ -282,7 +283,8 @@ def test_a_sync_run_left_running_by_a_dead_worker_is_failed_as_abandoned(env, en
 
 
 def test_retention_deletes_what_is_old_and_done_and_never_work_not_done(env, engine, healers):
-    from tds_daemon import alerts, runs
+    from tds_daemon.guard import alerts
+    from tds_daemon.pull import runs
 
     h = healers(env, TDS_HEALER_RETAIN_DAYS="30")
     old_done = add_items(engine, "product", 3, status="completed")

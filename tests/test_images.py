@@ -10,7 +10,8 @@ from sqlalchemy import text
 from support import start_daemon
 from support.sim import ADMIN
 
-from tds_daemon import detail, entities, images
+from tds_daemon import entities
+from tds_daemon.pull import detail, images
 
 
 @pytest.fixture

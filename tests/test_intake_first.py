@@ -1,6 +1,6 @@
 """Intake first: while the API is saturated the workers hold back new items, for a bounded time.
 
-The API side (``tds_daemon.pressure``) is tested with a clock of the test's own and with real
+The API side (``tds_daemon.intake.pressure``) is tested with a clock of the test's own and with real
 concurrent requests; the worker side against a real daemon, with the Redis key set by the test.
 """
 
@@ -19,11 +19,12 @@ from support import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_un
 from support.zoho_objects import default_payload, make_object
 
 from actors.middleware.intake_first import POLL_S, IntakeFirst
-from tds_daemon import entities, inbox, intake
-from tds_daemon.broker import make_broker
+from tds_daemon import entities
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import load
-from tds_daemon.dispatch import Dispatcher
-from tds_daemon.pressure import KEY, Announcer, Pressure
+from tds_daemon.intake import inbox, webhook
+from tds_daemon.intake.pressure import KEY, Announcer, Pressure
 
 HOLD_S = 8
 
@@ -184,7 +185,7 @@ def test_the_hold_ends_after_intake_first_s_even_if_the_api_stays_saturated(daem
 def test_items_sent_by_anyone_but_intake_are_never_held(daemon, clean_db, hold_env, saturated):
     spec = entities.get("product")
     body = default_payload("product", make_object("product"))
-    [stored] = inbox.store_many(clean_db, [(intake.read(spec, body), intake.dump_body(body))], will_dispatch=True)
+    [stored] = inbox.store_many(clean_db, [(webhook.read(spec, body), webhook.dump_body(body))], will_dispatch=True)
     dispatcher = Dispatcher(make_broker(load(environ=hold_env)), origin="recovery")
     try:
         assert dispatcher.send_batch(spec, [stored.item_id])

@@ -17,7 +17,7 @@ OFF = {f"TDS_SCHEDULER_{job.upper()}": "off" for job in ("full_sync", "increment
 
 
 def record(msg: str, *args, thread: str = "MainThread") -> logging.LogRecord:
-    r = logging.LogRecord("tds_daemon.sync", logging.INFO, __file__, 1, msg, args, None)
+    r = logging.LogRecord("tds_daemon.pull.pulls", logging.INFO, __file__, 1, msg, args, None)
     r.threadName = thread
     return r
 

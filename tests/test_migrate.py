@@ -9,7 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from support import ROOT, TDS, free_port
 
-from tds_daemon import entities, schema
+from tds_daemon import entities
+from tds_daemon.store import schema
 
 
 def test_migrate_is_idempotent(migrated):

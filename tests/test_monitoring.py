@@ -14,8 +14,9 @@ from sqlalchemy import text
 from support import ADMIN_TOKEN, ROOT, TDS, free_port
 from support.db import Sql, add_items
 
-from tds_daemon import alerts, entities
+from tds_daemon import entities
 from tds_daemon.config import ConfigError, load
+from tds_daemon.guard import alerts
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HEALTH = "/api/tds/monitoring/health"
@@ -218,8 +219,8 @@ def test_status_shows_open_alerts(migrated, clean_db):
 
 
 def test_status_shows_circuit_breakers(migrated, clean_db):
-    from tds_daemon.breakers import NAMES, Breakers, redis_for_breakers
     from tds_daemon.config import load
+    from tds_daemon.guard.breakers import NAMES, Breakers, redis_for_breakers
 
     config = load(environ=migrated)
     client = redis_for_breakers(config)

@@ -24,8 +24,8 @@ from support.zoho_objects import make_object
 
 from tds_daemon import metrics
 from tds_daemon.api.app import create_app
+from tds_daemon.care.jobs import JOBS, leader_key
 from tds_daemon.config import load
-from tds_daemon.jobs import JOBS, leader_key
 
 RULES = ROOT / "ops" / "prometheus" / "tds-alerts.yml"
 RULES_TEST = ROOT / "ops" / "prometheus" / "tds-alerts.test.yml"

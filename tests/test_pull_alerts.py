@@ -8,7 +8,8 @@ from support import free_port, start_daemon, wait_until
 from support.pull import Tds
 from support.sim import ADMIN
 
-from tds_daemon import monitoring, runs
+from tds_daemon.care import monitoring
+from tds_daemon.pull import runs
 
 
 def open_alerts(engine, type_: str) -> list[dict]:

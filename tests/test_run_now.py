@@ -11,7 +11,7 @@ from support import start_daemon, wait_until
 from support.sim import ADMIN
 
 from tds_daemon import entities
-from tds_daemon.jobs import JOBS
+from tds_daemon.care.jobs import JOBS
 
 
 def count(engine, sql: str) -> int:

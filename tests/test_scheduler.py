@@ -23,10 +23,10 @@ from actors import healer, runtime, worker
 from supervisor.scheduler import Scheduler
 from tds_daemon import entities
 from tds_daemon.api.app import create_app
-from tds_daemon.broker import make_broker
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care.jobs import JOBS, leader_key, read_status
 from tds_daemon.config import ConfigError, load
-from tds_daemon.dispatch import Dispatcher
-from tds_daemon.jobs import JOBS, leader_key, read_status
 
 LEASE_S = 5
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import text
 from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
 
-from tds_daemon import detail, stats
-from tds_daemon.broker import make_broker
+from tds_daemon.apply.broker import make_broker
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care import stats
 from tds_daemon.config import load
-from tds_daemon.db import make_engine
-from tds_daemon.dispatch import Dispatcher
+from tds_daemon.pull import detail
+from tds_daemon.store.db import make_engine
 
 SEED = 11
 COUNTS = {"product": 120, "customer": 90}

@@ -425,7 +425,7 @@ def applied(engine, event_id: int) -> str | None:
 
 
 def test_a_long_run_shows_its_progress_and_heartbeat_while_it_runs(sim, tds, monkeypatch):
-    import tds_daemon.sync as sync_module
+    import tds_daemon.pull.pulls as sync_module
 
     monkeypatch.setattr(sync_module, "HEARTBEAT_S", 0.0)  # a beat at every page
     sim.faults(latency_ms=150)  # customer: 4 pages, slow enough to watch

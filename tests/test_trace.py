@@ -9,7 +9,7 @@ from support import WEBHOOK_TOKEN, start_daemon, wait_until
 from support.pull import cli
 from support.sim import ADMIN
 
-from tds_daemon import detail
+from tds_daemon.pull import detail
 
 
 def fire(sim, daemon, entity: str, oid: str) -> dict:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from support.zoho_objects import make_object, new_id, zoho_time
 
-from tds_daemon import entities, upsert
+from tds_daemon import entities
+from tds_daemon.apply import upsert
 
 SCHEMA = "zoho"
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -2,7 +2,7 @@
 notifications cannot arrive.
 
 Real Redis (the shared server under a namespace of the test's own, or a private redis-server the test
-stops), a real Dramatiq consumer of ``tds_daemon.broker``. The idle wait is made long (30 s) so that a
+stops), a real Dramatiq consumer of ``tds_daemon.apply.broker``. The idle wait is made long (30 s) so that a
 message fetched within a few seconds can only have been fetched thanks to its wake-up call, or to
 polling when there is none.
 """
@@ -19,8 +19,8 @@ from dramatiq.brokers.redis import RedisBroker
 from support import all_applied, free_port, holds_for, start_daemon, start_private_redis, wait_until
 from support.zoho_objects import default_payload, make_object
 
-from tds_daemon.broker import Broker
-from tds_daemon.wakeup import CHANNEL, Wakeup
+from tds_daemon.apply.broker import Broker
+from tds_daemon.apply.wakeup import CHANNEL, Wakeup
 
 QUEUE = "tds.wakeup_test"
 IDLE_WAIT_S = 30

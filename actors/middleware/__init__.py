@@ -1,5 +1,5 @@
 """Cross-cutting concerns of the worker processes, one middleware per module."""
 
-from .recovery import Recovery
+from actors.middleware.recovery import Recovery
 
 __all__ = ["Recovery"]

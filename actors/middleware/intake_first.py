@@ -1,7 +1,7 @@
 """IntakeFirst: while the API is saturated, hold back the messages of new items, for a bounded time.
 
 An API process that takes webhooks as fast as it can sets ``<namespace>:intake:saturated`` in Redis
-(``tds_daemon.pressure``; the key expires a second after the last saturated moment). Before a
+(``tds_daemon.intake.pressure``; the key expires a second after the last saturated moment). Before a
 message that intake sent is processed, this waits while the key is there, but never past
 ``workers.intake_first_s`` after the message was sent, and never once the worker is stopping. So at
 saturation the CPU and the WAL flushes go to taking webhooks, and applying catches up when the burst
@@ -17,7 +17,7 @@ import time
 
 from dramatiq.middleware import Middleware
 
-from tds_daemon.pressure import KEY
+from tds_daemon.intake.pressure import KEY
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # how often a held message looks at the key again

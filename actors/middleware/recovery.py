@@ -16,9 +16,8 @@ import threading
 from dramatiq.middleware import Middleware
 from sqlalchemy import exc
 
-from tds_daemon import healing
-
-from .. import runtime
+from actors import runtime
+from tds_daemon.care import healing
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``GET /api/tds/alerts`` and ``POST /api/tds/alerts/{id}/acknowledge`` (the alerts are ``tds_daemon.alerts``).
+"""``GET /api/tds/alerts`` and ``POST /api/tds/alerts/{id}/acknowledge`` (the alerts are ``tds_daemon.guard.alerts``).
 
 List: ``?status=open|resolved|all`` (default open), ``?limit=`` (1-1000, default 100), the most recently
 seen first → ``{"alerts": [...], "count": n}``. Acknowledge: stamps ``acknowledged_at`` once (again is a
@@ -7,8 +7,8 @@ no-op answering the same alert), 404 for an unknown id; the alert stays open unt
 
 from __future__ import annotations
 
-from .. import alerts
-from .errors import ApiError, invalid_param, path_id
+from tds_daemon.api.errors import ApiError, invalid_param, path_id
+from tds_daemon.guard import alerts
 
 
 class AlertsResource:

@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import falcon
 
-from .. import jsoncodec
-from ..breakers import Breakers
-from ..broker import make_broker, redis_client
-from ..config import Config
-from ..db import make_engine
-from ..dispatch import Dispatcher
-from ..zoho.budget import Budget
-from . import errors
-from .alerts import AlertAcknowledgeResource, AlertsResource
-from .auth import AdminAuth
-from .breakers import BreakerResetResource, BreakersResource
-from .dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
-from .deadletter import DeadLetterReplayResource, DeadLetterResource
-from .exposition import LeaderCollector, MetricsResource
-from .healing import HealingRunResource, HealingRunsResource
-from .health import LiveResource, ReadyResource, WebhookHealthResource
-from .images import ImageResource
-from .monitoring import MonitoringHealthResource
-from .objects import ObjectResource
-from .openapi import OpenApiResource
-from .scheduler import SchedulerJobRunResource, SchedulerJobsResource
-from .session import Sessions
-from .stats import StatsResource, StatsRunResource
-from .syncruns import (
+from tds_daemon import jsoncodec
+from tds_daemon.api import errors
+from tds_daemon.api.alerts import AlertAcknowledgeResource, AlertsResource
+from tds_daemon.api.auth import AdminAuth
+from tds_daemon.api.breakers import BreakerResetResource, BreakersResource
+from tds_daemon.api.dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
+from tds_daemon.api.deadletter import DeadLetterReplayResource, DeadLetterResource
+from tds_daemon.api.exposition import LeaderCollector, MetricsResource
+from tds_daemon.api.healing import HealingRunResource, HealingRunsResource
+from tds_daemon.api.health import LiveResource, ReadyResource, WebhookHealthResource
+from tds_daemon.api.images import ImageResource
+from tds_daemon.api.monitoring import MonitoringHealthResource
+from tds_daemon.api.objects import ObjectResource
+from tds_daemon.api.openapi import OpenApiResource
+from tds_daemon.api.scheduler import SchedulerJobRunResource, SchedulerJobsResource
+from tds_daemon.api.session import Sessions
+from tds_daemon.api.stats import StatsResource, StatsRunResource
+from tds_daemon.api.syncruns import (
     BulkStatusResource,
     BulkSyncResource,
     EntitiesResource,
@@ -36,8 +30,14 @@ from .syncruns import (
     RunStarter,
     SyncResource,
 )
-from .webhooks import WebhookResource
-from .webhookstats import WebhookStatsResource
+from tds_daemon.api.webhooks import WebhookResource
+from tds_daemon.api.webhookstats import WebhookStatsResource
+from tds_daemon.apply.broker import make_broker, redis_client
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.config import Config
+from tds_daemon.guard.breakers import Breakers
+from tds_daemon.pull.zoho.budget import Budget
+from tds_daemon.store.db import make_engine
 
 
 def intake_engine(config: Config):

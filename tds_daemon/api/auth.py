@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hmac
 
-from .errors import ApiError
-from .session import COOKIE, CSRF_HEADER, Sessions
+from tds_daemon.api.errors import ApiError
+from tds_daemon.api.session import COOKIE, CSRF_HEADER, Sessions
 
 ADMIN_PREFIXES = ("/api/tds/", "/api/zoho/", "/dashboard")
 # Zoho's deliveries and the intake summary; the other /webhooks/ paths are the admin's.

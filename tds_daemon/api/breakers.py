@@ -1,6 +1,6 @@
 """Admin API for the circuit breakers: ``GET /api/tds/circuit-breakers`` and ``POST .../{name}/reset``.
 
-The breakers are in Redis (``tds_daemon.breakers``); this reads them as every process sees them. A
+The breakers are in Redis (``tds_daemon.guard.breakers``); this reads them as every process sees them. A
 reset closes the breaker at once with an empty window, resolves its ``breaker_open`` alert, and makes
 the entity's deferred sync items due now (the recovery sweep dispatches them within a sweep interval)
 instead of at the time the breaker would have let trial calls through.
@@ -14,9 +14,9 @@ from dataclasses import asdict
 import redis
 from sqlalchemy import exc
 
-from .. import breakers as breakers_mod
-from .. import syncqueue
-from .errors import ApiError, redis_unavailable
+from tds_daemon.api.errors import ApiError, redis_unavailable
+from tds_daemon.apply import syncqueue
+from tds_daemon.guard import breakers as breakers_mod
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from importlib import resources
 
 import falcon
 
-from .errors import ApiError
-from .session import CSRF_HEADER, Sessions
+from tds_daemon.api.errors import ApiError
+from tds_daemon.api.session import CSRF_HEADER, Sessions
 
 log = logging.getLogger(__name__)
 STATIC = resources.files("tds_daemon.api") / "static"

@@ -1,4 +1,4 @@
-"""``GET /api/tds/dead-letter`` and ``POST /api/tds/dead-letter/replay`` (the logic is ``tds_daemon.dlq``).
+"""``GET /api/tds/dead-letter`` and ``POST /api/tds/dead-letter/replay`` (the logic is ``tds_daemon.care.dlq``).
 
 List: ``?entity=`` (name or alias), ``?zoho_id=`` (one object's), ``?limit=`` (1-1000, default 100)
 → ``{"items": [...], "total": n}``.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import falcon
 
-from .. import dlq
-from .errors import ApiError
+from tds_daemon.api.errors import ApiError
+from tds_daemon.care import dlq
 
 
 class DeadLetterResource:

@@ -13,9 +13,9 @@ import falcon
 import redis
 from sqlalchemy import exc
 
-from ..db import is_transient
-from ..oneline import first_line
-from ..refusal import Refusal
+from tds_daemon.oneline import first_line
+from tds_daemon.refusal import Refusal
+from tds_daemon.store.db import is_transient
 
 log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 30

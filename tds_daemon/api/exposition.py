@@ -8,10 +8,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from .. import __version__, entities, images, runs, syncqueue
-from ..detail import backlog
-from ..jobs import leader_key
-from ..schema import STATUSES
+from tds_daemon import __version__, entities
+from tds_daemon.apply import syncqueue
+from tds_daemon.care.jobs import leader_key
+from tds_daemon.pull import images, runs
+from tds_daemon.pull.detail import backlog
+from tds_daemon.store.schema import STATUSES
 
 log = logging.getLogger(__name__)
 

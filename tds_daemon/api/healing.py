@@ -1,14 +1,14 @@
 """``POST /api/tds/auto-healing/run`` and ``GET /api/tds/auto-healing/runs``: the healer, on demand.
 
 A run is bounded (each sweep is one statement, at most ``healer.dead_letter_batch`` dead letters), so it
-runs here, in the API process, and the answer is its stored report (see ``tds_daemon.healing``).
+runs here, in the API process, and the answer is its stored report (see ``tds_daemon.care.healing``).
 """
 
 from __future__ import annotations
 
-from .. import healing
-from ..config import Config
-from ..dispatch import Dispatcher
+from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care import healing
+from tds_daemon.config import Config
 
 
 class HealingRunResource:

@@ -11,8 +11,8 @@ import os
 
 import falcon
 
-from .. import images
-from .errors import ApiError
+from tds_daemon.api.errors import ApiError
+from tds_daemon.pull import images
 
 
 class ImageResource:

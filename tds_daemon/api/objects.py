@@ -1,4 +1,4 @@
-"""``GET /api/tds/objects/{entity}/{zoho_id}``: the story of one object (the logic is ``tds_daemon.trace``).
+"""``GET /api/tds/objects/{entity}/{zoho_id}``: the story of one object (the logic is ``tds_daemon.care.trace``).
 
 200 with the story; 404 ``unknown_entity`` (naming the known ones) or ``not_found`` (no row, no delivery,
 no sync item for the id).
@@ -6,7 +6,7 @@ no sync item for the id).
 
 from __future__ import annotations
 
-from .. import trace
+from tds_daemon.care import trace
 
 
 class ObjectResource:

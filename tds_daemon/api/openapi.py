@@ -12,10 +12,11 @@ from typing import Any
 
 import falcon
 
-from .. import __version__, entities, jobs
-from ..alerts import ALERT_STATUSES
-from ..sync import KINDS
-from .syncruns import BULK
+from tds_daemon import __version__, entities
+from tds_daemon.api.syncruns import BULK
+from tds_daemon.care import jobs
+from tds_daemon.guard.alerts import ALERT_STATUSES
+from tds_daemon.pull.pulls import KINDS
 
 ENTITY_NAMES = [e.name for e in entities.ENTITIES]
 ENTITY_PATH_NAMES = {"$ref": "#/components/schemas/EntityName"}

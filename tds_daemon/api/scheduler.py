@@ -1,7 +1,7 @@
 """``GET /api/tds/monitoring/scheduler/jobs``: the jobs, their schedules and last runs, and the leader;
 ``POST /api/tds/monitoring/scheduler/jobs/{id}/run``: one job now.
 
-Read from what the leading scheduler records in Redis (see ``tds_daemon.jobs``); the API process runs
+Read from what the leading scheduler records in Redis (see ``tds_daemon.care.jobs``); the API process runs
 no scheduler. A job no leader has recorded yet is shown from this process's configuration. Running a
 job now sends what the scheduler would send (the same ``JobSpec.send``), from this process, and
 records its outcome where the scheduler records its own.
@@ -15,11 +15,11 @@ import json
 import falcon
 import redis
 
-from .. import crontab
-from ..config import Config
-from ..jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
-from ..metrics import scheduler_job_runs
-from .errors import ApiError, redis_unavailable
+from tds_daemon import crontab
+from tds_daemon.api.errors import ApiError, redis_unavailable
+from tds_daemon.care.jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
+from tds_daemon.config import Config
+from tds_daemon.metrics import scheduler_job_runs
 
 
 class SchedulerJobsResource:

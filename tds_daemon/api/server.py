@@ -8,14 +8,14 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from prometheus_client import multiprocess
 
-from .. import logs
-from ..config import Config, ConfigError, load
+from tds_daemon import logs
+from tds_daemon.config import Config, ConfigError, load
 
 log = logging.getLogger(__name__)
 
 
 def _worker_exit(server, worker) -> None:
-    from .outbox import close_all
+    from tds_daemon.intake.sender import close_all
 
     close_all()
 
@@ -101,7 +101,7 @@ class ApiServer(BaseApplication):
 
     def load(self):
         # Imported and built in each worker after fork: no connection is shared across processes.
-        from .app import create_app
+        from tds_daemon.api.app import create_app
 
         return create_app(self.tds_config)
 

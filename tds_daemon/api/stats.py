@@ -1,16 +1,17 @@
 """``GET /api/tds/stats`` (the latest stats run and the history) and ``POST /api/tds/stats/run``.
 
 A stats run pages through every entity's Zoho list under the shared rate limit: minutes, so the API
-only sends the stats actor a message (202) and a worker runs it (see ``tds_daemon.stats``).
+only sends the stats actor a message (202) and a worker runs it (see ``tds_daemon.care.stats``).
 """
 
 from __future__ import annotations
 
 import falcon
 
-from .. import entities, stats
-from ..jobs import STATS_ACTOR, STATS_QUEUE
-from .errors import ApiError, invalid_param
+from tds_daemon import entities
+from tds_daemon.api.errors import ApiError, invalid_param
+from tds_daemon.care import stats
+from tds_daemon.care.jobs import STATS_ACTOR, STATS_QUEUE
 
 
 def _summary(run: dict) -> dict:

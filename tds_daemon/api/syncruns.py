@@ -6,10 +6,11 @@ import falcon
 import redis
 from sqlalchemy import func, select
 
-from .. import detail, entities, runs, runstart
-from ..schema import entity_table, sync_cursors, sync_runs
-from ..sync import KINDS
-from .errors import ApiError, invalid_param, path_id
+from tds_daemon import entities
+from tds_daemon.api.errors import ApiError, invalid_param, path_id
+from tds_daemon.pull import detail, runs, runstart
+from tds_daemon.pull.pulls import KINDS
+from tds_daemon.store.schema import entity_table, sync_cursors, sync_runs
 
 # The previous system's bulk endpoints, as data: path → (entities, kind).
 BULK = {

@@ -9,14 +9,15 @@ import logging
 import falcon
 from sqlalchemy import exc
 
-from .. import entities, intake
-from ..db import is_transient
-from ..metrics import webhooks_received
-from ..oneline import first_line
-from ..pressure import Announcer, Pressure
-from .errors import ApiError, database_unavailable
-from .groupcommit import GroupCommit
-from .refusals import RefusalLog
+from tds_daemon import entities
+from tds_daemon.api.errors import ApiError, database_unavailable
+from tds_daemon.api.refusals import RefusalLog
+from tds_daemon.intake import webhook
+from tds_daemon.intake.groupcommit import GroupCommit
+from tds_daemon.intake.pressure import Announcer, Pressure
+from tds_daemon.metrics import webhooks_received
+from tds_daemon.oneline import first_line
+from tds_daemon.store.db import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,10 @@ class WebhookResource:
         if self.secret:
             self._verify_signature(req, raw)
         try:
-            body = intake.parse_body(raw, req.content_type)
-            delivery = intake.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
-            payload = intake.dump_body(body)
-        except intake.Rejected as e:
+            body = webhook.parse_body(raw, req.content_type)
+            delivery = webhook.read(spec, body, req.get_param("event"), req.get_header("X-TDS-Event"))
+            payload = webhook.dump_body(body)
+        except webhook.Rejected as e:
             raise ApiError(e.status, e.code, e.message) from None
         try:
             stored = self.commits.store(delivery, payload)

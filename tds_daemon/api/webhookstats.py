@@ -1,8 +1,8 @@
-"""``GET /api/tds/webhooks/stats``: webhook intake per entity (the figures are ``tds_daemon.webhookstats``)."""
+"""``GET /api/tds/webhooks/stats``: webhook intake per entity (the figures are ``tds_daemon.intake.webhookstats``)."""
 
 from __future__ import annotations
 
-from .. import webhookstats
+from tds_daemon.intake import webhookstats
 
 
 class WebhookStatsResource:

@@ -39,13 +39,13 @@ import urllib.parse
 import falcon
 import orjson
 
-from .. import entities
-from . import errors, images
-from .control import add_control_routes
-from .data import list_row
-from .errors import ZohoError
-from .sim import APPS, Simulator, routes
-from .zohotime import parse_param
+from tds_daemon import entities
+from tds_daemon.simulator import errors, images
+from tds_daemon.simulator.control import add_control_routes
+from tds_daemon.simulator.data import list_row
+from tds_daemon.simulator.errors import ZohoError
+from tds_daemon.simulator.sim import APPS, Simulator, routes
+from tds_daemon.simulator.zohotime import parse_param
 
 MAX_PER_PAGE = 200
 _SKIP_ORG = {"organizations"}

@@ -49,13 +49,13 @@ from dataclasses import fields
 
 import falcon
 
-from .. import entities
-from ..entities import EntitySpec
-from . import images
-from .faults import FaultState
-from .limits import zero_app
-from .sim import APPS, Simulator
-from .webhooks import EVENTS
+from tds_daemon import entities
+from tds_daemon.entities import EntitySpec
+from tds_daemon.simulator import images
+from tds_daemon.simulator.faults import FaultState
+from tds_daemon.simulator.limits import zero_app
+from tds_daemon.simulator.sim import APPS, Simulator
+from tds_daemon.simulator.webhooks import EVENTS
 
 _LIMITS = ("rate_limit", "daily_limit", "max_concurrency", "refresh_limit")
 _COUNTS = ("daily_used",)  # not limits: set today's count

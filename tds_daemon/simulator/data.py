@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from .. import entities
-from ..entities import EntitySpec
-from .images import item_image
-from .zohotime import DATA_END, ORG_TZ, from_epoch
+from tds_daemon import entities
+from tds_daemon.entities import EntitySpec
+from tds_daemon.simulator.images import item_image
+from tds_daemon.simulator.zohotime import DATA_END, ORG_TZ, from_epoch
 
 # Keys only the single-object read carries (Zoho's list APIs return a flatter row).
 DETAIL_ONLY = frozenset({"line_items", "locations", "contact_persons", "billing_address", "shipping_address",

@@ -27,7 +27,7 @@ import random
 import threading
 from dataclasses import asdict, dataclass, fields
 
-from .images import DEFAULT_OVERSIZE, IMAGE_FAULTS
+from tds_daemon.simulator.images import DEFAULT_OVERSIZE, IMAGE_FAULTS
 
 DOWN_MODES = ("", "503", "refuse")
 FORMATS = ("default", "data", "bare", "form")

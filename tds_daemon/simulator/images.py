@@ -30,10 +30,10 @@ import zlib
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from . import errors
+from tds_daemon.simulator import errors
 
 if TYPE_CHECKING:
-    from .data import Ctx, Factory
+    from tds_daemon.simulator.data import Ctx, Factory
 
 FIELDS = ("image_id", "image_document_id", "image_name", "image_type")
 NO_IMAGE = dict.fromkeys(FIELDS, "")

@@ -29,9 +29,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import errors
-from .errors import ZohoError
-from .zohotime import ORG_TZ
+from tds_daemon.simulator import errors
+from tds_daemon.simulator.errors import ZohoError
+from tds_daemon.simulator.zohotime import ORG_TZ
 
 WINDOW_S = 60.0
 # X-Rate-Limit-Limit when the daily limit is off: Zoho always sends a figure, so "unlimited" is

@@ -15,8 +15,8 @@ import sys
 import threading
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
-from .app import create_app
-from .sim import APPS, Simulator
+from tds_daemon.simulator.app import create_app
+from tds_daemon.simulator.sim import APPS, Simulator
 
 CONTROL_PREFIX = "/_sim/"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import entities
+from tds_daemon import entities
 
 # Objects generated per entity at scale 1.0: the seeds' volumes (1,312 items, 2,503 customers) and
 # plausible counts for the rest. An entity missing here (a newly registered one) gets DEFAULT_COUNT.

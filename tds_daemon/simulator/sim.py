@@ -5,16 +5,16 @@ The Falcon resources (``app.py``, ``control.py``) hold one ``Simulator`` and not
 
 from __future__ import annotations
 
-from .. import entities
-from ..entities import EntitySpec
-from . import webhooks
-from .faults import Faults
-from .limits import RateLimiter
-from .settings import Settings
-from .stats import Stats
-from .store import Store
-from .tokens import Tokens
-from .zohotime import now_epoch
+from tds_daemon import entities
+from tds_daemon.entities import EntitySpec
+from tds_daemon.simulator import webhooks
+from tds_daemon.simulator.faults import Faults
+from tds_daemon.simulator.limits import RateLimiter
+from tds_daemon.simulator.settings import Settings
+from tds_daemon.simulator.stats import Stats
+from tds_daemon.simulator.store import Store
+from tds_daemon.simulator.tokens import Tokens
+from tds_daemon.simulator.zohotime import now_epoch
 
 APPS = {"books": "/books/v3", "inventory": "/inventory/v1"}
 

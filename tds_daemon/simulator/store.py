@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from .. import entities
-from ..entities import EntitySpec
-from ..zohovalues import InvalidValue
-from .data import Factory
-from .zohotime import epoch, from_epoch
+from tds_daemon import entities
+from tds_daemon.entities import EntitySpec
+from tds_daemon.simulator.data import Factory
+from tds_daemon.simulator.zohotime import epoch, from_epoch
+from tds_daemon.zohovalues import InvalidValue
 
 
 @dataclass(frozen=True)

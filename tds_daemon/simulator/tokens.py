@@ -19,8 +19,8 @@ import threading
 import time
 from collections import deque
 
-from . import errors
-from .settings import Settings
+from tds_daemon.simulator import errors
+from tds_daemon.simulator.settings import Settings
 
 
 class Tokens:

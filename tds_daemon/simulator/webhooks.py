@@ -23,8 +23,8 @@ import urllib.parse
 
 import httpx
 
-from ..entities import EntitySpec
-from .faults import FORMATS
+from tds_daemon.entities import EntitySpec
+from tds_daemon.simulator.faults import FORMATS
 
 WEBHOOK_PATH = "/api/tds/webhooks/"
 EVENTS = ("created", "updated", "deleted")

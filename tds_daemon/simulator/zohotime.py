@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..zohovalues import InvalidValue, parse_timestamp
+from tds_daemon.zohovalues import InvalidValue, parse_timestamp
 
 ORG_TZ = dt.timezone(dt.timedelta(hours=3))
 DATA_END = dt.datetime(2025, 11, 13, 8, 40, tzinfo=ORG_TZ)

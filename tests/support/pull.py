@@ -7,12 +7,13 @@ from __future__ import annotations
 import subprocess
 
 from support.env import ROOT, TDS
-from tds_daemon import entities, runs
-from tds_daemon.broker import redis_client
+from tds_daemon import entities
+from tds_daemon.apply.broker import redis_client
 from tds_daemon.config import load
-from tds_daemon.db import make_engine
-from tds_daemon.sync import Syncer, SyncError
-from tds_daemon.zoho import ZohoClient
+from tds_daemon.pull import runs
+from tds_daemon.pull.pulls import Syncer, SyncError
+from tds_daemon.pull.zoho import ZohoClient
+from tds_daemon.store.db import make_engine
 
 
 class Tds:

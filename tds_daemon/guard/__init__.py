@@ -1,0 +1,1 @@
+"""What every stage consults or raises: the circuit breakers and the alerts."""

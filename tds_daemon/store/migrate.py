@@ -1,0 +1,81 @@
+"""``tds migrate``: Alembic ``upgrade head`` on the configured database, safe to repeat."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import exc
+
+from tds_daemon.config import Config
+from tds_daemon.oneline import first_line
+from tds_daemon.store.db import DatabaseUnavailable, make_engine
+
+_HERE = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def _alembic_config(config: Config | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _HERE)
+    if config is not None:
+        cfg.attributes["entity_schema"] = config.database.entity_schema
+    return cfg
+
+
+def _connect(config: Config):
+    engine = make_engine(config, pool_size=1, application_name="tds-migrate")
+    try:
+        return engine, engine.connect()
+    except exc.OperationalError as e:
+        engine.dispose()
+        reason = first_line(e.orig if e.orig else e)
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
+                                  f"{reason}") from None
+
+
+class SchemaNewer(Exception):
+    """The database holds a revision this TDS does not know: a newer TDS migrated it."""
+
+
+def known(revision: str | None) -> bool:
+    if revision is None:
+        return True
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own errors for an unknown revision id
+        return False
+
+
+def upgrade(config: Config) -> tuple[str | None, str]:
+    """Upgrade to head; returns (revision before, revision after)."""
+    engine, conn = _connect(config)
+    try:
+        with conn:
+            # One migrator at a time: two daemons starting together must not race.
+            conn.exec_driver_sql("SELECT pg_advisory_lock(7415007)")
+            before = current_revision(conn)
+            if not known(before):
+                raise SchemaNewer(f"database schema is at {before}, newer than this TDS ({head_revision()}): "
+                                  "install the TDS that migrated it, or downgrade with it (docs/OPERATIONS.md)")
+            cfg = _alembic_config(config)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            conn.commit()
+            after = current_revision(conn)
+            conn.exec_driver_sql("SELECT pg_advisory_unlock(7415007)")
+            conn.commit()
+        return before, after
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(conn) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
+                                      ).get_current_revision()
