@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import Connection
 
 from tds_daemon import jsoncodec, zohovalues
+from tds_daemon.apply import events
 from tds_daemon.entities import ENTITIES, EntitySpec
 from tds_daemon.store.db import execute_values
 from tds_daemon.store.schema import entity_table
@@ -90,14 +91,16 @@ def _dedupe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change], *,
-          run_id: int | None = None) -> dict[str, str]:
+          run_id: int | None = None, source: str = "pull") -> dict[str, str]:
     """Write the changes; return {zoho_id: outcome} with outcome created|updated|deleted|unchanged|stale.
-    ``run_id``: the pull writing them, recorded on each row it writes (``last_pull_run_id``)."""
+    ``run_id``: the pull writing them, recorded on each row it writes (``last_pull_run_id``). Each row
+    created, updated or deleted has its event in the same transaction (``events``), from ``source``."""
     if not changes:
         return {}
     now = dt.datetime.now(dt.UTC)
     table = entity_table(spec, schema)
     rows = [_row(spec, c, now, run_id) for c in changes]
+    old = _typed_before(conn, spec, table, {r["zoho_id"] for r in rows})
     recent = _recent_transactions(spec, changes, now) if spec.moves_stock else []
     before = _stock_lines(conn, table, [zid for zid, _ in recent]) if recent else {}
     outcomes: dict[str, str] = {}
@@ -107,7 +110,9 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
                                 if c.deleted == deleted and (deleted or c.whole == whole)]),
                        key=lambda r: r["zoho_id"])
         if batch:
-            outcomes.update(_write(conn, table, batch, deleted, whole))
+            written = _write(conn, table, batch, deleted, whole)
+            outcomes.update(written)
+            _events(conn, spec, batch, written, old, source)
     touched: set[str] = set()
     for zoho_id, obj in recent:
         if outcomes.get(zoho_id) in ("created", "updated"):
@@ -115,6 +120,29 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
     if touched:
         mark_stock_stale(conn, schema, touched)
     return outcomes
+
+
+def _typed_before(conn: Connection, spec: EntitySpec, table, zoho_ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The typed columns of the stored rows, locked in id order (the order the writes lock them in), so
+    that an event names exactly the columns its change set."""
+    names = [c.name for c in spec.columns]
+    rows = conn.execute(select(table.c.zoho_id, *(table.c[n] for n in names))
+                        .where(table.c.zoho_id.in_(sorted(zoho_ids))).order_by(table.c.zoho_id).with_for_update())
+    return {r[0]: dict(zip(names, r[1:], strict=True)) for r in rows}
+
+
+def _events(conn: Connection, spec: EntitySpec, batch: list[dict[str, Any]], written: dict[str, str],
+            old: dict[str, dict[str, Any]], source: str) -> None:
+    for row in batch:
+        action = written.get(row["zoho_id"])
+        if action not in events.ACTIONS:
+            continue  # stale or unchanged: no news, no event
+        before = old.get(row["zoho_id"], {})
+        changed = {} if action == "deleted" else {
+            c.name: row[c.name] for c in spec.columns
+            if action == "created" or before.get(c.name) != row[c.name]}
+        events.entity_synced(conn, entity=spec.name, zoho_id=row["zoho_id"], action=action, source=source,
+                             last_modified=row["zoho_last_modified"], changed=changed)
 
 
 # A transaction in one of these states moves no stock; leaving or entering one moves all of its lines.
@@ -281,7 +309,8 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
         values[zoho_id]["_raw"] = {name: obj.get(name) for name in spec.stock_columns}
     if not values:
         return {}
-    known = set(conn.execute(select(table.c.zoho_id).where(table.c.zoho_id.in_(list(values)))).scalars())
+    old = _typed_before(conn, spec, table, set(values))
+    known = set(old)
     outcomes = {zid: "missing" for zid in values if zid not in known}
     if not known:
         return outcomes
@@ -298,6 +327,10 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
             .returning(table.c.zoho_id))
     updated = set(conn.execute(stmt).scalars())
     outcomes.update({zid: "updated" if zid in updated else "unchanged" for zid in known})
+    for zid in sorted(updated):
+        events.entity_synced(conn, entity=spec.name, zoho_id=zid, action="updated", source="pull",
+                             last_modified=None,
+                             changed={n: values[zid][n] for n in names if values[zid][n] != old[zid][n]})
     return outcomes
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
 from tds_daemon import entities
+from tds_daemon.apply import events
 from tds_daemon.pull.zoho import ZohoClient, ZohoError
 from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoUnavailable
 from tds_daemon.store.schema import entity_table, images_table
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ITEM = entities.get("product")
 IMAGE_PATH = ITEM.list_path + "/{id}/image"
+# Events about an item's image name it by this entity (its row in ``item_images``, keyed by the item id).
+IMAGE_ENTITY = f"{ITEM.name}_image"
 # An image's bytes begin with one of these (PNG, JPEG, GIF, WebP, BMP): anything else is not an image.
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
@@ -84,8 +87,13 @@ def mark_removed(engine: Engine, schema: str) -> int:
     items, images = entity_table(ITEM, schema), images_table(schema)
     gone = or_(items.c.deleted_at.isnot(None), _image_id(items) == "")
     with engine.begin() as conn:
-        return conn.execute(update(images).where(images.c.zoho_id == items.c.zoho_id, images.c.deleted_at.is_(None),
-                                                 gone).values(deleted_at=func.now())).rowcount
+        removed = conn.execute(update(images).where(images.c.zoho_id == items.c.zoho_id, images.c.deleted_at.is_(None),
+                                                    gone).values(deleted_at=func.now())
+                               .returning(images.c.zoho_id)).scalars().all()
+        for item_id in removed:
+            events.entity_synced(conn, entity=IMAGE_ENTITY, zoho_id=item_id, action="deleted", source="pull",
+                                 last_modified=None, changed={})
+    return len(removed)
 
 
 def is_image(content_type: str, data: bytes) -> bool:
@@ -166,7 +174,14 @@ def _record(engine: Engine, schema: str, item_id: str, image_id: str, *, error: 
                               "bytes": size, "path": path, "error": error, "deleted_at": None, "synced_at": func.now()}
     stmt = insert(images).values(zoho_id=item_id, **values)
     with engine.begin() as conn:
+        before = conn.execute(select(images.c.sha256, images.c.deleted_at).where(images.c.zoho_id == item_id)
+                              .with_for_update()).first()
         conn.execute(stmt.on_conflict_do_update(index_elements=[images.c.zoho_id], set_=values))
+        if error is None and (before is None or before.deleted_at is not None or before.sha256 != sha256):
+            events.entity_synced(conn, entity=IMAGE_ENTITY, zoho_id=item_id, source="pull", last_modified=None,
+                                 action="created" if before is None else "updated",
+                                 changed={"image_document_id": image_id, "sha256": sha256,
+                                          "content_type": content_type, "bytes": size})
     return Outcome(stored=error is None, error=error)
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from tds_daemon import zohovalues
-from tds_daemon.apply import upsert
+from tds_daemon.apply import events, upsert
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard.breakers import clock
 from tds_daemon.oneline import described
@@ -354,10 +354,14 @@ class Syncer:
                 self._apply_page(spec, [obj], tally, started, whole=True)
         if gone:
             with self.engine.begin() as conn:
-                tally.deleted += conn.execute(update(table).where(table.c.zoho_id.in_(gone),
-                                                                  table.c.deleted_at.is_(None))
-                                              .values(deleted_at=func.now(), synced_at=func.now(),
-                                                      last_pull_run_id=tally.run_id)).rowcount
+                deleted = conn.execute(update(table).where(table.c.zoho_id.in_(gone), table.c.deleted_at.is_(None))
+                                       .values(deleted_at=func.now(), synced_at=func.now(),
+                                               last_pull_run_id=tally.run_id)
+                                       .returning(table.c.zoho_id, table.c.zoho_last_modified)).all()
+                for zoho_id, modified in deleted:
+                    events.entity_synced(conn, entity=spec.name, zoho_id=zoho_id, action="deleted", source="pull",
+                                         last_modified=modified, changed={})
+                tally.deleted += len(deleted)
 
 
 def _modified(spec: EntitySpec, obj: dict) -> dt.datetime | None:

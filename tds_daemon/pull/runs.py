@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from tds_daemon import metrics
+from tds_daemon.apply import events
 from tds_daemon.guard import alerts
 from tds_daemon.store.schema import sync_cursors, sync_runs
 
@@ -88,12 +89,24 @@ SET status = 'failed', finished_at = now(),
     error = 'abandoned: no progress for ' || :after_s || ' s (its worker stopped mid-run); the next '
             || 'scheduled run, or tds sync, pulls again'
 WHERE status = 'running' AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => :after_s)
-RETURNING id, entity_type
+RETURNING id, entity_type, kind, error, created, updated, unchanged, stale, deleted
 """)
 
 
 def abandon_stale(conn: Connection, after_s: int) -> list[tuple[int, str]]:
-    return [(r.id, r.entity_type) for r in conn.execute(_ABANDONED, {"after_s": after_s})]
+    """Fail the runs whose worker stopped mid-run (each ends with its event); (id, entity) of each."""
+    ended = conn.execute(_ABANDONED, {"after_s": after_s}).all()
+    for r in ended:
+        counts = {k: getattr(r, k) or 0 for k in ("created", "updated", "unchanged", "stale", "deleted")}
+        completed(conn, r.id, r.entity_type, r.kind, "failed", counts, r.error)
+    return [(r.id, r.entity_type) for r in ended]
+
+
+def completed(conn: Connection, run_id: int, entity: str, kind: str, outcome: str, counts: dict[str, int],
+              error: str | None) -> None:
+    """The run's end as an event, in the transaction that records it."""
+    events.add(conn, events.SYNC_COMPLETED, {"run_id": run_id, "entity": entity, "kind": kind, "outcome": outcome,
+                                             "counts": counts, "error": error}, entity=entity)
 
 
 def latest_successes(conn: Connection) -> list[tuple[str, str, float]]:
@@ -117,6 +130,8 @@ def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], err
             status=status, error=error, finished_at=func.now(), **extra,
             duration_s=func.extract("epoch", func.now() - func.coalesce(sync_runs.c.started_at, func.now())),
             **counts).returning(sync_runs.c.entity_type, sync_runs.c.kind)).first()
+        if row is not None:
+            completed(c, run_id, row.entity_type, row.kind, status, counts, error)
     if row is None:
         return
     metrics.sync_runs.labels(row.entity_type, row.kind, status).inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
@@ -83,13 +85,20 @@ def execute_values(conn: Connection, sql: str, template: str, rows: list[Any]) -
     the rows it returns.
 
     Binding a batch this way skips SQLAlchemy's per-row parameter processing, a large share of a full
-    sync's CPU (docs/PERFORMANCE.md). Errors are raised as SQLAlchemy would have raised them,
-    so that they are classified the same way (``transient_code``).
+    sync's CPU (docs/PERFORMANCE.md).
     """
+    with driver_cursor(conn, sql) as cur:
+        return psycopg2.extras.execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=True)
+
+
+@contextmanager
+def driver_cursor(conn: Connection, sql: str) -> Iterator[Any]:
+    """A psycopg2 cursor on ``conn``'s transaction whose errors are raised as SQLAlchemy would have raised
+    them, so that they are classified the same way (``transient_code``)."""
     dbapi = conn.connection.dbapi_connection
     try:
         with dbapi.cursor() as cur:
-            return psycopg2.extras.execute_values(cur, sql, rows, template=template, page_size=len(rows), fetch=True)
+            yield cur
     except psycopg2.Error as e:
         raise exc.DBAPIError.instance(sql, None, e, psycopg2.Error, hide_parameters=True, dialect=conn.dialect,
                                       connection_invalidated=conn.dialect.is_disconnect(e, dbapi, None)) from e

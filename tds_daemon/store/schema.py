@@ -264,3 +264,44 @@ def images_table(schema: str) -> Table:
 
 def entity_table(spec: entities.EntitySpec, schema: str) -> Table:
     return entity_metadata(schema).tables[f"{schema}.{spec.table}"]
+
+# The outbox (tds_daemon.apply.events): one row per change applied and per pull run ended, ids committed in
+# increasing order; kept for ``events.retain_days``.
+events = Table(
+    "tds_events", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("entity", Text),
+    Column("zoho_id", Text),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+)
+Index(None, events.c.created_at)
+
+# Pushing events to each configured subscriber (keyed by its URL): the last event id it has had (delivered,
+# filtered out, or given up on), and the state of the delivery being retried.
+event_subscribers = Table(
+    "tds_event_subscribers", metadata,
+    Column("url", Text, primary_key=True),
+    Column("cursor", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("failing_since", TZ),
+    Column("next_attempt_at", TZ),
+    Column("last_error", Text),
+    Column("delivered_at", TZ),
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+)
+
+# Events a subscriber failed to take for ``events.give_up_after`` (three days): kept, replayable.
+event_dead_letters = Table(
+    "tds_event_dead_letters", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_failed_at", TZ, nullable=False),
+    Column("failed_at", TZ, nullable=False, server_default=func.now()),
+    Column("last_error", Text, nullable=False),
+    Column("replayed_at", TZ),
+)
+Index(None, event_dead_letters.c.url, event_dead_letters.c.event_id, unique=True)

@@ -9,7 +9,8 @@ def truncate(engine) -> None:
     from tds_daemon import entities
 
     tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
-                        "tds_healer_runs", "tds_stats_runs"]
+                        "tds_healer_runs", "tds_stats_runs", "tds_events", "tds_event_subscribers",
+                        "tds_event_dead_letters"]
                        + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
     with engine.begin() as c:
         c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,78 @@
+"""The outbox: each change TDS applies is written as an event in ``tds_events``, in the same
+transaction as the change, so that no change is ever without its event and no event without its change.
+
+Code that changes rows calls ``add`` on the connection of its transaction; the events gathered there are
+inserted when that transaction commits (an engine ``commit`` hook), and dropped when it rolls back. The
+insert takes one transaction-scoped advisory lock first, held only for the insert and the commit that
+follows, so that event ids are committed in increasing order: a consumer that reads ``after=<id>`` never
+misses an event committed later with a smaller id. The same commit sends ``NOTIFY tds_events`` with the
+newest id, for consumers that listen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from typing import Any
+
+import psycopg2.extras
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from tds_daemon import jsoncodec
+from tds_daemon.store.db import driver_cursor
+
+ENTITY_SYNCED = "tds.zoho.entity.synced"
+SYNC_COMPLETED = "tds.zoho.sync.completed"
+TYPES = (ENTITY_SYNCED, SYNC_COMPLETED)
+CHANNEL = "tds_events"
+ACTIONS = ("created", "updated", "deleted")
+SOURCES = ("webhook", "pull")
+
+_PENDING = "tds_events_pending"
+# pg_advisory_xact_lock key of the outbox ("tdsevt" in ASCII): one writer of events at a time, until commit.
+_LOCK = 0x746473657674
+_INSERT = "INSERT INTO tds_events (type, entity, zoho_id, payload) VALUES %s RETURNING id"
+
+
+def add(conn: Connection, type_: str, payload: dict[str, Any], *, entity: str | None = None,
+        zoho_id: str | None = None) -> None:
+    """Record an event on ``conn``'s open transaction: written if and when that transaction commits."""
+    conn.info.setdefault(_PENDING, []).append((type_, entity, zoho_id, jsoncodec.dumps(payload)))
+
+
+def entity_synced(conn: Connection, *, entity: str, zoho_id: str, action: str, source: str,
+                  last_modified: dt.datetime | None, changed: dict[str, Any]) -> None:
+    """A row created, updated or deleted, with the typed columns the change set (all of them for a new row)."""
+    add(conn, ENTITY_SYNCED, {
+        "entity": entity, "zoho_id": zoho_id, "action": action, "source": source,
+        "last_modified_time": last_modified.isoformat() if last_modified else None,
+        "changed": {k: plain(v) for k, v in changed.items()},
+    }, entity=entity, zoho_id=zoho_id)
+
+
+def plain(value: Any) -> Any:
+    """A typed column value as JSON holds it: money exactly, as a string; dates and times in ISO 8601."""
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+@event.listens_for(Engine, "commit")
+def _write(conn: Connection) -> None:
+    pending = conn.info.pop(_PENDING, None)
+    if not pending:
+        return
+    # Straight through the driver: the transaction is committing, and SQLAlchemy's own execute would
+    # begin another. An error here fails the commit, so the changes are not committed either.
+    with driver_cursor(conn, _INSERT) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        ids = psycopg2.extras.execute_values(cur, _INSERT, pending, page_size=len(pending), fetch=True)
+        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(max(i for (i,) in ids))))
+
+
+@event.listens_for(Engine, "rollback")
+def _drop(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)

@@ -1,0 +1,112 @@
+"""The outbox: every change applied writes its event in the same transaction, and only a change does.
+
+Real PostgreSQL; rows written through the one upsert, as webhooks and pulls write them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from sqlalchemy import select
+from support.zoho_objects import make_object
+
+from tds_daemon import entities, zohovalues
+from tds_daemon.apply import events, upsert
+from tds_daemon.store.schema import events as events_table
+
+SCHEMA = "zoho"
+PRODUCT = entities.get("product")
+
+
+def write(engine, objects, *, source="webhook", deleted=False, whole=True, fail=False):
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        out = upsert.apply(conn, PRODUCT, SCHEMA, [upsert.Change(o, now, deleted=deleted, whole=whole)
+                                                   for o in objects], source=source)
+        if fail:
+            raise RuntimeError("the transaction fails after the write")
+    return out
+
+
+def stored(engine) -> list[dict]:
+    with engine.connect() as c:
+        return [dict(r._mapping) for r in c.execute(select(events_table).order_by(events_table.c.id))]
+
+
+def test_a_change_has_its_event_and_a_repeat_or_stale_write_has_none(clean_db):
+    obj = make_object("product", minutes=-10, name="Bolt", rate=2.5)
+    assert write(clean_db, [obj]) == {obj["item_id"]: "created"}
+    [created] = stored(clean_db)
+    assert created["type"] == events.ENTITY_SYNCED and created["entity"] == "product"
+    data = created["payload"]
+    assert data["action"] == "created" and data["source"] == "webhook" and data["zoho_id"] == obj["item_id"]
+    assert data["changed"]["name"] == "Bolt" and data["changed"]["rate"] == "2.5"
+    assert data["last_modified_time"] == zohovalues.parse_timestamp(obj["last_modified_time"]).isoformat()
+
+    assert write(clean_db, [obj]) == {obj["item_id"]: "unchanged"}  # a duplicate delivery
+    older = dict(obj, name="Old", last_modified_time=make_object("product", minutes=-20)["last_modified_time"])
+    assert write(clean_db, [older]) == {obj["item_id"]: "stale"}  # a late one
+    assert len(stored(clean_db)) == 1
+
+    newer = dict(obj, name="Bolt M8", last_modified_time=make_object("product", minutes=-5)["last_modified_time"])
+    assert write(clean_db, [newer], source="pull") == {obj["item_id"]: "updated"}
+    updated = stored(clean_db)[-1]["payload"]
+    assert (updated["action"], updated["source"], updated["changed"]) == ("updated", "pull", {"name": "Bolt M8"})
+
+    gone = dict(newer, last_modified_time=make_object("product", minutes=-1)["last_modified_time"])
+    assert write(clean_db, [gone], deleted=True) == {obj["item_id"]: "deleted"}
+    assert stored(clean_db)[-1]["payload"]["action"] == "deleted"
+    ids = [e["id"] for e in stored(clean_db)]
+    assert ids == sorted(ids) and len(ids) == 3
+
+
+def test_a_rolled_back_change_leaves_no_event(clean_db):
+    obj = make_object("product")
+    with pytest.raises(RuntimeError):
+        write(clean_db, [obj], fail=True)
+    assert stored(clean_db) == []
+    write(clean_db, [obj])  # the same connection pool: nothing left over from the failed transaction
+    assert len(stored(clean_db)) == 1
+
+
+def test_each_commit_notifies_listeners_with_the_newest_id(clean_db):
+    raw = clean_db.raw_connection()
+    try:
+        raw.set_isolation_level(0)
+        cur = raw.cursor()
+        cur.execute(f"LISTEN {events.CHANNEL}")
+        write(clean_db, [make_object("product"), make_object("product")])
+        newest = stored(clean_db)[-1]["id"]
+        deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+        import select as sel
+        while not raw.notifies and dt.datetime.now() < deadline:
+            if sel.select([raw], [], [], 0.5)[0]:
+                raw.poll()
+        assert [n.payload for n in raw.notifies] == [str(newest)]
+    finally:
+        raw.close()
+
+
+def test_ids_are_committed_in_increasing_order(clean_db):
+    """A transaction that wrote its event first but commits last must not commit a smaller id after a larger
+    one is visible: the reader's cursor would step over it."""
+    first_written = threading.Event()
+    release = threading.Event()
+
+    def slow():
+        with clean_db.begin() as conn:
+            upsert.apply(conn, PRODUCT, SCHEMA, [upsert.Change(make_object("product"), dt.datetime.now(dt.UTC))],
+                         source="webhook")
+            first_written.set()
+            release.wait(10)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    assert first_written.wait(10)
+    write(clean_db, [make_object("product")])
+    release.set()
+    t.join(10)
+    # The slow transaction's event got its id at its commit, after the other's.
+    assert [(e["id"], e["payload"]["zoho_id"]) for e in stored(clean_db)][0][0] == 1
+    assert len(stored(clean_db)) == 2
