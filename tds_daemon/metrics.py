@@ -39,3 +39,8 @@ sync_runs = Counter(
 sync_objects = Counter(
     "tds_sync_objects", "Objects pulled by sync runs by entity and outcome (created, updated, unchanged, stale, "
     "deleted)", ["entity", "outcome"])
+events_delivered = Counter(
+    "tds_events_delivered", "Events pushed to a subscriber and taken (a 2xx), by subscriber", ["subscriber"])
+events_failed = Counter(
+    "tds_events_failed", "Event pushes a subscriber did not take (no answer in time, or not a 2xx), by subscriber",
+    ["subscriber"])

@@ -292,7 +292,7 @@ event_subscribers = Table(
     Column("created_at", TZ, nullable=False, server_default=func.now()),
 )
 
-# Events a subscriber failed to take for ``events.give_up_after`` (three days): kept, replayable.
+# Events a subscriber failed to take for three days: kept, and pushed again when an operator asks (replay).
 event_dead_letters = Table(
     "tds_event_dead_letters", metadata,
     Column("id", BigInteger, Identity(), primary_key=True),
@@ -302,6 +302,6 @@ event_dead_letters = Table(
     Column("first_failed_at", TZ, nullable=False),
     Column("failed_at", TZ, nullable=False, server_default=func.now()),
     Column("last_error", Text, nullable=False),
-    Column("replayed_at", TZ),
+    Column("replay_requested_at", TZ),
 )
 Index(None, event_dead_letters.c.url, event_dead_letters.c.event_id, unique=True)

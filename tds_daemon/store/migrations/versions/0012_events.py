@@ -55,7 +55,7 @@ def upgrade() -> None:
             sa.Column("first_failed_at", TZ, nullable=False),
             sa.Column("failed_at", TZ, nullable=False, server_default=sa.func.now()),
             sa.Column("last_error", sa.Text, nullable=False),
-            sa.Column("replayed_at", TZ),
+            sa.Column("replay_requested_at", TZ),
             sa.PrimaryKeyConstraint("id", name="pk_tds_event_dead_letters"),
         )
         op.create_index("ix_tds_event_dead_letters_url_event_id", "tds_event_dead_letters", ["url", "event_id"],

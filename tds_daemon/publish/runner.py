@@ -1,0 +1,110 @@
+"""Running the pushers: a thread per subscriber, woken by ``NOTIFY tds_events``, until asked to stop.
+
+Each subscriber is pushed by one process at a time, whichever TDS holds its PostgreSQL advisory lock, so
+that two daemons on one database never post the same events twice over; the other waits to take over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import select
+import threading
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tds_daemon.apply.events import CHANNEL
+from tds_daemon.oneline import described
+from tds_daemon.publish.pusher import Pusher, Subscriber
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 1.0  # a notification normally wakes a pusher first; this bounds a lost one
+ERROR_PAUSE_S = 5.0
+
+
+def lock_key(url: str) -> int:
+    """A subscriber's advisory-lock key: 63 bits of its URL's hash."""
+    return int.from_bytes(hashlib.sha256(f"tds-events:{url}".encode()).digest()[:8], "big") >> 1
+
+
+class Publisher:
+    """The pushers of the configured subscribers; ``start`` returns at once, ``stop`` ends them."""
+
+    def __init__(self, engine: Engine, subscribers: list[Subscriber]):
+        self.engine, self.subscribers = engine, subscribers
+        self.stopping = threading.Event()
+        self.wakes = [threading.Event() for _ in subscribers]
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self.subscribers:
+            return
+        self.threads.append(threading.Thread(target=self._listen, name="tds-events-listen", daemon=True))
+        for sub, wake in zip(self.subscribers, self.wakes, strict=True):
+            self.threads.append(threading.Thread(target=self._push, args=(sub, wake), daemon=True,
+                                                 name=f"tds-events-{sub.label}"))
+        for t in self.threads:
+            t.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping.set()
+        for wake in self.wakes:
+            wake.set()
+        for t in self.threads:
+            t.join(timeout)
+
+    def _push(self, sub: Subscriber, wake: threading.Event) -> None:
+        while not self.stopping.is_set():
+            try:
+                with self.engine.connect() as holder:
+                    if not holder.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(sub.url)}).scalar():
+                        holder.rollback()
+                        self.stopping.wait(ERROR_PAUSE_S)  # another TDS pushes to this subscriber
+                        continue
+                    holder.commit()  # the session lock stays; no transaction stays open
+                    self._loop(sub, wake)
+                    holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(sub.url)})
+                    holder.commit()
+            except Exception as e:  # PostgreSQL gone: try again shortly, never end the thread
+                log.warning("events: pushing to %s paused: %s", sub.label, described(e))
+                self.stopping.wait(ERROR_PAUSE_S)
+
+    def _loop(self, sub: Subscriber, wake: threading.Event) -> None:
+        pusher = Pusher(self.engine, sub)
+        try:
+            while not self.stopping.is_set():
+                wait = pusher.step()
+                if wait <= 0:
+                    continue
+                if wait > IDLE_POLL_S:  # a backoff: new events do not shorten it
+                    self.stopping.wait(wait)
+                else:
+                    wake.wait(wait)
+                    wake.clear()
+        finally:
+            pusher.close()
+
+    def _listen(self) -> None:
+        """Wake every pusher on each notification; while the listening connection is down they poll."""
+        while not self.stopping.is_set():
+            try:
+                raw = self.engine.raw_connection()
+                try:
+                    raw.driver_connection.set_isolation_level(0)
+                    with raw.driver_connection.cursor() as cur:
+                        cur.execute(f"LISTEN {CHANNEL}")
+                    conn = raw.driver_connection
+                    while not self.stopping.is_set():
+                        if select.select([conn], [], [], IDLE_POLL_S)[0]:
+                            conn.poll()
+                            if conn.notifies:
+                                conn.notifies.clear()
+                                for wake in self.wakes:
+                                    wake.set()
+                finally:
+                    raw.invalidate()  # LISTEN and autocommit must not go back to the pool
+            except Exception as e:
+                log.warning("events: listening for new events paused: %s", described(e))
+                self.stopping.wait(ERROR_PAUSE_S)
