@@ -110,3 +110,27 @@ def test_ids_are_committed_in_increasing_order(clean_db):
     t.join(10)
     # The slow transaction's event got its id at its commit, after the other's.
     assert [e["zoho_id"] for e in stored(clean_db)] == [fast_obj["item_id"], slow_obj["item_id"]]
+
+
+def test_the_api_reads_events_by_cursor_with_filters(clean_db, api):
+    from support import ADMIN_TOKEN
+
+    client = api()
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    assert client.simulate_get("/api/tds/events").status_code == 401
+    products = [make_object("product") for _ in range(3)]
+    write(clean_db, products)
+    with clean_db.begin() as conn:
+        upsert.apply(conn, entities.get("customer"), SCHEMA,
+                     [upsert.Change(make_object("customer"), dt.datetime.now(dt.UTC))], source="pull")
+    first = client.simulate_get("/api/tds/events", params={"limit": 2}, headers=auth).json
+    assert [e["data"]["zoho_id"] for e in first["events"]] == [p["item_id"] for p in products[:2]]
+    rest = client.simulate_get("/api/tds/events", params={"after": first["next"]}, headers=auth).json
+    assert [e["data"]["entity"] for e in rest["events"]] == ["product", "customer"]
+    assert set(rest["events"][0]) == {"id", "type", "timestamp", "data"}
+    again = client.simulate_get("/api/tds/events", params={"after": rest["next"]}, headers=auth).json
+    assert again == {"events": [], "next": rest["next"]}
+    only = client.simulate_get("/api/tds/events", params={"entity": "customer"}, headers=auth).json
+    assert [e["data"]["source"] for e in only["events"]] == ["pull"]
+    bad = client.simulate_get("/api/tds/events", params={"type": "nope"}, headers=auth)
+    assert bad.status_code == 400 and bad.json["error"] == "invalid_type"

@@ -11,6 +11,7 @@ from tds_daemon.api.auth import AdminAuth
 from tds_daemon.api.breakers import BreakerResetResource, BreakersResource
 from tds_daemon.api.dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
 from tds_daemon.api.deadletter import DeadLetterReplayResource, DeadLetterResource
+from tds_daemon.api.events import EventsReplayResource, EventsResource
 from tds_daemon.api.exposition import LeaderCollector, MetricsResource
 from tds_daemon.api.healing import HealingRunResource, HealingRunsResource
 from tds_daemon.api.health import LiveResource, ReadyResource, WebhookHealthResource
@@ -89,6 +90,8 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/objects/{entity}/{zoho_id}", ObjectResource(engine, config.database.entity_schema))
     app.add_route("/api/tds/dead-letter", DeadLetterResource(engine))
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
+    app.add_route("/api/tds/events", EventsResource(engine))
+    app.add_route("/api/tds/events/replay", EventsReplayResource(engine))
     app.add_route("/api/tds/alerts", AlertsResource(engine))
     app.add_route("/api/tds/alerts/{alert_id}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))

@@ -14,6 +14,7 @@ import falcon
 
 from tds_daemon import __version__, entities
 from tds_daemon.api.syncruns import BULK
+from tds_daemon.apply.events import TYPES as EVENT_TYPES
 from tds_daemon.care import jobs
 from tds_daemon.guard.alerts import ALERT_STATUSES
 from tds_daemon.pull.pulls import KINDS
@@ -82,6 +83,9 @@ QUEUED = {"type": "object", "required": ["status", "runs"], "properties": {
                                        "properties": {"id": {"type": "integer"}, "entity": {"type": "string"},
                                                       "kind": {"type": "string"}, "status": {"const": "queued"},
                                                       "reused": {"type": "boolean"}}}}}}
+EVENT = {"type": "object", "required": ["id", "type", "timestamp", "data"], "properties": {
+    "id": {"type": "integer"}, "type": {"type": "string", "enum": list(EVENT_TYPES)},
+    "timestamp": {"type": "string", "format": "date-time"}, "data": OBJECT}}
 ALERT = {"type": "object", "required": ["id", "type", "severity", "message"], "properties": {
     "id": {"type": "integer"}, "type": {"type": "string"}, "severity": {"type": "string"},
     "entity": {"type": ["string", "null"]}, "message": {"type": "string"},
@@ -265,6 +269,23 @@ PATHS: dict[str, dict[str, Any]] = {
         params=[_path("name", {"type": "string", "enum": ["entity:" + n for n in ENTITY_NAMES]
                                + ["zoho:books", "zoho:inventory"]}, "the breaker's name")],
         errors={"404": _error("unknown breaker")})},
+    "/api/tds/events": {"get": _admin(
+        "the events (every change applied, every pull run ended) after a cursor, oldest first",
+        _json(_list_of("events", EVENT, next={"type": "integer", "description": "ask again with after=next"}),
+              "the events"),
+        params=[_query("after", {"type": "integer", "minimum": 0, "default": 0}, "the last event id you have"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "how many"),
+                _query("type", {"type": "string", "enum": list(EVENT_TYPES)}, "only events of this type"),
+                _query("entity", {"type": "string"}, "only events of this entity")],
+        errors={"400": BAD_PARAM})},
+    "/api/tds/events/replay": {"post": _admin(
+        "push a subscriber's dead letters again (all of them, or the events named)",
+        _json({"type": "object", "required": ["replayed"], "properties": {"replayed": {"type": "integer"}}},
+              "how many were asked for again"),
+        body={"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "subscriber": {"type": "string", "description": "the subscriber's URL; none: every subscriber"},
+            "event_ids": {"type": "array", "items": {"type": "integer", "minimum": 1}}}}}}},
+        errors={"400": _error("the body is not as described")})},
     "/api/tds/alerts": {"get": _admin(
         "alerts, the most recently seen first",
         _json(_list_of("alerts", ALERT, count={"type": "integer"}), "the alerts"),
