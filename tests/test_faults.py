@@ -237,6 +237,13 @@ def test_worker_killed_mid_burst_every_accepted_event_is_applied(processes, clea
                                message="the killed worker replaced")
     assert victim not in workers_after
     assert not items(clean_db, "status <> 'completed' OR error_code IS NOT NULL")
+    # The outbox: each object's creation is one event, from the webhook, none lost and none twice, although
+    # the killed worker's transactions were cut off and their items applied again by another.
+    with clean_db.connect() as c:
+        outbox = c.execute(text("SELECT entity, zoho_id, payload->>'action', payload->>'source' FROM tds_events "
+                                "WHERE type = 'tds.zoho.entity.synced' ORDER BY id")).all()
+    assert sorted((e, z) for e, z, _, _ in outbox) == sorted((e, z) for e, ids in expected.items() for z in ids)
+    assert {(a, src) for _, _, a, src in outbox} == {("created", "webhook")}
 
 
 # ---------------------------------------------------------------------------------------------- 4. dead letter

@@ -7,7 +7,9 @@ deletes, older than ``healer.retain_days``:
 - completed sync items and their inbox events (a re-delivery of such an old event is then accepted
   again, and the newer-wins upsert finds it stale or unchanged: nothing regresses);
 - finished sync runs (not the cursors, which live in ``tds_sync_cursors``), healer runs and resolved
-  alerts.
+  alerts;
+- events older than ``events.retain_days`` that every configured subscriber has had (or that went to its
+  dead letters, which keep their events).
 
 Dead letters, pending, processing and failed items are never deleted: they are work not done. At most
 ``BATCH`` rows of each kind go per run, each kind in its own short transaction, so a first run on a
@@ -47,12 +49,25 @@ _OTHERS = (
 )
 
 
-def prune(engine: Engine, days: int, batch: int = BATCH) -> dict[str, int]:
-    """Delete what is older than ``days``; returns the rows deleted per kind."""
+_EVENTS = text("""DELETE FROM tds_events WHERE id IN (
+    SELECT id FROM tds_events e WHERE created_at < now() - make_interval(days => :days)
+    AND id <= coalesce((SELECT min("cursor") FROM tds_event_subscribers WHERE url = ANY(:urls)), id)
+    AND NOT EXISTS (SELECT 1 FROM tds_event_dead_letters d WHERE d.event_id = e.id)
+    ORDER BY id LIMIT :batch)""")
+
+
+def prune(engine: Engine, days: int, batch: int = BATCH, *, events_days: int | None = None,
+          subscribers: list[str] = ()) -> dict[str, int]:
+    """Delete what is older than ``days`` (events: ``events_days``, kept while a subscriber among
+    ``subscribers``, by URL, still waits for them); returns the rows deleted per kind."""
     params = {"days": days, "batch": batch}
     with engine.begin() as conn:
         deleted = {"completed_items": len(conn.execute(_ITEMS, params).all())}
     for what, statement in _OTHERS:
         with engine.begin() as conn:
             deleted[what] = conn.execute(statement, params).rowcount
+    if events_days is not None:
+        with engine.begin() as conn:
+            deleted["events"] = conn.execute(_EVENTS, {"days": events_days, "batch": batch,
+                                                       "urls": list(subscribers)}).rowcount
     return deleted
