@@ -27,7 +27,7 @@ def test_summaries_are_key_value_pairs_and_the_role_is_named():
     f = logs.Formatter()
     line = f.format(record("sync run %s succeeded: entity=%s kind=%s %s", 7, "product", "full",
                            {"created": 3, "updated": 0, "error": "a b"}))
-    assert re.search(r" INFO worker-2\[\d+\] tds_daemon\.sync: ", line), line
+    assert re.search(r" INFO worker-2\[\d+\] tds_daemon\.pull\.pulls: ", line), line
     assert line.endswith("sync run 7 succeeded: entity=product kind=full created=3 updated=0 error='a b'")
     line = f.format(record("healer run %s: redispatched %s, queue %s", 1, {"lost": 2, "expired": 0}, {}))
     assert line.endswith("healer run 1: redispatched lost=2 expired=0, queue -")
