@@ -76,6 +76,16 @@ class EntitySpec:
         return (self.name, *self.aliases)
 
 
+def extract_object(spec: EntitySpec, body: dict) -> dict:
+    """The entity object of a webhook body: Zoho's default payload ``{"<object key>": {...}}``, or
+    ``{"data": {...}}``, or the bare object. One function for intake (before storing) and apply (on the
+    stored body), so the two never disagree about what a delivery meant."""
+    for key in (spec.object_key, "data"):
+        inner = body.get(key)
+        if isinstance(inner, dict):
+            return inner
+    return body
+
 def _cols(*specs: str) -> tuple[Column, ...]:
     """'name:type' or 'name:type:zoho_field' → Columns (a compact table, read top to bottom)."""
     out = []

@@ -18,12 +18,11 @@ from sqlalchemy import text
 from support import all_applied, free_port, queue_counts, start_daemon, wait_until
 from support.zoho_objects import default_payload, make_object, new_id
 
-from actors import entity as entity_actors
-from actors import runtime
 from tds_daemon import entities
 from tds_daemon.apply import syncqueue
 from tds_daemon.apply.broker import make_broker
 from tds_daemon.apply.dispatch import MAX_BATCH, Dispatcher
+from tds_daemon.apply.items import Applier
 from tds_daemon.config import load
 from tds_daemon.guard.breakers import Breaker, Settings
 from tds_daemon.intake import inbox, webhook
@@ -386,7 +385,7 @@ def test_send_items_with_redis_down_returns_every_id_and_marks_them_unsent(db, b
     wait_until(lambda: all_applied(db, 5), TIMEOUT, interval=0.2, message=f"5 items applied ({queue_counts(db)})")
 
 
-def test_with_the_database_out_of_reach_fresh_items_stay_pending_untouched(db, dispatcher, batch_env, monkeypatch):
+def test_with_the_database_out_of_reach_fresh_items_stay_pending_untouched(db, dispatcher, batch_env):
     """The one-transaction apply against a database that does not answer: nothing is written, nothing
     raised to Dramatiq, and the items are as intake left them, for the recovery sweep to send again."""
     ids = store(db, "product", [make_object("product") for _ in range(3)])
@@ -394,9 +393,8 @@ def test_with_the_database_out_of_reach_fresh_items_stay_pending_untouched(db, d
     dead = load(environ={**batch_env, "TDS_DATABASE_URL": "postgresql+psycopg2://root@127.0.0.1:9/none",
                          "TDS_DATABASE_CONNECT_TIMEOUT_S": "1"})
     engine = make_engine(dead, pool_size=1)
-    monkeypatch.setattr(runtime, "_current", runtime.Runtime(dead, engine, dispatcher))
     try:
-        entity_actors.apply_items(ids)  # returns: the failure is the database's, not the items'
+        Applier.from_config(dead, engine, None).apply(ids)  # returns: the failure is the database's, not the items'
     finally:
         engine.dispose()
     assert items(db, ids) == before

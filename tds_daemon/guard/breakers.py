@@ -23,7 +23,7 @@ States and transitions (``breakers.*`` settings):
   died) are given out again.
 
 What counts is the caller's decision: the Zoho client counts HTTP answers and transport errors
-(``tds_daemon.pull.zoho.client``), the entity actors count applies (``actors.entity``), syncs count page
+(``tds_daemon.pull.zoho.client``), the apply core counts applies (``tds_daemon.apply.items``), syncs count page
 fetches against their entity (``tds_daemon.pull.pulls``). A breaker that cannot reach Redis fails open: it
 allows the call and logs at INFO (at most once per ``_FAIL_OPEN_LOG_S`` per breaker); a Redis blip never
 stops the daemon.

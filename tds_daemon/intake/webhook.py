@@ -1,7 +1,8 @@
 """Reading a webhook delivery: body formats, the entity object, its id, time and event type.
 
-Pure functions, no I/O: the API calls them before storing, the actors call ``extract_object`` again
-on the stored body, so the two can never disagree about what a delivery meant.
+Pure functions, no I/O: the API calls them before storing, and the apply core
+(``tds_daemon.apply.items``) calls ``extract_object`` (the registry's, ``tds_daemon.entities``, named
+here too) again on the stored body, so the two can never disagree about what a delivery meant.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tds_daemon import jsoncodec, zohovalues
-from tds_daemon.entities import EntitySpec
+from tds_daemon.entities import EntitySpec, extract_object
 
 EVENTS = ("created", "updated", "deleted")
 _EVENT_ALIASES = {"create": "created", "created": "created", "update": "updated", "updated": "updated",
@@ -72,15 +73,6 @@ def _decode(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, "invalid_encoding", "body must be UTF-8") from None
-
-
-def extract_object(spec: EntitySpec, body: dict) -> dict:
-    """Zoho's default payload ``{"<object key>": {...}}``, or ``{"data": {...}}``, or the bare object."""
-    for key in (spec.object_key, "data"):
-        inner = body.get(key)
-        if isinstance(inner, dict):
-            return inner
-    return body
 
 
 def event_type(body: dict, query_event: str | None, header_event: str | None) -> str:
