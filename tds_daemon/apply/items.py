@@ -213,7 +213,7 @@ class Applier:
         for batch in _rounds(items):
             changes = [upsert.Change(obj=entities.extract_object(spec, i.payload), version_at=i.received_at,
                                      deleted=i.event_type == "deleted") for i in batch]
-            by_zoho_id = upsert.apply(conn, spec, self.schema, changes)
+            by_zoho_id = upsert.apply(conn, spec, self.schema, changes, source="webhook")
             outcomes.update((i.id, by_zoho_id[i.zoho_id]) for i in batch)
         syncqueue.complete_many(conn, [(i.id, outcomes[i.id]) for i in items], fresh=fresh)
         return outcomes
