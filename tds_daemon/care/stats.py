@@ -41,7 +41,7 @@ from tds_daemon.config import Config
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard import alerts
 from tds_daemon.oneline import described
-from tds_daemon.pull import runstart
+from tds_daemon.pull import launch
 from tds_daemon.pull.zoho import ZohoClient
 from tds_daemon.store.schema import entity_table, stats_runs
 
@@ -164,7 +164,7 @@ def _act(engine: Engine, dispatcher: Dispatcher, config: Config, s: EntityStats,
         if alerts.resolve(engine, ALERT, entity=s.entity):
             fired["resolved"].append(s.entity)
         return
-    started = runstart.start(engine, dispatcher, [s.entity], "full", "stats", unless_queued=True)
+    started = launch.queue(engine, dispatcher, [s.entity], "full", "stats", unless_queued=True)
     if started:
         s.repair_run_id = started[0].id
         s.repair = "queued" if started[0].dispatched else "queued, not yet sent (broker unavailable)"
