@@ -138,7 +138,7 @@ def test_timeouts_fit_the_supervisor(unit):
 def test_writable_paths_are_the_metrics_directory(unit):
     runtime = one(unit, "RuntimeDirectory")
     env = dict(v.split("=", 1) for k, v in unit["Service"] if k == "Environment")
-    # prepare_metrics_dir (tds_daemon/cli.py) uses PROMETHEUS_MULTIPROC_DIR; it must be under the one
+    # prepare_metrics_dir (tds/preflight.py) uses PROMETHEUS_MULTIPROC_DIR; it must be under the one
     # directory ProtectSystem=strict leaves writable (and PrivateTmp's /tmp).
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith(f"/run/{runtime}/")
     assert one(unit, "ReadWritePaths").lstrip("-") == f"/run/{runtime}"
