@@ -68,6 +68,12 @@ def _limit(default: int) -> dict:
                   "how many, the most recent first")
 
 
+def _by_id(what: str, summary: str, ok: dict) -> dict:
+    """An admin operation on the one ``what`` whose id is in the path (``{what}_id``); 404 when there is none."""
+    return _admin(summary, ok, params=[_path(f"{what}_id", {"type": "integer", "minimum": 1}, f"the {what}'s id")],
+                  errors={"404": _error(f"no such {what} (ids are positive whole numbers)")})
+
+
 def _list_of(key: str, item: dict = OBJECT, **more) -> dict:
     return {"type": "object", "required": [key], "properties": {key: {"type": "array", "items": item}, **more}}
 
@@ -192,10 +198,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "recent sync runs", _json(_list_of("runs", RUN), "the runs, newest first"),
         params=[_query("entity", ENTITY_PATH_NAMES, "only this entity"), _limit(50)],
         errors={"400": BAD_PARAM})},
-    "/api/tds/runs/{run_id}": {"get": _admin(
-        "one sync run", _json(RUN, "the run"),
-        params=[_path("run_id", {"type": "integer", "minimum": 1}, "the run's id")],
-        errors={"404": _error("no such run (ids are positive whole numbers)")})},
+    "/api/tds/runs/{run_id}": {"get": _by_id("run", "one sync run", _json(RUN, "the run"))},
     "/api/tds/auto-healing/run": {"post": _admin(
         "run the healer now; its report", _json(OBJECT, "the healer run's report"))},
     "/api/tds/auto-healing/runs": {"get": _admin(
@@ -271,10 +274,8 @@ PATHS: dict[str, dict[str, Any]] = {
         params=[_query("status", {"type": "string", "enum": list(ALERT_STATUSES), "default": "open"}, "which"),
                 _limit(100)],
         errors={"400": BAD_PARAM})},
-    "/api/tds/alerts/{alert_id}/acknowledge": {"post": _admin(
-        "acknowledge an alert (it stays open until its condition clears)", _json(ALERT, "the alert"),
-        params=[_path("alert_id", {"type": "integer", "minimum": 1}, "the alert's id")],
-        errors={"404": _error("no such alert (ids are positive whole numbers)")})},
+    "/api/tds/alerts/{alert_id}/acknowledge": {"post": _by_id(
+        "alert", "acknowledge an alert (it stays open until its condition clears)", _json(ALERT, "the alert"))},
     "/api/zoho/bulk-sync/status": {"get": _admin(
         "runs in progress and each entity's latest run (the previous system's endpoint)",
         _json({"type": "object", "required": ["in_progress", "latest"], "properties": {

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from tds_daemon import entities, zohovalues
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care.reports import latest, report_head
 from tds_daemon.config import Config
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard import alerts
@@ -212,12 +213,9 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
     overall = None  # nothing compared
     if any(r["error"] is None for r in results.values()):
         overall = round(100.0 * matched_total / denominator_total, 2) if denominator_total else 100.0
-    finished = dt.datetime.now(dt.UTC)
+    finished, head = report_head(origin, started, clock)
     report = {
-        "origin": origin,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "duration_s": round(time.monotonic() - clock, 3),
+        **head,
         "threshold": config.stats.match_threshold,
         "overall_match": overall,
         "entities": results,
@@ -237,6 +235,4 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
 
 def history(engine: Engine, limit: int = 30) -> list[dict[str, Any]]:
     """The latest stats runs, newest first: full reports."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(stats_runs).order_by(stats_runs.c.id.desc()).limit(limit)).all()
-    return [{"id": r.id, **r.report} for r in rows]
+    return latest(engine, stats_runs, limit)
