@@ -222,13 +222,16 @@ def _integrity_rules(schema: str) -> list[Rule]:
     for spec in entities.ENTITIES:
         cols = _compared_columns(spec)
         record = ", ".join(f"{_Q.quote(f)} text" for f in dict.fromkeys(c.field for c in cols))
+        compared = [(c, *_typed(spec, c)) for c in cols]
         values = ", ".join(f"({_lit(c.name)}, {_lit(c.field)}, {typed}, r.{_Q.quote(c.field)}, {differs})"
-                           for c in cols for typed, differs in [_typed(spec, c)])
+                           for c, typed, differs in compared)
+        # The rows that differ anywhere, found first: only they are taken apart column by column.
+        anywhere = " OR ".join(f"({differs})" for _, _, differs in compared)
         rules.append(Rule("integrity", "typed_column", spec.name, _select(
             schema, spec.name, "d.col, d.field, d.typed, d.raw_value",
             f"CROSS JOIN LATERAL jsonb_to_record(t.raw) AS r({record}) "
             f"CROSS JOIN LATERAL (VALUES {values}) AS d(col, field, typed, raw_value, differs) "
-            "WHERE t.deleted_at IS NULL AND d.differs", "t.zoho_id, d.col"),
+            f"WHERE t.deleted_at IS NULL AND ({anywhere}) AND d.differs", "t.zoho_id, d.col"),
             lambda row: f"column {row['col']} holds {row['typed']!r} but raw.{row['field']} is {row['raw_value']!r}"))
         if spec.last_modified:
             rules.append(Rule("integrity", "future_modified", spec.name, _select(
