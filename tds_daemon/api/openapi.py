@@ -15,6 +15,7 @@ import falcon
 from tds_daemon import __version__, entities
 from tds_daemon.api.syncruns import BULK
 from tds_daemon.care import jobs
+from tds_daemon.care.checkrules import CHECKS
 from tds_daemon.guard.alerts import ALERT_STATUSES
 from tds_daemon.pull.pulls import KINDS
 
@@ -242,6 +243,16 @@ PATHS: dict[str, dict[str, Any]] = {
         _json({"type": "object", "required": ["entities", "refused"], "properties": {
             "entities": {"type": "object", "additionalProperties": OBJECT}, "refused": OBJECT,
             "received_1h": {"type": "integer"}, "received_24h": {"type": "integer"}}}, "the figures"))},
+    "/api/tds/data-validation/{check}": {"get": _admin(
+        "a data check of the local copy: orphans, products or integrity; each finding names the entity, the zoho_id "
+        "and what is wrong", _json(_list_of("findings", {"type": "object", "required": [
+            "rule", "entity", "zoho_id", "problem"]}, check={"type": "string", "enum": list(CHECKS)},
+            total={"type": "integer"}, counts=OBJECT, rules=OBJECT, truncated={"type": "boolean"}),
+            "the findings (at most limit per rule and in all) and their counts by entity and rule"),
+        params=[_path("check", {"type": "string", "enum": list(CHECKS)}, "the check"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                       "findings returned per rule and in all (the counts are always whole)")],
+        errors={"400": BAD_PARAM, "404": _error("unknown check")})},
     "/api/tds/dead-letter": {"get": _admin(
         "dead letters, the most recent failures first",
         _json(_list_of("items", total={"type": "integer"}), "the dead letters and their total"),

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from tds_daemon import entities, zohovalues
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care import datachecks
 from tds_daemon.care.reports import latest, report_head
 from tds_daemon.config import Config
 from tds_daemon.entities import EntitySpec
@@ -213,6 +214,7 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
     overall = None  # nothing compared
     if any(r["error"] is None for r in results.values()):
         overall = round(100.0 * matched_total / denominator_total, 2) if denominator_total else 100.0
+    checks = datachecks.for_report(engine, config.database.entity_schema)  # the copy's consistency in itself
     finished, head = report_head(origin, started, clock)
     report = {
         **head,
@@ -223,6 +225,7 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
         "repairs": [{"entity": r["entity"], "run_id": r["repair_run_id"]} for r in results.values()
                     if r["repair_run_id"] is not None],
         "errors": {r["entity"]: r["error"] for r in results.values() if r["error"]},
+        "data_checks": checks,
     }
     with engine.begin() as conn:
         run_id = conn.execute(insert(stats_runs).values(
