@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -95,10 +94,6 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with status {code}"
-
-
-def tds_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tds_daemon.cli", *args]
 
 
 def ready_dir() -> str:

@@ -38,10 +38,10 @@ class Interrupted(Exception):
 
 
 class Supervisor:
-    def __init__(self, config: Config, config_path: str | None, notifier: Notifier | None = None):
+    def __init__(self, config: Config, config_path: str | None, command: list[str], notifier: Notifier | None = None):
         self.config, self.config_path = config, config_path
         self.notify = notifier or Notifier()
-        self.tree = Tree(config, config_path, ready_dir())
+        self.tree = Tree(config, config_path, ready_dir(), command)
         self.scheduler = None
         self.ready = False
         self.stop_requests = 0
@@ -195,5 +195,7 @@ def _start_scheduler(config: Config):
     return scheduler
 
 
-def run(config: Config, config_path: str | None) -> int:
-    return Supervisor(config, config_path).run()
+def run(config: Config, config_path: str | None, command: list[str]) -> int:
+    """Supervise until stopped; ``command`` starts the ``tds`` command, whose ``api`` and ``worker`` are the
+    children (the caller names it: the supervisor does not know the command's package)."""
+    return Supervisor(config, config_path, command).run()

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from supervisor.children import Child, describe_exit, tds_command
+from supervisor.children import Child, describe_exit
 from supervisor.policy import RestartPolicy
 from supervisor.probes import api_answers
 from tds_daemon import metrics
@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 
 class Tree:
-    def __init__(self, config: Config, config_path: str | None, ready_dir: str):
+    def __init__(self, config: Config, config_path: str | None, ready_dir: str, command: list[str]):
+        """``command``: how to start the ``tds`` command (e.g. ``[python, "-m", "tds"]``); each child is one of
+        its subcommands, named by the caller so that the supervisor never names the command's package."""
         self.config, self.config_path, self.ready_dir = config, config_path, ready_dir
+        self.command = list(command)
         self.policy = RestartPolicy(config.supervisor.max_restarts, config.supervisor.restart_window_s)
         self.children: dict[str, Child] = {}
         self.retiring: list[Child] = []  # replaced children finishing their in-flight work
@@ -31,17 +34,17 @@ class Tree:
         self._generation = 0
 
     # --- building children -------------------------------------------------------------------
-    def _args(self) -> list[str]:
-        return ["--config", self.config_path] if self.config_path else []
+    def _argv(self, subcommand: str) -> list[str]:
+        return [*self.command, subcommand, *(["--config", self.config_path] if self.config_path else [])]
 
     def make_api(self) -> Child:
-        return Child("api", tds_command("api", *self._args()), dict(os.environ),
+        return Child("api", self._argv("api"), dict(os.environ),
                      ready=lambda _: api_answers(self.config.api.bind))
 
     def make_worker(self, i: int) -> Child:
         self._generation += 1
         ready_file = os.path.join(self.ready_dir, f"worker-{i}.{self._generation}")
-        return Child(f"worker-{i}", tds_command("worker", *self._args()), dict(os.environ), ready_file=ready_file)
+        return Child(f"worker-{i}", self._argv("worker"), dict(os.environ), ready_file=ready_file)
 
     def worker_names(self) -> list[str]:
         return [n for n in self.children if n.startswith("worker-")]

@@ -1,7 +1,7 @@
 """Prometheus metrics written by every process (multiprocess mode) and served by the API.
 
 ``PROMETHEUS_MULTIPROC_DIR`` must be set before prometheus_client is first imported: the CLI does
-that (``tds_daemon.cli.prepare_metrics_dir``) before importing anything that imports this module.
+that (``tds.preflight.prepare_metrics_dir``) before importing anything that imports this module.
 Labels are bounded: entity names, outcomes and statuses, never ids.
 """
 

@@ -22,7 +22,7 @@ from tds_daemon.config import load
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HOOK = {"X-TDS-Webhook-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
 SAMPLE = {"run_id": "1", "alert_id": "1", "item_id": "1", "job_id": "healing", "name": "zoho:books",
-          "entity": "products", "what": "products"}
+          "entity": "products", "what": "products", "check": "orphans"}
 
 
 class Api:

@@ -272,7 +272,14 @@ def daemon_config(ns, **env):
                          **env})
 
 
-def client_with(handler, rds, ns, **env) -> ZohoClient:
+def client_with(answer, rds, ns, **env) -> ZohoClient:
+    """A Zoho client of ``daemon_config(ns, **env)`` whose token requests succeed and whose API requests
+    ``answer(request)`` answers."""
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/v2/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
+        return answer(request)
+
     http = httpx.Client(transport=httpx.MockTransport(handler), timeout=5)
     return ZohoClient(daemon_config(ns, **env), rds, http=http)
 
@@ -282,8 +289,6 @@ def test_what_each_answer_tells_the_app_breaker(rds, ns):
     sent: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/v2/token":
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
         sent.append(request.url.path)
         answer = answers.pop(0)
         if isinstance(answer, Exception):
@@ -325,8 +330,6 @@ def test_retries_stop_once_the_app_breaker_opens(rds, ns):
     sent: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/v2/token":
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
         sent.append(request.url.path)
         return httpx.Response(503, text="<html>down</html>")
 
@@ -343,8 +346,6 @@ def test_retries_stop_once_the_app_breaker_opens(rds, ns):
 def test_a_breaker_opened_for_another_url_or_organization_leaves_the_configured_one_alone(rds, ns, caplog):
     """A one-off run with a mistyped URL (or another organization) moves a breaker of its own, same name."""
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/v2/token":
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
         if request.url.host == "wrong.test" or request.url.params.get("organization_id") == "999":
             raise httpx.ConnectError("no such host")
         return httpx.Response(200, json={"code": 0, "message": "success", "contacts": []})
@@ -369,8 +370,6 @@ def test_a_call_waits_for_the_verdict_of_trials_in_flight(rds, ns):
     sent: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/v2/token":
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
         sent.append(request.url.path)
         return httpx.Response(200, json={"code": 0, "message": "success", "contacts": []})
 

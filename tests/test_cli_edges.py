@@ -146,3 +146,11 @@ def test_make_run_banner_changes_an_existing_item(sim, processes, migrated, clea
 
     assert wait_until(lambda: row() and row().name == after["name"], 15, message="the change applied")
     assert float(row().rate) == after["rate"]
+
+
+def test_the_command_loads_no_metrics_before_it_prepares_their_directory():
+    """prometheus_client reads PROMETHEUS_MULTIPROC_DIR once, when first imported: composing the parser must
+    not import it (the supervisor's and workers' counters would stay in their own memory)."""
+    probe = "import sys, tds.main; print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)

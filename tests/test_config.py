@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from support import ROOT, TDS
 
-from tds_daemon import config
+from tds_daemon import config, settings
 
 
 def write(tmp_path, body: str):
@@ -85,7 +85,7 @@ def test_short_secret_is_refused_without_echoing_it(tmp_path):
 
 def test_readme_reference_matches_the_schema():
     readme = (ROOT / "README.md").read_text()
-    assert config.reference_table() in readme, "README's configuration reference is out of date: " \
+    assert settings.reference_table() in readme, "README's configuration reference is out of date: " \
         "run .venv/bin/python ops/dev/config_reference.py"
 
 
@@ -93,5 +93,5 @@ def test_example_config_is_valid_and_names_every_key():
     path = ROOT / "ops" / "tds.example.toml"
     assert config.load(str(path), environ={}).values == config.load(environ={}).values
     text = path.read_text()
-    for s in config.SCHEMA:
+    for s in settings.SCHEMA:
         assert f"{s.key} =" in text, s.name

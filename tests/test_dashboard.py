@@ -148,6 +148,31 @@ def test_the_figures_are_the_json_apis(browser, site, engine):
     assert browser.execute_script("return window.__same_page === true")  # refreshed without reloading
 
 
+def test_the_data_check_counts_are_the_latest_stats_runs(browser, site):
+    twins = [make_object("product", new_id(), sku="TWIN-1") for _ in range(2)]
+    for twin in twins:
+        assert site.post("product", default_payload("product", twin), token=WEBHOOK_TOKEN).status_code == 202
+    for twin in twins:
+        wait_until(lambda twin=twin: site.http.get(f"/api/tds/objects/product/{twin['item_id']}", headers=ADMIN)
+                   .json().get("row"), 30, message="the product applied")
+    before = (api(site, "/api/tds/stats?limit=1")["latest"] or {}).get("id", 0)
+    assert site.http.post("/api/tds/stats/run", params={"entity": "product"}, headers=ADMIN).status_code == 202
+
+    def newer() -> dict | None:
+        latest = api(site, "/api/tds/stats?limit=1")["latest"]
+        return latest if latest and latest["id"] > before else None
+
+    latest = wait_until(newer, 60, interval=0.2, message="a new stats run")
+    assert latest["data_checks"]["products"]["counts"] == {"product": 2}
+
+    browser.get(f"{site.base_url}/dashboard")
+    wait_until(lambda: loaded(browser), 20, message="the page loaded its figures")
+    checks = latest["data_checks"]
+    wait_until(lambda: all(shown(browser, f"data-check-{name}") == f"{name}\n{checks[name]['total']:,}"
+                           for name in ("orphans", "products", "integrity")), 20, message="the counts shown")
+    assert "products" in shown(browser, "data-checks") and "stats run" in shown(browser, "data-checks")
+
+
 def test_acknowledge_replay_and_run_now_from_the_page(browser, site, engine):
     alert_id = alerts.raise_alert(engine, "sync_failed", "warning", "3 pulls of product failed in a row",
                                   entity="product")

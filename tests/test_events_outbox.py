@@ -134,3 +134,17 @@ def test_the_api_reads_events_by_cursor_with_filters(clean_db, api):
     assert [e["data"]["source"] for e in only["events"]] == ["pull"]
     bad = client.simulate_get("/api/tds/events", params={"type": "nope"}, headers=auth)
     assert bad.status_code == 400 and bad.json["error"] == "invalid_type"
+
+
+def test_retention_deletes_old_events_but_keeps_dead_letters(clean_db):
+    from sqlalchemy import text
+
+    from tds_daemon.care import retention
+
+    write(clean_db, [make_object("product") for _ in range(3)])
+    with clean_db.begin() as c:
+        c.execute(text("UPDATE tds_events SET created_at = now() - interval '10 days' WHERE id <= 2"))
+        c.execute(text("INSERT INTO tds_event_dead_letters (url, event_id, attempts, first_failed_at, last_error) "
+                       "VALUES ('http://consumer.example/hook', 1, 9, now(), 'HTTP 500')"))
+    assert retention.prune(clean_db, 30, events_days=7)["events"] == 1
+    assert [e["id"] for e in stored(clean_db)] == [1, 3]

@@ -22,6 +22,7 @@ from support import (
     start_private_redis,
     wait_until,
 )
+from support.making import made_by
 from support.zoho_objects import make_object
 
 from tds_daemon import entities
@@ -105,16 +106,7 @@ class Healer:
 
 @pytest.fixture
 def healers():
-    made: list[Healer] = []
-
-    def make(env, **overrides) -> Healer:
-        h = Healer(env, **overrides)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
+    yield from made_by(Healer, Healer.close)
 
 
 # --- a lost Redis loses nothing ---

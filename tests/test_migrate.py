@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect, text
 from support import ROOT, TDS, free_port
 
 from tds_daemon import entities
 from tds_daemon.store import schema
+
+
+@contextmanager
+def empty_database(migrated, suffix: str) -> Iterator[str]:
+    """The URL of a new, empty database beside the test database (named with ``suffix``), dropped afterwards."""
+    server, own = migrated["TDS_DATABASE_URL"].rsplit("/", 1)
+    admin = create_engine(server + "/postgres", isolation_level="AUTOCOMMIT")
+    name = own + suffix
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server + "/" + name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
 
 
 def test_migrate_is_idempotent(migrated):
@@ -44,83 +62,56 @@ def test_migrate_refuses_clearly_when_the_database_is_unreachable(migrated):
 
 
 def test_run_refuses_an_unmigrated_database(migrated, tmp_path):
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_empty"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        env = {**migrated, "TDS_DATABASE_URL": migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name}
+    with empty_database(migrated, "_empty") as url:
+        env = {**migrated, "TDS_DATABASE_URL": url}
         r = subprocess.run([*TDS, "run"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert r.returncode == 1
         assert "run `tds migrate`" in r.stderr and "Traceback" not in r.stderr
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def test_a_schema_newer_than_this_tds_is_refused_in_one_line(migrated):
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_newer"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    db = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name)
-    try:
-        # What a newer TDS leaves behind before a rollback: a revision this code does not have.
-        with db.begin() as c:
-            c.execute(text("CREATE TABLE tds_alembic_version (version_num varchar(32) PRIMARY KEY)"))
-            c.execute(text("INSERT INTO tds_alembic_version VALUES ('9999')"))
-        env = {**migrated, "TDS_DATABASE_URL": migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name}
+    with empty_database(migrated, "_newer") as url:
+        db = create_engine(url)
+        try:
+            # What a newer TDS leaves behind before a rollback: a revision this code does not have.
+            with db.begin() as c:
+                c.execute(text("CREATE TABLE tds_alembic_version (version_num varchar(32) PRIMARY KEY)"))
+                c.execute(text("INSERT INTO tds_alembic_version VALUES ('9999')"))
+        finally:
+            db.dispose()
+        env = {**migrated, "TDS_DATABASE_URL": url}
         for command in ("migrate", "run"):
             r = subprocess.run([*TDS, command], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
             assert r.returncode == 1, (command, r.stderr)
             assert "newer than this TDS" in r.stderr and "Traceback" not in r.stderr, (command, r.stderr)
             assert len(r.stderr.strip().splitlines()) == 1, (command, r.stderr)
-    finally:
-        db.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def test_rows_stored_before_detail_tracking_are_classified_by_what_they_hold(migrated):
     """0008 on a database of 0007: a row holding line items is whole, a list row waits for its detail."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    name = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[1] + "_0007"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = migrated["TDS_DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
-    db = create_engine(url)
-    env = {**migrated, "TDS_DATABASE_URL": url}
-    try:
-        subprocess.run([*TDS, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True, timeout=120)
-        with db.begin() as c:  # back to what 0007 left: no detail columns, no sales returns
-            c.execute(text("DROP TABLE zoho.sales_returns, zoho.item_images"))
-            for spec in entities.ENTITIES:
-                if spec.name != "sales_return":
-                    c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "
-                                   "DROP COLUMN detail_fetched_for"))
-            c.execute(text("UPDATE tds_alembic_version SET version_num = '0007'"))
-            c.execute(text("INSERT INTO zoho.invoices (zoho_id, version_at, raw) VALUES "
-                           "('1', now(), '{\"invoice_id\": \"1\", \"line_items\": []}'), "
-                           "('2', now(), '{\"invoice_id\": \"2\"}')"))
-            c.execute(text("INSERT INTO zoho.users (zoho_id, version_at, raw) "
-                           "VALUES ('3', now(), '{\"user_id\": \"3\"}')"))
-        r = subprocess.run([*TDS, "migrate"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert r.returncode == 0, r.stderr
-        with db.connect() as c:
-            states = dict(c.execute(text("SELECT zoho_id, detail_state FROM zoho.invoices")).all())
-            assert states == {"1": "current", "2": "missing"}
-            assert c.execute(text("SELECT detail_state FROM zoho.users")).scalar_one() == "current"
-            assert c.execute(text("SELECT count(*) FROM zoho.sales_returns")).scalar_one() == 0
-    finally:
-        db.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with empty_database(migrated, "_0007") as url:
+        db = create_engine(url)
+        env = {**migrated, "TDS_DATABASE_URL": url}
+        try:
+            subprocess.run([*TDS, "migrate"], env=env, check=True, cwd=ROOT, capture_output=True, timeout=120)
+            with db.begin() as c:  # back to what 0007 left: no detail columns, no sales returns
+                c.execute(text("DROP TABLE zoho.sales_returns, zoho.item_images"))
+                for spec in entities.ENTITIES:
+                    if spec.name != "sales_return":
+                        c.execute(text(f"ALTER TABLE zoho.{spec.table} DROP COLUMN detail_state, "
+                                       "DROP COLUMN detail_fetched_for"))
+                c.execute(text("UPDATE tds_alembic_version SET version_num = '0007'"))
+                c.execute(text("INSERT INTO zoho.invoices (zoho_id, version_at, raw) VALUES "
+                               "('1', now(), '{\"invoice_id\": \"1\", \"line_items\": []}'), "
+                               "('2', now(), '{\"invoice_id\": \"2\"}')"))
+                c.execute(text("INSERT INTO zoho.users (zoho_id, version_at, raw) "
+                               "VALUES ('3', now(), '{\"user_id\": \"3\"}')"))
+            r = subprocess.run([*TDS, "migrate"], env=env, capture_output=True, text=True, cwd=ROOT, timeout=120)
+            assert r.returncode == 0, r.stderr
+            with db.connect() as c:
+                states = dict(c.execute(text("SELECT zoho_id, detail_state FROM zoho.invoices")).all())
+                assert states == {"1": "current", "2": "missing"}
+                assert c.execute(text("SELECT detail_state FROM zoho.users")).scalar_one() == "current"
+                assert c.execute(text("SELECT count(*) FROM zoho.sales_returns")).scalar_one() == 0
+        finally:
+            db.dispose()

@@ -184,13 +184,14 @@ def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, proce
     assert daemon.post("products", {"item": make_object("product")}, token="wrong").status_code == 401
     run_id = daemon.http.post("/api/tds/sync/product", params={"full": 1}, headers=ADMIN).json()["runs"][0]["id"]
     assert daemon.http.post("/api/tds/monitoring/scheduler/jobs/healing/run", headers=ADMIN).status_code == 202
+    assert daemon.http.post("/api/tds/stats/run", params={"entity": "product"}, headers=ADMIN).status_code == 202
 
     def scraped() -> str | None:
         run = daemon.http.get(f"/api/tds/runs/{run_id}", headers=ADMIN).json()
         assert run["status"] in {"queued", "running", "succeeded"}, run
         body = daemon.http.get("/metrics").text
         wanted = ("tds_webhook_apply_seconds_bucket", "tds_sync_last_success_timestamp_seconds{",
-                  "tds_scheduler_leader 1.0", "tds_scheduler_job_runs_total{")
+                  "tds_scheduler_leader 1.0", "tds_scheduler_job_runs_total{", "tds_data_check_findings{")
         return body if run["status"] == "succeeded" and all(w in body for w in wanted) else None
 
     live = sample_names(wait_until(scraped, 30, interval=0.2, message="a scrape showing the activity"))
@@ -209,7 +210,7 @@ def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, proce
                      "tds_sync_last_success_timestamp_seconds", "tds_detail_backlog", "tds_image_backlog",
                      "tds_zoho_calls_today", "tds_zoho_daily_budget", "tds_zoho_budget_remaining",
                      "tds_child_restarts_total", "tds_config_reloads_total", "tds_scheduler_job_runs_total",
-                     "tds_scheduler_leader", "up"):
+                     "tds_scheduler_leader", "tds_data_check_findings", "up"):
         assert required in used, f"neither the dashboard nor the alerts use {required}"
 
 

@@ -18,6 +18,7 @@ import redis as redis_lib
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from support import ADMIN_TOKEN, ROOT, TDS, free_port, holds_for, wait_until
+from support.making import made_by
 
 from actors import healer, runtime, worker
 from supervisor.scheduler import Scheduler
@@ -55,20 +56,13 @@ def rds(redis_url):
     client.close()
 
 
+def _joined(s: Scheduler) -> None:
+    assert s._thread is None  # stop() joined its lease thread
+
+
 @pytest.fixture
 def schedulers():
-    made: list[Scheduler] = []
-
-    def make(config, **kwargs) -> Scheduler:
-        s = Scheduler(config, **kwargs)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.stop()
-    for s in made:
-        assert s._thread is None  # stop() joined its lease thread
+    yield from made_by(Scheduler, Scheduler.stop, _joined)
 
 
 def leader_of(scheds) -> Scheduler:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
+from support.making import made_by
 
 from tds_daemon.apply.broker import make_broker
 from tds_daemon.apply.dispatch import Dispatcher
@@ -51,16 +52,7 @@ class Stats:
 
 @pytest.fixture
 def make_stats():
-    made: list[Stats] = []
-
-    def make(env, **overrides) -> Stats:
-        s = Stats(env, **overrides)
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
+    yield from made_by(Stats, Stats.close)
 
 
 def live(engine, table: str) -> int:

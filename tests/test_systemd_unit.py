@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from support import ROOT, TDS
 
-from tds_daemon import config
+from tds_daemon import config, settings
 
 UNIT = ROOT / "systemd" / "tds.service"
 EXAMPLE = ROOT / "systemd" / "tds.toml"
@@ -129,7 +129,7 @@ def test_timeouts_fit_the_supervisor(unit):
     watchdog = seconds(one(unit, "WatchdogSec"))
     # The supervisor pings at half the interval; much less than 10 s would make a busy machine look hung.
     assert 10 <= watchdog <= 120
-    drain = next(s.default for s in config.SCHEMA if s.name == "supervisor.drain_timeout_s")
+    drain = next(s.default for s in settings.SCHEMA if s.name == "supervisor.drain_timeout_s")
     # On SIGTERM the supervisor drains for up to drain_timeout_s, then gives its children a few seconds
     # to exit; systemd's SIGKILL must come after all of that, not in the middle of a drain.
     assert seconds(one(unit, "TimeoutStopSec")) > drain + 10
@@ -138,14 +138,12 @@ def test_timeouts_fit_the_supervisor(unit):
 def test_writable_paths_are_the_metrics_directory(unit):
     runtime = one(unit, "RuntimeDirectory")
     env = dict(v.split("=", 1) for k, v in unit["Service"] if k == "Environment")
-    # prepare_metrics_dir (tds_daemon/cli.py) uses PROMETHEUS_MULTIPROC_DIR; it must be under the one
+    # prepare_metrics_dir (tds/preflight.py) uses PROMETHEUS_MULTIPROC_DIR; it must be under the one
     # directory ProtectSystem=strict leaves writable (and PrivateTmp's /tmp).
     assert env["PROMETHEUS_MULTIPROC_DIR"].startswith(f"/run/{runtime}/")
     assert one(unit, "ReadWritePaths").lstrip("-") == f"/run/{runtime}"
     # Item images go under the state directory, the only other place the unit lets TDS write.
-    from tds_daemon.config import SCHEMA
-
-    images_dir = next(s.default for s in SCHEMA if s.name == "images.dir")
+    images_dir = next(s.default for s in settings.SCHEMA if s.name == "images.dir")
     assert images_dir.startswith(f"/var/lib/{one(unit, 'StateDirectory')}/")
     # Secrets come from an optional environment file, never from the unit itself.
     assert one(unit, "EnvironmentFile") == "-/etc/tds/tds.env"
@@ -155,7 +153,7 @@ def test_writable_paths_are_the_metrics_directory(unit):
 def test_example_configuration_is_valid_and_holds_no_secret():
     with open(EXAMPLE, "rb") as f:
         doc = tomllib.load(f)
-    secrets = {s.name for s in config.SCHEMA if s.secret}
+    secrets = {s.name for s in settings.SCHEMA if s.secret}
     present = {f"{section}.{key}" for section, body in doc.items() for key in body}
     assert present & secrets == set(), "secrets belong in /etc/tds/tds.env"
 

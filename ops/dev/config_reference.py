@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tds_daemon.config import SCHEMA, SECTIONS, reference_table
+from tds_daemon.settings import SCHEMA, SECTIONS, reference_table
 
 ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

@@ -10,6 +10,7 @@ from tds_daemon.api.alerts import AlertAcknowledgeResource, AlertsResource
 from tds_daemon.api.auth import AdminAuth
 from tds_daemon.api.breakers import BreakerResetResource, BreakersResource
 from tds_daemon.api.dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
+from tds_daemon.api.datachecks import DataCheckCollector, DataValidationResource
 from tds_daemon.api.deadletter import DeadLetterReplayResource, DeadLetterResource
 from tds_daemon.api.events import EventsReplayResource, EventsResource
 from tds_daemon.api.exposition import LeaderCollector, MetricsResource
@@ -70,7 +71,9 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     breakers = Breakers.from_config(config, client, alerts=engine)
     budget = Budget.from_config(config, client)
     leader = LeaderCollector(client, config.redis.namespace) if config.scheduler.enabled else None
-    app.add_route("/metrics", MetricsResource(engine, config.database.entity_schema, breakers, budget, leader))
+    metrics = MetricsResource(engine, config.database.entity_schema, breakers, budget, leader)
+    metrics.registry.register(DataCheckCollector(engine))
+    app.add_route("/metrics", metrics)
     app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
     app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))
     starter = RunStarter(engine, dispatcher)
@@ -92,6 +95,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/dead-letter/replay", DeadLetterReplayResource(engine, dispatcher))
     app.add_route("/api/tds/events", EventsResource(engine))
     app.add_route("/api/tds/events/replay", EventsReplayResource(engine))
+    app.add_route("/api/tds/data-validation/{check}", DataValidationResource(engine, config.database.entity_schema))
     app.add_route("/api/tds/alerts", AlertsResource(engine))
     app.add_route("/api/tds/alerts/{alert_id}/acknowledge", AlertAcknowledgeResource(engine))
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))

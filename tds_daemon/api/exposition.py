@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,6 +18,27 @@ from tds_daemon.pull.detail import backlog
 from tds_daemon.store.schema import STATUSES
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _scraped(what: str, read: Callable[[], T]) -> T | None:
+    """``read()``, or None (with a warning naming ``what``) when it fails: a source that does not answer
+    leaves its gauges out of this scrape instead of failing the whole scrape."""
+    try:
+        return read()
+    except Exception as e:
+        log.warning("metrics: %s unavailable: %s", what, type(e).__name__)
+        return None
+
+
+def _counts(engine):
+    with engine.connect() as conn:
+        return syncqueue.counts(conn)
+
+
+def _successes(engine):
+    with engine.connect() as conn:
+        return runs.latest_successes(conn)
 
 
 class DatabaseCollector:
@@ -28,11 +51,8 @@ class DatabaseCollector:
         build = GaugeMetricFamily("tds_build_info", "TDS version", labels=["version"])
         build.add_metric([__version__], 1)
         yield build
-        try:
-            with self.engine.connect() as conn:
-                counts = syncqueue.counts(conn)
-        except Exception as e:
-            log.warning("metrics: queue counts unavailable: %s", type(e).__name__)
+        counts = _scraped("queue counts", lambda: _counts(self.engine))
+        if counts is None:
             return
         items = GaugeMetricFamily("tds_queue_items", "Sync items by entity and status",
                                   labels=["entity", "status"])
@@ -43,12 +63,7 @@ class DatabaseCollector:
             dead.add_metric([spec.name], counts.get((spec.name, "dead_letter"), 0))
         yield items
         yield dead
-        try:
-            with self.engine.connect() as conn:
-                successes = runs.latest_successes(conn)
-        except Exception as e:
-            log.warning("metrics: last successful pulls unavailable: %s", type(e).__name__)
-            successes = None
+        successes = _scraped("last successful pulls", lambda: _successes(self.engine))
         if successes is not None:
             last = GaugeMetricFamily("tds_sync_last_success_timestamp_seconds", "When the latest successful pull "
                                      "of each entity and kind finished (Unix time; runs kept healer.retain_days)",
@@ -56,25 +71,20 @@ class DatabaseCollector:
             for entity, kind, at in successes:
                 last.add_metric([entity, kind], at)
             yield last
-        try:
-            waiting = {name: e["waiting"] for name, e in backlog(self.engine, self.schema).items()}
-        except Exception as e:
-            log.warning("metrics: detail backlog unavailable: %s", type(e).__name__)
+        detail_backlog = _scraped("detail backlog", lambda: backlog(self.engine, self.schema))
+        if detail_backlog is None:
             return
+        waiting = {name: e["waiting"] for name, e in detail_backlog.items()}
         detail = GaugeMetricFamily("tds_detail_backlog", "Rows whose whole Zoho object the detail backfill is still "
                                    "to read (list rows without their detail, or with stale detail)", labels=["entity"])
         for spec in entities.ENTITIES:
             detail.add_metric([spec.name], waiting.get(spec.name, 0))
         yield detail
-        try:
-            image_backlog = images.backlog(self.engine, self.schema)
-        except Exception as e:
-            log.warning("metrics: image backlog unavailable: %s", type(e).__name__)
+        image_backlog = _scraped("image backlog", lambda: images.backlog(self.engine, self.schema))
+        if image_backlog is None:
             return
-        waiting_images = GaugeMetricFamily("tds_image_backlog", "Item images the backfill is still to fetch "
-                                           "(items whose image id has no stored image)")
-        waiting_images.add_metric([], image_backlog)
-        yield waiting_images
+        yield GaugeMetricFamily("tds_image_backlog", "Item images the backfill is still to fetch "
+                                "(items whose image id has no stored image)", value=image_backlog)
 
 
 class BreakerCollector:
@@ -85,10 +95,8 @@ class BreakerCollector:
         self.breakers = breakers
 
     def collect(self):
-        try:
-            statuses = self.breakers.statuses()
-        except Exception as e:
-            log.warning("metrics: breaker states unavailable: %s", type(e).__name__)
+        statuses = _scraped("breaker states", lambda: self.breakers.statuses())
+        if statuses is None:
             return
         state = GaugeMetricFamily("tds_breaker_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                                   labels=["breaker"])
@@ -104,22 +112,15 @@ class BudgetCollector:
         self.budget = budget
 
     def collect(self):
-        try:
-            state = self.budget.state()
-        except Exception as e:
-            log.warning("metrics: Zoho budget unavailable: %s", type(e).__name__)
+        state = _scraped("Zoho budget", lambda: self.budget.state())
+        if state is None:
             return
-        calls = GaugeMetricFamily("tds_zoho_calls_today", "Zoho calls TDS made today (every process; the day of "
-                                  "scheduler.timezone)")
-        calls.add_metric([], state.used)
-        yield calls
-        remaining = GaugeMetricFamily("tds_zoho_budget_remaining", "Zoho calls left today: zoho.daily_budget less "
-                                      "today's calls, or Zoho's own X-Rate-Limit-Remaining when lower")
-        remaining.add_metric([], state.remaining)
-        yield remaining
-        budget = GaugeMetricFamily("tds_zoho_daily_budget", "zoho.daily_budget: the Zoho calls TDS may make in a day")
-        budget.add_metric([], state.budget)
-        yield budget
+        yield GaugeMetricFamily("tds_zoho_calls_today", "Zoho calls TDS made today (every process; the day of "
+                                "scheduler.timezone)", value=state.used)
+        yield GaugeMetricFamily("tds_zoho_budget_remaining", "Zoho calls left today: zoho.daily_budget less "
+                                "today's calls, or Zoho's own X-Rate-Limit-Remaining when lower", value=state.remaining)
+        yield GaugeMetricFamily("tds_zoho_daily_budget", "zoho.daily_budget: the Zoho calls TDS may make in a day",
+                                value=state.budget)
 
 
 class LeaderCollector:
@@ -130,15 +131,12 @@ class LeaderCollector:
         self.client, self.key = client, leader_key(namespace)
 
     def collect(self):
-        try:
-            held = self.client.exists(self.key)
-        except Exception as e:
-            log.warning("metrics: scheduler leader unavailable: %s", type(e).__name__)
+        held = _scraped("scheduler leader", lambda: self.client.exists(self.key))
+        if held is None:
             return
-        leader = GaugeMetricFamily("tds_scheduler_leader", "1 while a tds run holds the scheduler's leader lease "
-                                   "(the jobs are being scheduled), else 0; absent where scheduler.enabled is false")
-        leader.add_metric([], 1 if held else 0)
-        yield leader
+        yield GaugeMetricFamily("tds_scheduler_leader", "1 while a tds run holds the scheduler's leader lease "
+                                "(the jobs are being scheduled), else 0; absent where scheduler.enabled is false",
+                                value=1 if held else 0)
 
 
 class MetricsResource:

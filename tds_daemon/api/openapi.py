@@ -16,6 +16,7 @@ from tds_daemon import __version__, entities
 from tds_daemon.api.syncruns import BULK
 from tds_daemon.apply.events import TYPES as EVENT_TYPES
 from tds_daemon.care import jobs
+from tds_daemon.care.checkrules import CHECKS
 from tds_daemon.guard.alerts import ALERT_STATUSES
 from tds_daemon.pull.pulls import KINDS
 
@@ -67,6 +68,12 @@ def _query(name: str, schema: dict, description: str) -> dict:
 def _limit(default: int) -> dict:
     return _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": default},
                   "how many, the most recent first")
+
+
+def _by_id(what: str, summary: str, ok: dict) -> dict:
+    """An admin operation on the one ``what`` whose id is in the path (``{what}_id``); 404 when there is none."""
+    return _admin(summary, ok, params=[_path(f"{what}_id", {"type": "integer", "minimum": 1}, f"the {what}'s id")],
+                  errors={"404": _error(f"no such {what} (ids are positive whole numbers)")})
 
 
 def _list_of(key: str, item: dict = OBJECT, **more) -> dict:
@@ -196,10 +203,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "recent sync runs", _json(_list_of("runs", RUN), "the runs, newest first"),
         params=[_query("entity", ENTITY_PATH_NAMES, "only this entity"), _limit(50)],
         errors={"400": BAD_PARAM})},
-    "/api/tds/runs/{run_id}": {"get": _admin(
-        "one sync run", _json(RUN, "the run"),
-        params=[_path("run_id", {"type": "integer", "minimum": 1}, "the run's id")],
-        errors={"404": _error("no such run (ids are positive whole numbers)")})},
+    "/api/tds/runs/{run_id}": {"get": _by_id("run", "one sync run", _json(RUN, "the run"))},
     "/api/tds/auto-healing/run": {"post": _admin(
         "run the healer now; its report", _json(OBJECT, "the healer run's report"))},
     "/api/tds/auto-healing/runs": {"get": _admin(
@@ -243,6 +247,16 @@ PATHS: dict[str, dict[str, Any]] = {
         _json({"type": "object", "required": ["entities", "refused"], "properties": {
             "entities": {"type": "object", "additionalProperties": OBJECT}, "refused": OBJECT,
             "received_1h": {"type": "integer"}, "received_24h": {"type": "integer"}}}, "the figures"))},
+    "/api/tds/data-validation/{check}": {"get": _admin(
+        "a data check of the local copy: orphans, products or integrity; each finding names the entity, the zoho_id "
+        "and what is wrong", _json(_list_of("findings", {"type": "object", "required": [
+            "rule", "entity", "zoho_id", "problem"]}, check={"type": "string", "enum": list(CHECKS)},
+            total={"type": "integer"}, counts=OBJECT, rules=OBJECT, truncated={"type": "boolean"}),
+            "the findings (at most limit per rule and in all) and their counts by entity and rule"),
+        params=[_path("check", {"type": "string", "enum": list(CHECKS)}, "the check"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                       "findings returned per rule and in all (the counts are always whole)")],
+        errors={"400": BAD_PARAM, "404": _error("unknown check")})},
     "/api/tds/dead-letter": {"get": _admin(
         "dead letters, the most recent failures first",
         _json(_list_of("items", total={"type": "integer"}), "the dead letters and their total"),
@@ -292,10 +306,8 @@ PATHS: dict[str, dict[str, Any]] = {
         params=[_query("status", {"type": "string", "enum": list(ALERT_STATUSES), "default": "open"}, "which"),
                 _limit(100)],
         errors={"400": BAD_PARAM})},
-    "/api/tds/alerts/{alert_id}/acknowledge": {"post": _admin(
-        "acknowledge an alert (it stays open until its condition clears)", _json(ALERT, "the alert"),
-        params=[_path("alert_id", {"type": "integer", "minimum": 1}, "the alert's id")],
-        errors={"404": _error("no such alert (ids are positive whole numbers)")})},
+    "/api/tds/alerts/{alert_id}/acknowledge": {"post": _by_id(
+        "alert", "acknowledge an alert (it stays open until its condition clears)", _json(ALERT, "the alert"))},
     "/api/zoho/bulk-sync/status": {"get": _admin(
         "runs in progress and each entity's latest run (the previous system's endpoint)",
         _json({"type": "object", "required": ["in_progress", "latest"], "properties": {

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from tds_daemon import entities
 from tds_daemon.api.errors import ApiError, invalid_param, path_id
-from tds_daemon.pull import detail, runs, runstart
+from tds_daemon.pull import detail, launch, runs
 from tds_daemon.pull.pulls import KINDS
 from tds_daemon.store.schema import entity_table, sync_cursors, sync_runs
 
@@ -31,8 +31,8 @@ class RunStarter:
         self.engine, self.dispatcher = engine, dispatcher
 
     def start(self, names, kind: str, origin: str) -> list[dict]:
-        return [r.as_json() for r in runstart.start(self.engine, self.dispatcher, names, kind, origin,
-                                                            reuse_queued=True)]
+        return [r.as_json() for r in launch.queue(self.engine, self.dispatcher, names, kind, origin,
+                                                  reuse_queued=True)]
 
     def answer(self, resp, names, kind: str, origin: str) -> None:
         """202 with the queued runs: they are in PostgreSQL, a worker executes them."""

@@ -50,6 +50,7 @@ from tds_daemon.apply import syncqueue
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.care import retention
+from tds_daemon.care.reports import latest, report_head
 from tds_daemon.config import Config
 from tds_daemon.guard import alerts
 from tds_daemon.pull import images, runs
@@ -280,17 +281,14 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
             fired["resolved"].append(BUDGET_ALERT)
     except (redis.RedisError, OSError) as e:
         errors.append(f"Redis unavailable ({type(e).__name__}): the Zoho budget was not looked at")
-    pruned = retention.prune(engine, config.healer.retain_days)
+    pruned = retention.prune(engine, config.healer.retain_days, events_days=config.events.retain_days)
     try:
         pruned["image_files"] = images.prune_files(engine, config.database.entity_schema, config.images.dir)
     except OSError as e:
         errors.append(f"image files not pruned: {e.strerror or e}")
-    finished = dt.datetime.now(dt.UTC)
+    finished, head = report_head(origin, started, clock)
     report = {
-        "origin": origin,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "duration_s": round(time.monotonic() - clock, 3),
+        **head,
         "lost_messages": {"items": lost_items, "runs": lost_runs},
         "redispatched": {"lost_pending": result.lost_pending, "expired_leases": result.expired_leases,
                          "failed_due": result.failed_due, "runs": result.runs},
@@ -313,6 +311,4 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
 
 def recent(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
     """The latest healer runs' reports, newest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(healer_runs).order_by(healer_runs.c.id.desc()).limit(limit)).all()
-    return [{"id": r.id, **r.report} for r in rows]
+    return latest(engine, healer_runs, limit)

@@ -19,7 +19,7 @@ from typing import Any
 from tds_daemon import entities
 from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import Config
-from tds_daemon.pull import runstart
+from tds_daemon.pull import launch
 from tds_daemon.pull.detail import DETAIL_ACTOR, DETAIL_QUEUE
 
 HEALER_QUEUE, HEALER_ACTOR = "tds.healer", "heal"
@@ -61,7 +61,7 @@ class JobContext:
 def _sync_runs(kind: str, wanted: Callable[[entities.EntitySpec], bool]) -> Callable[[JobContext], str]:
     def send(ctx: JobContext) -> str:
         names = [e.name for e in entities.ENTITIES if wanted(e)]
-        started = runstart.start(ctx.engine, ctx.dispatcher, names, kind, "scheduler", unless_queued=True)
+        started = launch.queue(ctx.engine, ctx.dispatcher, names, kind, "scheduler", unless_queued=True)
         unsent = sum(not r.dispatched for r in started)
         if unsent:
             raise JobError(f"{unsent} of {len(started)} {kind} run(s) queued but not sent (broker unavailable); "

@@ -37,11 +37,13 @@ from sqlalchemy.engine import Engine
 from tds_daemon import entities, zohovalues
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.apply.dispatch import Dispatcher
+from tds_daemon.care import datachecks
+from tds_daemon.care.reports import latest, report_head
 from tds_daemon.config import Config
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard import alerts
 from tds_daemon.oneline import described
-from tds_daemon.pull import runstart
+from tds_daemon.pull import launch
 from tds_daemon.pull.zoho import ZohoClient
 from tds_daemon.store.schema import entity_table, stats_runs
 
@@ -164,7 +166,7 @@ def _act(engine: Engine, dispatcher: Dispatcher, config: Config, s: EntityStats,
         if alerts.resolve(engine, ALERT, entity=s.entity):
             fired["resolved"].append(s.entity)
         return
-    started = runstart.start(engine, dispatcher, [s.entity], "full", "stats", unless_queued=True)
+    started = launch.queue(engine, dispatcher, [s.entity], "full", "stats", unless_queued=True)
     if started:
         s.repair_run_id = started[0].id
         s.repair = "queued" if started[0].dispatched else "queued, not yet sent (broker unavailable)"
@@ -212,12 +214,10 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
     overall = None  # nothing compared
     if any(r["error"] is None for r in results.values()):
         overall = round(100.0 * matched_total / denominator_total, 2) if denominator_total else 100.0
-    finished = dt.datetime.now(dt.UTC)
+    checks = datachecks.for_report(engine, config.database.entity_schema)  # the copy's consistency in itself
+    finished, head = report_head(origin, started, clock)
     report = {
-        "origin": origin,
-        "started_at": started.isoformat(),
-        "finished_at": finished.isoformat(),
-        "duration_s": round(time.monotonic() - clock, 3),
+        **head,
         "threshold": config.stats.match_threshold,
         "overall_match": overall,
         "entities": results,
@@ -225,6 +225,7 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
         "repairs": [{"entity": r["entity"], "run_id": r["repair_run_id"]} for r in results.values()
                     if r["repair_run_id"] is not None],
         "errors": {r["entity"]: r["error"] for r in results.values() if r["error"]},
+        "data_checks": checks,
     }
     with engine.begin() as conn:
         run_id = conn.execute(insert(stats_runs).values(
@@ -237,6 +238,4 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
 
 def history(engine: Engine, limit: int = 30) -> list[dict[str, Any]]:
     """The latest stats runs, newest first: full reports."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(stats_runs).order_by(stats_runs.c.id.desc()).limit(limit)).all()
-    return [{"id": r.id, **r.report} for r in rows]
+    return latest(engine, stats_runs, limit)

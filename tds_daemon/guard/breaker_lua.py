@@ -15,7 +15,7 @@ Keys (``<ns>`` is ``redis.namespace``):
 Every time is the Redis server's clock (``TIME``), so processes on different hosts agree.
 """
 
-# Shared by every script: the server clock in ms, and the moves to open and closed.
+# Shared by the scripts: the server clock in ms, the moves to open and closed, the window's count.
 _COMMON = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -31,6 +31,25 @@ local function to_closed(key, window, now)
   redis.call('HSET', key, 'state', 'closed', 'since', now)
   redis.call('HDEL', key, 'opened_at', 'retry_at', 'reason', 'trials', 'trial_ok', 'trial_failed', 'round_at')
   redis.call('DEL', window)
+end
+-- the calls and failures in a window's buckets of the last window_s seconds before second; with
+-- prune, older buckets are deleted on the way
+local function count_window(window, second, window_s, prune)
+  local calls, failures = 0, 0
+  local buckets = redis.call('HGETALL', window)
+  for i = 1, #buckets, 2 do
+    local at = tonumber(string.sub(buckets[i], 2))
+    if at <= second - window_s then
+      if prune then
+        redis.call('HDEL', window, buckets[i])
+      end
+    elseif string.sub(buckets[i], 1, 1) == 'c' then
+      calls = calls + tonumber(buckets[i + 1])
+    else
+      failures = failures + tonumber(buckets[i + 1])
+    end
+  end
+  return calls, failures
 end
 """
 
@@ -101,18 +120,7 @@ if not ok then
   redis.call('HINCRBY', KEYS[2], 'f' .. second, 1)
 end
 redis.call('PEXPIRE', KEYS[2], (window_s + 1) * 1000)
-local calls, failures = 0, 0
-local buckets = redis.call('HGETALL', KEYS[2])
-for i = 1, #buckets, 2 do
-  local at = tonumber(string.sub(buckets[i], 2))
-  if at <= second - window_s then
-    redis.call('HDEL', KEYS[2], buckets[i])
-  elseif string.sub(buckets[i], 1, 1) == 'c' then
-    calls = calls + tonumber(buckets[i + 1])
-  else
-    failures = failures + tonumber(buckets[i + 1])
-  end
-end
+local calls, failures = count_window(KEYS[2], second, window_s, true)
 local rate = tostring(math.floor(failures * 10000 / calls) / 100)
 if calls >= min_calls and failures * 100 >= threshold * calls then
   to_open(KEYS[1], KEYS[2], now, open_ms, 'failure rate ' .. rate .. '% of ' .. calls .. ' calls')
@@ -148,21 +156,8 @@ return before
 
 # KEYS[1] the breaker's hash, KEYS[2] its window; ARGV[1] window_s. Read only.
 # Returns {now ms, the hash as a flat list, calls, failures in the window}.
-SNAPSHOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local second = math.floor(now / 1000)
-local calls, failures = 0, 0
-local buckets = redis.call('HGETALL', KEYS[2])
-for i = 1, #buckets, 2 do
-  local at = tonumber(string.sub(buckets[i], 2))
-  if at > second - tonumber(ARGV[1]) then
-    if string.sub(buckets[i], 1, 1) == 'c' then
-      calls = calls + tonumber(buckets[i + 1])
-    else
-      failures = failures + tonumber(buckets[i + 1])
-    end
-  end
-end
+SNAPSHOT = _COMMON + """
+local now = now_ms()
+local calls, failures = count_window(KEYS[2], math.floor(now / 1000), tonumber(ARGV[1]), false)
 return {now, redis.call('HGETALL', KEYS[1]), calls, failures}
 """

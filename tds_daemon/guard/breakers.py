@@ -320,9 +320,9 @@ NAMES: tuple[str, ...] = tuple([entity_name(e.name) for e in entities.ENTITIES] 
 def redis_for_breakers(config) -> redis.Redis:
     """A Redis client for breakers alone: the configured socket timeouts, and no retries of its own.
 
-    redis-py retries a failed command three times with backoff (about 4 s against a Redis that
-    refuses connections); a breaker fails open instead, so an outage costs each call one refused
-    connection rather than seconds.
+    redis-py retries a failed command three times with backoff, seconds against a Redis that refuses
+    connections (docs/PERFORMANCE.md); a breaker fails open instead, so an outage costs each call one
+    refused connection.
     """
     from redis.backoff import NoBackoff
     from redis.retry import Retry

@@ -45,6 +45,7 @@ posted when ``fire_webhooks`` is set (``POST /_sim/faults``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import fields
 
 import falcon
@@ -80,6 +81,24 @@ def _body(req: falcon.Request) -> dict:
     if not isinstance(body, dict):
         _fail(400, "Bad Json", "the body must be a JSON object")
     return body
+
+
+def _stored(sim: Simulator, spec: EntitySpec, object_id: str) -> dict:
+    """The simulator's current ``object_id`` of ``spec``; a 404 when there is none."""
+    obj = sim.store.get(spec, object_id)
+    if obj is None:
+        _fail(404, "Not Found", f"no {spec.name} {object_id}")
+    return obj
+
+
+def _changed(change: Callable[..., tuple[dict, dict]], spec: EntitySpec, object_id: str, *args) -> dict:
+    """``{"object", "webhook"}`` of ``change(spec, object_id, *args)`` (the simulator's modify or delete);
+    a 404 when there is no such object."""
+    try:
+        obj, hook = change(spec, object_id, *args)
+    except KeyError:
+        _fail(404, "Not Found", f"no {spec.name} {object_id}")
+    return {"object": obj, "webhook": hook}
 
 
 class Info:
@@ -197,27 +216,13 @@ class Objects:
         resp.media = {"object": obj, "webhook": hook}
 
     def on_get_one(self, req, resp, entity, object_id):
-        spec = _spec(entity)
-        obj = self.sim.store.get(spec, object_id)
-        if obj is None:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        resp.media = obj
+        resp.media = _stored(self.sim, _spec(entity), object_id)
 
     def on_patch_one(self, req, resp, entity, object_id):
-        spec = _spec(entity)
-        try:
-            obj, hook = self.sim.modify(spec, object_id, _body(req))
-        except KeyError:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        resp.media = {"object": obj, "webhook": hook}
+        resp.media = _changed(self.sim.modify, _spec(entity), object_id, _body(req))
 
     def on_delete_one(self, req, resp, entity, object_id):
-        spec = _spec(entity)
-        try:
-            obj, hook = self.sim.delete(spec, object_id)
-        except KeyError:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        resp.media = {"object": obj, "webhook": hook}
+        resp.media = _changed(self.sim.delete, _spec(entity), object_id)
 
 
 class ItemImageControl:
@@ -230,10 +235,7 @@ class ItemImageControl:
         spec = _spec(entity)
         if spec.name != "product":
             _fail(404, "Not Found", f"only items (product) have images, not {spec.name}")
-        obj = self.sim.store.get(spec, object_id)
-        if obj is None:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        return spec, obj
+        return spec, _stored(self.sim, spec, object_id)
 
     def _describe(self, obj: dict) -> dict:
         data, content_type = images.of_item(self.sim.store.seed, obj)
@@ -257,21 +259,14 @@ class ItemImageControl:
         store = self.sim.store
         with store.lock:
             fields_ = images.new_image(store.factory, obj, images.FORMATS[fmt])
-        try:
-            obj, hook = self.sim.modify(spec, object_id, fields_)
-        except KeyError:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        resp.media = {"object": obj, "webhook": hook, "image": self._describe(obj)}
+        changed = _changed(self.sim.modify, spec, object_id, fields_)
+        resp.media = {**changed, "image": self._describe(changed["object"])}
 
     def on_delete(self, req, resp, entity, object_id):
         spec, obj = self._item(entity, object_id)
         if not images.has_image(obj):
             _fail(404, "Not Found", f"item {object_id} has no image")
-        try:
-            obj, hook = self.sim.modify(spec, object_id, dict(images.NO_IMAGE))
-        except KeyError:
-            _fail(404, "Not Found", f"no {spec.name} {object_id}")
-        resp.media = {"object": obj, "webhook": hook}
+        resp.media = _changed(self.sim.modify, spec, object_id, dict(images.NO_IMAGE))
 
 
 class Fire:

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 from tds_daemon.simulator import errors
 
 if TYPE_CHECKING:
-    from tds_daemon.simulator.data import Ctx, Factory
+    from tds_daemon.simulator.data import Factory
+    from tds_daemon.simulator.samples import Ctx
 
 FIELDS = ("image_id", "image_document_id", "image_name", "image_type")
 NO_IMAGE = dict.fromkeys(FIELDS, "")

@@ -12,4 +12,4 @@ REDIS_BASE = os.environ.get("TDS_TEST_REDIS", "redis://127.0.0.1:6379")
 REDIS_DB = int(os.environ.get("TDS_TEST_REDIS_DB", "11"))
 WEBHOOK_TOKEN = "test-webhook-token"
 ADMIN_TOKEN = "test-admin-token"
-TDS = [sys.executable, "-m", "tds_daemon.cli"]
+TDS = [sys.executable, "-m", "tds"]

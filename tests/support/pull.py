@@ -7,11 +7,9 @@ from __future__ import annotations
 import subprocess
 
 from support.env import ROOT, TDS
-from tds_daemon import entities
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.config import load
-from tds_daemon.pull import runs
-from tds_daemon.pull.pulls import Syncer, SyncError
+from tds_daemon.pull import launch
 from tds_daemon.pull.zoho import ZohoClient
 from tds_daemon.store.db import make_engine
 
@@ -31,14 +29,8 @@ class Tds:
 
     def sync(self, entity: str, kind: str = "full", *, client: ZohoClient | None = None, progress=None) -> dict:
         """One run as ``tds sync`` does it; the run as recorded (it may have failed)."""
-        spec = entities.get(entity)
-        run_id = runs.create(self.engine, spec.name, kind, origin="cli")
-        runs.start(self.engine, run_id)
-        try:
-            Syncer(self.config, self.engine, client or self.client()).run(run_id, spec, kind, None, progress)
-        except SyncError:
-            pass
-        return runs.get(self.engine, run_id)
+        return launch.pull(self.config, self.engine, client or self.client(), entity, kind, origin="cli",
+                           progress=progress).run
 
     def close(self) -> None:
         for client in self.clients:

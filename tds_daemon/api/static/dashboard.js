@@ -147,12 +147,23 @@ function renderDead(d) {
       "/api/tds/dead-letter/replay", { ids: [x.id] }, (r) => `replayed ${r.replayed}`) }, "Replay")))), "dead-empty");
 }
 
+// The data checks' counts as the latest stats run found them (GET /api/tds/data-validation/<check> lists them).
+function renderChecks(s) {
+  const run = s.latest, checks = (run && run.data_checks) || {};
+  $("data-checks-when").textContent = run && run.data_checks ? `stats run ${ago(run.finished_at)}` : "no stats run yet";
+  $("data-checks").replaceChildren(...Object.entries(checks).map(([name, c]) => el("div", {
+    "data-testid": `data-check-${name}`,
+    title: c.error || Object.entries(c.counts).map(([entity, n]) => `${entity} ${n}`).join(", ") || "nothing found",
+  }, el("span", {}, name), el("b", {}, c.error ? "failed" : num(c.total)))));
+}
+
 const SOURCES = [
   ["/api/tds/monitoring/health", renderHealth],
   ["/api/tds/alerts?status=open", renderAlerts],
   ["/api/tds/circuit-breakers", renderBreakers],
   ["/api/tds/monitoring/scheduler/jobs", renderJobs],
   ["/api/tds/dead-letter?limit=50", renderDead],
+  ["/api/tds/stats?limit=1", renderChecks],
 ];
 
 let busy = false;

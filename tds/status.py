@@ -1,20 +1,94 @@
-"""``tds status``: what an operator asks first — queue states per entity, dead letters, last runs, alerts."""
+"""``tds status``: what an operator asks first — queue states per entity, dead letters, last runs, alerts,
+breakers, the day's Zoho calls and the detail backlog; gathered, then printed as text or JSON."""
 
 from __future__ import annotations
 
 import json
+import sys
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from tds.preflight import Failure, command, database_failure, load_config, require_redis, require_schema
+from tds_daemon.config import Config
 
-from tds_daemon import entities
-from tds_daemon.apply import syncqueue
-from tds_daemon.guard import alerts
-from tds_daemon.pull import runs
-from tds_daemon.store.schema import STATUSES, healer_runs, stats_runs
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 RUN_FIELDS = ("id", "kind", "status", "finished_at", "objects", "error")
 ALERT_LINES = 5  # the newest open alerts shown
+
+
+def add_command(sub) -> None:
+    p = command(sub, "status", cmd_status, "queue states per entity, the last sync runs and open alerts")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def cmd_status(args) -> int:
+    from sqlalchemy import exc
+
+    from tds_daemon.store.db import make_engine
+
+    config = load_config(args)
+    require_schema(config)
+    engine = make_engine(config, pool_size=1, application_name="tds-status")
+    breakers = _breaker_states(config)
+    try:
+        state = collect(engine, breakers, _budget_state(config), _detail_report(config, engine))
+    except exc.OperationalError as e:
+        raise database_failure(e, config) from None
+    finally:
+        engine.dispose()
+    print(to_json(state) if args.json else render(state))
+    if breakers is None:
+        try:
+            require_redis(config)
+        except Failure as e:
+            print(f"tds: {e}", file=sys.stderr)
+    return 0
+
+
+def _breaker_states(config: Config) -> list[dict] | None:
+    import redis
+
+    from tds_daemon.guard.breakers import Breakers, redis_for_breakers
+
+    client = redis_for_breakers(config)
+    try:
+        return [b.as_json() for b in Breakers.from_config(config, client).statuses()]
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def _budget_state(config: Config) -> dict | None:
+    import redis
+
+    from tds_daemon.guard.breakers import redis_for_breakers
+    from tds_daemon.pull.zoho.budget import Budget
+
+    client = redis_for_breakers(config)
+    try:
+        return Budget.from_config(config, client).state().as_json()
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+
+
+def _detail_report(config: Config, engine) -> dict:
+    import redis
+
+    from tds_daemon.guard.breakers import redis_for_breakers
+    from tds_daemon.pull import detail
+    from tds_daemon.pull.zoho.budget import Budget
+
+    client = redis_for_breakers(config)
+    try:
+        return detail.progress_report(engine, config, Budget.from_config(config, client))
+    except redis.RedisError:
+        return detail.progress_report(engine, config, None)
+    finally:
+        client.close()
 
 
 def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | None = None,
@@ -22,6 +96,16 @@ def collect(engine: Engine, breakers: list[dict] | None = None, budget: dict | N
     """Queues and last runs per entity, open alerts; ``breakers`` (their JSON) and ``budget`` (the day's Zoho
     calls, ``BudgetState.as_json``) when Redis answered, else None; ``detail``: the backfill's progress
     (``tds_daemon.pull.detail.progress_report``)."""
+    # Imported here, as every command's core modules: they load tds_daemon.metrics, whose directory
+    # the command prepares first (``prepare_metrics_dir``).
+    from sqlalchemy import select
+
+    from tds_daemon import entities
+    from tds_daemon.apply import syncqueue
+    from tds_daemon.guard import alerts
+    from tds_daemon.pull import runs
+    from tds_daemon.store.schema import STATUSES, healer_runs, stats_runs
+
     with engine.connect() as conn:
         counts = syncqueue.counts(conn)
         latest = runs.latest_per_entity(conn)

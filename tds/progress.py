@@ -8,6 +8,8 @@ import time
 
 
 class Progress:
+    """One line per entity in progress: redrawn in place on a terminal, written out line by line elsewhere."""
+
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
