@@ -302,7 +302,7 @@ def test_retention_deletes_what_is_old_and_done_and_never_work_not_done(env, eng
 
     report = h.run()
     assert report["pruned"] == {"completed_items": 3, "sync_runs": 1, "healer_runs": 0, "resolved_alerts": 1,
-                                "image_files": 0}, report
+                                "events": 0, "image_files": 0}, report
     with engine.connect() as c:
         left = set(c.execute(text("SELECT id FROM tds_sync_queue")).scalars())
         left_events = set(c.execute(text("SELECT id FROM tds_inbox_events")).scalars())

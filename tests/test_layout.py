@@ -23,7 +23,7 @@ LAYERS = [
     ("actors", ["actors"]),
     ("http", ["tds_daemon.api"]),
     ("care", ["tds_daemon.care"]),
-    ("intake and pull", ["tds_daemon.intake", "tds_daemon.pull"]),
+    ("intake, pull and publish", ["tds_daemon.intake", "tds_daemon.pull", "tds_daemon.publish"]),
     ("apply", ["tds_daemon.apply"]),
     ("guard", ["tds_daemon.guard"]),
     ("store", ["tds_daemon.store"]),
