@@ -47,9 +47,14 @@ def write(engine, n: int, entity: str = "product") -> list[str]:
     return [o[spec.id_field] for o in objs]
 
 
-def make(engine, consumer, clock, **kw) -> pusher.Pusher:
+def started(engine, consumer, **kw) -> tuple[Clock, pusher.Pusher]:
+    """A pusher on the test's clock that has taken its first step: a new subscriber starts at the newest
+    event, so what is written after is its."""
+    clock = Clock()
     sub = pusher.Subscriber(url=consumer.url, secret=SECRET, **kw)
-    return pusher.Pusher(engine, sub, clock=clock, rng=lambda: 1.0)
+    p = pusher.Pusher(engine, sub, clock=clock, rng=lambda: 1.0)
+    p.step()
+    return clock, p
 
 
 def drain(p: pusher.Pusher, steps: int = 20) -> float:
@@ -61,9 +66,7 @@ def drain(p: pusher.Pusher, steps: int = 20) -> float:
 
 
 def test_pushes_are_signed_as_standard_webhooks_and_in_order(clean_db, consumer):
-    clock = Clock()
-    p = make(clean_db, consumer, clock)
-    p.step()  # a new subscriber starts at the newest event: what comes after is its
+    _, p = started(clean_db, consumer)
     ids = write(clean_db, 3)
     assert drain(p) > 0
     assert [json.loads(b)["data"]["zoho_id"] for _, b in consumer.pushes] == ids
@@ -78,9 +81,7 @@ def test_pushes_are_signed_as_standard_webhooks_and_in_order(clean_db, consumer)
 
 
 def test_a_subscriber_down_for_a_while_gets_everything_after(clean_db, consumer):
-    clock = Clock()
-    p = make(clean_db, consumer, clock)
-    p.step()
+    clock, p = started(clean_db, consumer)
     consumer.status = 503
     ids = write(clean_db, 5)
     waits = []
@@ -98,9 +99,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_after(clean_db, consumer)
 
 
 def test_after_three_days_the_events_go_to_the_dead_letters_and_replay_sends_them(clean_db, consumer):
-    clock = Clock()
-    p = make(clean_db, consumer, clock)
-    p.step()
+    clock, p = started(clean_db, consumer)
     consumer.status = 500
     ids = write(clean_db, 3)
     p.step()
@@ -119,9 +118,7 @@ def test_after_three_days_the_events_go_to_the_dead_letters_and_replay_sends_the
 
 
 def test_filters_send_only_the_types_and_entities_asked_for(clean_db, consumer):
-    clock = Clock()
-    p = make(clean_db, consumer, clock, entities=("customer",))
-    p.step()
+    _, p = started(clean_db, consumer, entities=("customer",))
     write(clean_db, 2, "product")
     wanted = write(clean_db, 1, "customer")
     drain(p)
