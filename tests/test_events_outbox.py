@@ -85,7 +85,7 @@ def test_each_commit_notifies_listeners_with_the_newest_id(clean_db):
                 raw.poll()
         assert [n.payload for n in raw.notifies] == [str(newest)]
     finally:
-        raw.close()
+        raw.invalidate()  # autocommit and LISTEN must not go back to the pool the other tests share
 
 
 def test_ids_are_committed_in_increasing_order(clean_db):

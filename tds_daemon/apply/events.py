@@ -18,6 +18,7 @@ from typing import Any
 import psycopg2.extras
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import Pool
 
 from tds_daemon import jsoncodec
 from tds_daemon.store.db import driver_cursor
@@ -76,3 +77,11 @@ def _write(conn: Connection) -> None:
 @event.listens_for(Engine, "rollback")
 def _drop(conn: Connection) -> None:
     conn.info.pop(_PENDING, None)
+
+
+@event.listens_for(Pool, "checkin")
+def _drop_returned(_dbapi_connection, record) -> None:
+    """A connection back in the pool had its transaction ended by the pool (rolled back): nothing of it
+    may be written by the next transaction that checks the connection out."""
+    if record is not None:
+        record.info.pop(_PENDING, None)
