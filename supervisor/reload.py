@@ -8,7 +8,8 @@
    asked to finish its in-flight messages (its prefetched ones go back to Redis, and PostgreSQL
    holds every item anyway). If a new worker does not come up, the old one is kept and the reload
    stops there, said in the log and the STATUS.
-4. The scheduler reschedules its jobs; the restart policy takes its new limits. READY=1.
+4. The scheduler reschedules its jobs; the event pushers restart if the subscribers changed; the restart
+   policy takes its new limits. READY=1.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def reload(sup: Supervisor) -> None:
     problem = _replace_workers(sup, old)
     if sup.scheduler is not None:
         sup.scheduler.reschedule(config)
+    sup.publishing.apply(config)
     metrics.config_reloads.labels("applied").inc()
     _alert(sup, None)
     sup.notify.ready()

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from supervisor import reload
 from supervisor.children import ready_dir
 from supervisor.policy import GiveUp
+from supervisor.publishing import Publishing
 from supervisor.sdnotify import Notifier
 from supervisor.tree import Tree
 from tds_daemon.config import Config
@@ -43,6 +44,7 @@ class Supervisor:
         self.notify = notifier or Notifier()
         self.tree = Tree(config, config_path, ready_dir(), command)
         self.scheduler = None
+        self.publishing = Publishing()
         self.ready = False
         self.stop_requests = 0
         self.reload_requested = False
@@ -88,6 +90,7 @@ class Supervisor:
         try:
             self.tree.start()
             self.scheduler = _start_scheduler(self.config)
+            self.publishing.apply(self.config)
             log.info("tds starting: api on %s, %d worker process(es)", self.config.api.bind,
                      self.config.workers.processes)
             while not self.stop_requests:
@@ -163,6 +166,7 @@ class Supervisor:
             log.info("stopping: draining for up to %ds", drain_s)
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.publishing.stop()  # events stay in the outbox; the next start pushes them
         deadline = time.monotonic() + drain_s + DRAIN_GRACE_S
         # The API first, so that nothing new arrives while the workers finish what they hold.
         api = [c for c in self.tree.everyone() if c.name == "api"]

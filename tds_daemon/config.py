@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tds_daemon import subscribers
 from tds_daemon.settings import ENV_PREFIX, SCHEMA, SECTIONS, ZOHO_CREDENTIALS, Setting, mask_url
 
 DEFAULT_PATH = "/etc/tds/tds.toml"
@@ -48,9 +49,15 @@ class Config:
         """Every value, safe to show: secrets as (set)/(not set), passwords inside URLs as ***."""
         return {
             s.name: ("(set)" if self.values[s.name] else "(not set)") if s.secret
+            else subscribers.redacted(self.values[s.name]) if s.name == "events.subscribers"
             else mask_url(self.values[s.name]) if isinstance(self.values[s.name], str) else self.values[s.name]
             for s in SCHEMA
         }
+
+    @property
+    def subscribers(self) -> tuple[subscribers.Subscriber, ...]:
+        """The configured event subscribers."""
+        return subscribers.parse(self.values["events.subscribers"])
 
     def gaps(self) -> list[str]:
         """What a valid configuration still leaves refused or failing, one sentence each (empty: nothing)."""
@@ -103,6 +110,12 @@ def resolve_path(path: str | None, environ: Mapping[str, str]) -> str | None:
 
 def _coerce(setting: Setting, raw: Any, from_env: bool) -> Any:
     kind = setting.kind
+    if kind is list:
+        if from_env:
+            raise ValueError(f"cannot be set by the environment: write [[{setting.name}]] tables in the file")
+        if not isinstance(raw, list):
+            raise ValueError(f"must be written as [[{setting.name}]] tables")
+        return tuple(raw)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -189,11 +202,10 @@ def load(path: str | None = None, environ: Mapping[str, str] | None = None) -> C
         except ValueError as e:
             problems.append((s.name, f"{e} (from {where})" if not s.secret else f"wrong type (from {where})"))
             continue
-        reason = s.check(value) if s.check else None
-        if reason:
-            if s.secret:
-                reason = reason.split(", got")[0]
-            problems.append((s.name, f"{reason} (from {where})"))
+        reasons = s.check(value) if s.check else None
+        if reasons:
+            for reason in [reasons] if isinstance(reasons, str) else reasons:
+                problems.append((s.name, f"{reason.split(', got')[0] if s.secret else reason} (from {where})"))
             continue
         values[s.name] = value
 

@@ -169,6 +169,8 @@ ENTITIES: tuple[EntitySpec, ...] = (
 )
 
 BY_NAME: dict[str, EntitySpec] = {e.name: e for e in ENTITIES}
+# Events about an item's image name it by this entity (its row in ``item_images``, keyed by the item id).
+IMAGE_ENTITY = "product_image"
 _ROUTES: dict[str, EntitySpec] = {alias: e for e in ENTITIES for alias in e.route_names}
 # Two specs sharing a route would silently shadow one another; refuse at import instead.
 assert len(_ROUTES) == sum(len(e.route_names) for e in ENTITIES), "an alias is claimed twice"

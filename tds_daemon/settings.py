@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from tds_daemon import crontab
+from tds_daemon import crontab, subscribers
 
 ENV_PREFIX = "TDS_"
 REGIONS = ("com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa")
@@ -27,7 +27,7 @@ class Setting:
     default: Any
     doc: str
     secret: bool = False
-    check: Callable[[Any], str | None] | None = None  # returns the reason it is bad, or None
+    check: Callable[[Any], str | list[str] | None] | None = None  # the reason(s) it is bad, or None
 
     @property
     def name(self) -> str:
@@ -195,6 +195,10 @@ SCHEMA: tuple[Setting, ...] = (
             check=_range(1, 3650)),
     Setting("events", "retain_days", int, 7, "events (tds_events) older than this are deleted by the healer once "
             "every subscriber has had them; more than the three days a push is retried", check=_range(4, 3650)),
+    Setting("events", "subscribers", list, (), "where events are pushed (TOML only): [[events.subscribers]] tables "
+            "with url, secret (whsec_ and the base64 of a 24 to 64 byte key, as Standard Webhooks defines it), and "
+            "optional types and entities lists (only those events) and name (its label in metrics and logs)",
+            check=subscribers.check),
     Setting("stats", "match_threshold", float, 95.0, "below this match percentage an entity gets a "
             "stats_mismatch alert and a repair (full) sync", check=_range(0, 100)),
     Setting("stats", "sample_size", int, 200, "objects per entity whose fields the stats run compares "
@@ -272,6 +276,6 @@ def reference_table() -> str:
     lines = ["| key | env | default | meaning |", "|---|---|---|---|"]
     for s in SCHEMA:
         shown = str(s.default).lower() if isinstance(s.default, bool) else s.default  # as TOML writes it
-        default = "(none)" if s.default == "" else f"`{shown}`"
+        default = "(none)" if s.default in ("", ()) else f"`{shown}`"
         lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.doc} |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
 import pytest
@@ -94,4 +95,60 @@ def test_example_config_is_valid_and_names_every_key():
     assert config.load(str(path), environ={}).values == config.load(environ={}).values
     text = path.read_text()
     for s in settings.SCHEMA:
-        assert f"{s.key} =" in text, s.name
+        assert (f"[[{s.name}]]" if s.kind is list else f"{s.key} =") in text, s.name
+
+
+SUB_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+
+
+def test_event_subscribers_are_tables_in_the_file(tmp_path):
+    path = tmp_path / "tds.toml"
+    path.write_text(f"""[events]
+retain_days = 5
+[[events.subscribers]]
+url = "https://erp:pw@erp.example.com/hooks"
+secret = "{SUB_SECRET}"
+types = ["tds.zoho.entity.synced"]
+entities = ["invoice", "product_image"]
+[[events.subscribers]]
+url = "http://127.0.0.1:9000/tds"
+secret = "{SUB_SECRET}"
+name = "warehouse-app"
+""")
+    cfg = config.load(str(path), environ={})
+    first, second = cfg.subscribers
+    assert first.types == ("tds.zoho.entity.synced",) and first.entities == ("invoice", "product_image")
+    assert first.label == "https://erp.example.com/hooks" and second.label == "warehouse-app"
+    shown = repr(cfg.redacted())
+    assert SUB_SECRET not in shown and ":pw@" not in shown and "(set)" in shown
+    assert config.load(environ={}).subscribers == ()
+
+
+def test_a_bad_subscriber_is_refused_naming_each_problem(tmp_path):
+    path = tmp_path / "tds.toml"
+    path.write_text(f"""[[events.subscribers]]
+url = "ftp://erp.example.com/hooks"
+secret = "not-a-whsec-secret"
+types = ["tds.zoho.everything"]
+entities = ["invoices"]
+colour = "blue"
+[[events.subscribers]]
+url = "https://erp.example.com/hooks"
+secret = "whsec_c2hvcnQ="
+[[events.subscribers]]
+url = "https://erp.example.com/hooks"
+secret = "{SUB_SECRET}"
+""")
+    with pytest.raises(config.ConfigError) as e:
+        config.load(str(path), environ={})
+    reasons = [why for key, why in e.value.problems if key == "events.subscribers"]
+    text = "\n".join(reasons)
+    assert "[0]: url must be an http:// or https:// URL" in text
+    assert "[0]: secret must be whsec_" in text and "not-a-whsec-secret" not in text
+    assert "[0]: types has 'tds.zoho.everything'" in text and "[0]: entities has 'invoices'" in text
+    assert "[0]: unknown key 'colour'" in text
+    assert "[1]: secret's key must be 24 to 64 bytes, it is 5" in text
+    assert "url 'https://erp.example.com/hooks' is configured twice" in text
+    with pytest.raises(config.ConfigError) as e:
+        config.load(environ={"TDS_EVENTS_SUBSCRIBERS": "https://x"})
+    assert "cannot be set by the environment" in str(e.value)

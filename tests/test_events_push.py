@@ -20,6 +20,7 @@ from tds_daemon import entities
 from tds_daemon.apply import events, upsert
 from tds_daemon.publish import pusher
 from tds_daemon.store.schema import event_subscribers
+from tds_daemon.subscribers import Subscriber
 
 SECRET = "whsec_" + base64.b64encode(b"a key of thirty-two bytes, exact").decode()
 
@@ -51,7 +52,7 @@ def started(engine, consumer, **kw) -> tuple[Clock, pusher.Pusher]:
     """A pusher on the test's clock that has taken its first step: a new subscriber starts at the newest
     event, so what is written after is its."""
     clock = Clock()
-    sub = pusher.Subscriber(url=consumer.url, secret=SECRET, **kw)
+    sub = Subscriber(url=consumer.url, secret=SECRET, **kw)
     p = pusher.Pusher(engine, sub, clock=clock, rng=lambda: 1.0)
     p.step()
     return clock, p

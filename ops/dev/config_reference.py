@@ -16,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
+EXAMPLE_SUBSCRIBER = [
+    "# [[events.subscribers]]",
+    '# url = "https://erp.example.com/hooks/tds"',
+    '# secret = "whsec_..."',
+    '# types = ["tds.zoho.entity.synced"]',
+    '# entities = ["invoice", "payment"]',
+    '# name = "erp"',
+]
+
+
 def example_toml() -> str:
     lines = ["# TDS configuration: copy to /etc/tds/tds.toml. Every key is optional; shown are the defaults.",
              "# Any key can be overridden by the environment as TDS_<SECTION>_<KEY>: prefer that (or a",
@@ -26,7 +36,9 @@ def example_toml() -> str:
             if s.section != section:
                 continue
             lines.append(f"# {s.doc}")
-            if s.default == "":
+            if s.kind is list:
+                lines += EXAMPLE_SUBSCRIBER
+            elif s.default == "":
                 lines.append(f'# {s.key} = ""')
             elif isinstance(s.default, bool):  # TOML spells them true/false, Python True/False
                 lines.append(f"{s.key} = {str(s.default).lower()}")

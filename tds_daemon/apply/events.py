@@ -20,12 +20,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import Pool
 
-from tds_daemon import jsoncodec
+from tds_daemon import jsoncodec, subscribers
 from tds_daemon.store.db import driver_cursor
 
-ENTITY_SYNCED = "tds.zoho.entity.synced"
-SYNC_COMPLETED = "tds.zoho.sync.completed"
-TYPES = (ENTITY_SYNCED, SYNC_COMPLETED)
+ENTITY_SYNCED, SYNC_COMPLETED = TYPES = subscribers.EVENT_TYPES
 CHANNEL = "tds_events"
 ACTIONS = ("created", "updated", "deleted")
 SOURCES = ("webhook", "pull")

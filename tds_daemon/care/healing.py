@@ -281,7 +281,8 @@ def run(engine: Engine, dispatcher: Dispatcher, config: Config, origin: str) -> 
             fired["resolved"].append(BUDGET_ALERT)
     except (redis.RedisError, OSError) as e:
         errors.append(f"Redis unavailable ({type(e).__name__}): the Zoho budget was not looked at")
-    pruned = retention.prune(engine, config.healer.retain_days, events_days=config.events.retain_days)
+    pruned = retention.prune(engine, config.healer.retain_days, events_days=config.events.retain_days,
+                             subscribers=[s.url for s in config.subscribers])
     try:
         pruned["image_files"] = images.prune_files(engine, config.database.entity_schema, config.images.dir)
     except OSError as e:

@@ -18,8 +18,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import and_, delete, func, select, update
@@ -30,6 +28,7 @@ from tds_daemon import jsoncodec, metrics
 from tds_daemon.oneline import described
 from tds_daemon.publish import feed, signing
 from tds_daemon.store.schema import event_dead_letters, event_subscribers, events
+from tds_daemon.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +37,6 @@ GIVE_UP_S = 3 * 24 * 3600
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 3600.0
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    url: str
-    secret: str
-    types: tuple[str, ...] = ()
-    entities: tuple[str, ...] = ()
-    name: str = field(default="")
-
-    @property
-    def label(self) -> str:
-        """The subscriber in metrics and logs: its name, else its URL without credentials or query."""
-        if self.name:
-            return self.name
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 class DeliveryFailed(Exception):

@@ -16,7 +16,8 @@ from sqlalchemy.engine import Engine
 
 from tds_daemon.apply.events import CHANNEL
 from tds_daemon.oneline import described
-from tds_daemon.publish.pusher import Pusher, Subscriber
+from tds_daemon.publish.pusher import Pusher
+from tds_daemon.subscribers import Subscriber
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,7 @@ log = logging.getLogger(__name__)
 
 ITEM = entities.get("product")
 IMAGE_PATH = ITEM.list_path + "/{id}/image"
-# Events about an item's image name it by this entity (its row in ``item_images``, keyed by the item id).
-IMAGE_ENTITY = f"{ITEM.name}_image"
+IMAGE_ENTITY = entities.IMAGE_ENTITY
 # An image's bytes begin with one of these (PNG, JPEG, GIF, WebP, BMP): anything else is not an image.
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
