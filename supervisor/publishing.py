@@ -13,7 +13,7 @@ import logging
 from tds_daemon.config import Config
 
 log = logging.getLogger(__name__)
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 12.0  # beyond the pusher's 10 s read timeout
 
 
 class Publishing:
@@ -45,7 +45,8 @@ class Publishing:
 
     def stop(self) -> None:
         if self.publisher is not None:
-            self.publisher.stop(STOP_TIMEOUT_S)
+            if not self.publisher.stop(STOP_TIMEOUT_S):
+                log.warning("events: a push still waiting on its subscriber is left to time out")
             self.publisher = None
         if self.engine is not None:
             self.engine.dispose()

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import select
 import threading
+import time
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
@@ -49,12 +50,16 @@ class Publisher:
         for t in self.threads:
             t.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 15.0) -> bool:
+        """Ask every thread to end and wait up to ``timeout`` in all; False if one is still in a push (it ends
+        when that push times out, and holds its subscriber's lock until then, so nothing is sent twice)."""
         self.stopping.set()
         for wake in self.wakes:
             wake.set()
+        deadline = time.monotonic() + timeout
         for t in self.threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self.threads)
 
     def _push(self, sub: Subscriber, wake: threading.Event) -> None:
         while not self.stopping.is_set():
