@@ -19,6 +19,10 @@ SCHEMA = "zoho"
 PRODUCT = entities.get("product")
 
 
+def utc(zoho_time: str) -> str:
+    return zohovalues.parse_timestamp(zoho_time).astimezone(dt.UTC).isoformat()
+
+
 def write(engine, objects, *, source="webhook", deleted=False, whole=True, fail=False):
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
@@ -42,7 +46,7 @@ def test_a_change_has_its_event_and_a_repeat_or_stale_write_has_none(clean_db):
     data = created["payload"]
     assert data["action"] == "created" and data["source"] == "webhook" and data["zoho_id"] == obj["item_id"]
     assert data["changed"]["name"] == "Bolt" and data["changed"]["rate"] == "2.5"
-    assert data["last_modified_time"] == zohovalues.parse_timestamp(obj["last_modified_time"]).isoformat()
+    assert data["last_modified_time"] == utc(obj["last_modified_time"])
 
     assert write(clean_db, [obj]) == {obj["item_id"]: "unchanged"}  # a duplicate delivery
     older = dict(obj, name="Old", last_modified_time=make_object("product", minutes=-20)["last_modified_time"])
@@ -59,6 +63,20 @@ def test_a_change_has_its_event_and_a_repeat_or_stale_write_has_none(clean_db):
     assert stored(clean_db)[-1]["payload"]["action"] == "deleted"
     ids = [e["id"] for e in stored(clean_db)]
     assert ids == sorted(ids) and len(ids) == 3
+
+
+def test_a_stock_refresh_has_its_event_with_the_rows_last_modified_time(clean_db):
+    obj = make_object("product", minutes=-10, stock_on_hand=5)
+    write(clean_db, [obj])
+    with clean_db.begin() as conn:
+        out = upsert.apply_stock(conn, PRODUCT, SCHEMA, [dict(obj, stock_on_hand=7), make_object("product")])
+    assert sorted(out.values()) == ["missing", "updated"]
+    event = stored(clean_db)[-1]["payload"]
+    assert (event["action"], event["source"], event["changed"]) == ("updated", "pull", {"stock_on_hand": "7"})
+    assert event["last_modified_time"] == utc(obj["last_modified_time"])
+    with clean_db.begin() as conn:  # the same stock again: no change, no event
+        upsert.apply_stock(conn, PRODUCT, SCHEMA, [dict(obj, stock_on_hand=7)])
+    assert len(stored(clean_db)) == 2
 
 
 def test_a_rolled_back_change_leaves_no_event(clean_db):

@@ -42,10 +42,11 @@ def add(conn: Connection, type_: str, payload: dict[str, Any], *, entity: str | 
 
 def entity_synced(conn: Connection, *, entity: str, zoho_id: str, action: str, source: str,
                   last_modified: dt.datetime | None, changed: dict[str, Any]) -> None:
-    """A row created, updated or deleted, with the typed columns the change set (all of them for a new row)."""
+    """A row created, updated or deleted, with the typed columns the change set (all of them for a new row);
+    its last-modified time in UTC, whatever offset Zoho wrote it with."""
     add(conn, ENTITY_SYNCED, {
         "entity": entity, "zoho_id": zoho_id, "action": action, "source": source,
-        "last_modified_time": last_modified.isoformat() if last_modified else None,
+        "last_modified_time": last_modified.astimezone(dt.UTC).isoformat() if last_modified else None,
         "changed": {k: plain(v) for k, v in changed.items()},
     }, entity=entity, zoho_id=zoho_id)
 

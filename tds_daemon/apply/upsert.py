@@ -324,12 +324,12 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
             .values(**{n: incoming.c[n] for n in names}, raw=table.c.raw.op("||")(incoming.c.raw_part),
                     synced_at=func.now(), **_stale_detail(spec, table),
                     **({"last_pull_run_id": run_id} if run_id is not None else {}))
-            .returning(table.c.zoho_id))
-    updated = set(conn.execute(stmt).scalars())
+            .returning(table.c.zoho_id, table.c.zoho_last_modified))
+    updated = {r[0]: r[1] for r in conn.execute(stmt)}  # a stock change keeps the row's last-modified time
     outcomes.update({zid: "updated" if zid in updated else "unchanged" for zid in known})
     for zid in sorted(updated):
         events.entity_synced(conn, entity=spec.name, zoho_id=zid, action="updated", source="pull",
-                             last_modified=None,
+                             last_modified=updated[zid],
                              changed={n: values[zid][n] for n in names if values[zid][n] != old[zid][n]})
     return outcomes
 

@@ -32,13 +32,19 @@ def matching(types: Iterable[str] | None = None, entities: Iterable[str] | None 
     return where
 
 
+def rows(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
+         entities: Iterable[str] | None = None) -> list:
+    """Up to ``limit`` outbox rows with an id above ``after`` that pass the filter, oldest first."""
+    return conn.execute(select(events).where(events.c.id > after, *matching(types, entities))
+                        .order_by(events.c.id).limit(max(1, min(limit, MAX_LIMIT)))).all()
+
+
 def read(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
          entities: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], int]:
     """Up to ``limit`` events with an id above ``after``, oldest first, and the cursor to ask with next
     (the last id returned, or ``after`` when there is none yet)."""
-    rows = conn.execute(select(events).where(events.c.id > after, *matching(types, entities))
-                        .order_by(events.c.id).limit(max(1, min(limit, MAX_LIMIT)))).all()
-    return [as_json(r) for r in rows], rows[-1].id if rows else after
+    found = rows(conn, after, limit, types=types, entities=entities)
+    return [as_json(r) for r in found], found[-1].id if found else after
 
 
 def newest(conn: Connection) -> int:

@@ -80,9 +80,7 @@ class Pusher:
     # -- new events
     def _push(self, cursor: int) -> float:
         with self.engine.connect() as conn:
-            batch = conn.execute(select(events).where(events.c.id > cursor,
-                                                      *feed.matching(self.sub.types, self.sub.entities))
-                                 .order_by(events.c.id).limit(BATCH)).all()
+            batch = feed.rows(conn, cursor, BATCH, types=self.sub.types, entities=self.sub.entities)
             scanned = feed.newest(conn) if len(batch) < BATCH else batch[-1].id
         done = cursor
         try:
