@@ -127,3 +127,22 @@ def test_filters_send_only_the_types_and_entities_asked_for(clean_db, consumer):
     with clean_db.connect() as c:
         cursor = c.execute(select(event_subscribers.c.cursor)).scalar_one()
     assert cursor == 3  # stepped over what it does not take
+
+
+def test_an_event_committed_while_a_batch_is_read_is_not_passed_over(clean_db, consumer, monkeypatch):
+    """A crash-at-a-line kind of race, made exact: another transaction commits an event just after the pusher
+    has read its batch. The cursor must not move past it."""
+    _, p = started(clean_db, consumer)
+    first = write(clean_db, 1)
+    real_rows, late = pusher.feed.rows, []
+
+    def rows_then_a_commit(*args, **kw):
+        found = real_rows(*args, **kw)
+        if not late:
+            late.extend(write(clean_db, 1))
+        return found
+
+    monkeypatch.setattr(pusher.feed, "rows", rows_then_a_commit)
+    drain(p)
+    drain(p)  # the next step, which its commit's notification would wake
+    assert [json.loads(b)["data"]["zoho_id"] for _, b in consumer.pushes] == first + late

@@ -33,10 +33,12 @@ def matching(types: Iterable[str] | None = None, entities: Iterable[str] | None 
 
 
 def rows(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
-         entities: Iterable[str] | None = None) -> list:
-    """Up to ``limit`` outbox rows with an id above ``after`` that pass the filter, oldest first."""
-    return conn.execute(select(events).where(events.c.id > after, *matching(types, entities))
-                        .order_by(events.c.id).limit(max(1, min(limit, MAX_LIMIT)))).all()
+         entities: Iterable[str] | None = None, upto: int | None = None) -> list:
+    """Up to ``limit`` outbox rows with an id above ``after`` (and at most ``upto``) that pass the filter,
+    oldest first."""
+    where = [events.c.id > after, *matching(types, entities)] + ([events.c.id <= upto] if upto is not None else [])
+    return conn.execute(select(events).where(*where).order_by(events.c.id)
+                        .limit(max(1, min(limit, MAX_LIMIT)))).all()
 
 
 def read(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,

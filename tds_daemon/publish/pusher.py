@@ -80,8 +80,12 @@ class Pusher:
     # -- new events
     def _push(self, cursor: int) -> float:
         with self.engine.connect() as conn:
-            batch = feed.rows(conn, cursor, BATCH, types=self.sub.types, entities=self.sub.entities)
-            scanned = feed.newest(conn) if len(batch) < BATCH else batch[-1].id
+            # The newest id first: every event up to it is committed (ids commit in order), so a batch
+            # shorter than BATCH holds every event up to it that this subscriber takes, and the cursor may
+            # pass the rest. Read the other way round, an event committed in between would be passed over.
+            newest = feed.newest(conn)
+            batch = feed.rows(conn, cursor, BATCH, types=self.sub.types, entities=self.sub.entities, upto=newest)
+        scanned = newest if len(batch) < BATCH else batch[-1].id
         done = cursor
         try:
             for row in batch:
@@ -93,11 +97,10 @@ class Pusher:
                     self._give_up(done)
                     return 0.0  # what is younger is tried at once
                 done = row.id
+            done = scanned  # and the events this subscriber does not take
         finally:
             if done != cursor:
-                self._advance(done, delivered=True)
-        if scanned > done:  # events this subscriber does not take: step over them
-            self._advance(scanned, delivered=False)
+                self._advance(done, delivered=bool(batch))
         return 0.0 if len(batch) == BATCH else 1.0
 
     def _post(self, event: dict) -> None:
@@ -119,10 +122,15 @@ class Pusher:
         return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
 
     def _state(self):
+        """The subscriber's row; a subscriber seen for the first time starts after the newest event."""
+        mine = select(event_subscribers).where(event_subscribers.c.url == self.sub.url)
         with self.engine.begin() as conn:
-            conn.execute(pg_insert(event_subscribers).values(url=self.sub.url, cursor=feed.newest(conn))
-                         .on_conflict_do_nothing(index_elements=[event_subscribers.c.url]))
-            return conn.execute(select(event_subscribers).where(event_subscribers.c.url == self.sub.url)).one()
+            state = conn.execute(mine).one_or_none()
+            if state is None:
+                conn.execute(pg_insert(event_subscribers).values(url=self.sub.url, cursor=feed.newest(conn))
+                             .on_conflict_do_nothing(index_elements=[event_subscribers.c.url]))
+                state = conn.execute(mine).one()
+            return state
 
     def _advance(self, cursor: int, *, delivered: bool) -> None:
         """The cursor moves up to ``cursor`` (never back) and any failure is cleared."""
