@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import select
 import threading
 import time
@@ -24,11 +25,21 @@ log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0  # a notification normally wakes a pusher first; this bounds a lost one
 ERROR_PAUSE_S = 5.0
+GATHER_S = 0.1  # after a wake-up, commits that follow within this time are pushed in the same step
+NICENESS = 10  # pushing yields the CPU to intake and applying when they need it
 
 
 def lock_key(url: str) -> int:
     """A subscriber's advisory-lock key: 63 bits of its URL's hash."""
     return int.from_bytes(hashlib.sha256(f"tds-events:{url}".encode()).digest()[:8], "big") >> 1
+
+
+def lower_priority() -> None:
+    """Make the calling thread yield the CPU to the rest of TDS (Linux lets a thread have its own nice value)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+    except (AttributeError, OSError) as e:  # not Linux, or not allowed: pushing still works
+        log.debug("events: pushing at normal priority: %s", e)
 
 
 class Publisher:
@@ -62,6 +73,7 @@ class Publisher:
         return not any(t.is_alive() for t in self.threads)
 
     def _push(self, sub: Subscriber, wake: threading.Event) -> None:
+        lower_priority()
         while not self.stopping.is_set():
             try:
                 with self.engine.connect() as holder:
@@ -86,14 +98,15 @@ class Publisher:
                     continue
                 if wait > IDLE_POLL_S:  # a backoff: new events do not shorten it
                     self.stopping.wait(wait)
-                else:
-                    wake.wait(wait)
+                elif wake.wait(wait):
+                    self.stopping.wait(GATHER_S)  # one step for a burst of commits, not one for each
                     wake.clear()
         finally:
             pusher.close()
 
     def _listen(self) -> None:
         """Wake every pusher on each notification; while the listening connection is down they poll."""
+        lower_priority()
         while not self.stopping.is_set():
             try:
                 raw = self.engine.raw_connection()
