@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tds import admin, dlq, pull, serve, simulator, status, trace
+from tds import admin, dlq, events, pull, serve, simulator, status, trace
 from tds.preflight import Failure
 from tds_daemon import __version__
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_migrate(sub)
     pull.add_command(sub)  # sync
     dlq.add_commands(sub)
+    events.add_commands(sub)
     trace.add_command(sub)
     status.add_command(sub)
     admin.add_check_config(sub)

@@ -5,6 +5,7 @@ TDS exports (a live scrape after some activity, plus the names the code declares
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, free_port, start_daemon, wait_until
 from support.sim import ADMIN
+from support.subscriber import Subscriber as Consumer
 from support.zoho_objects import make_object
 
 from tds_daemon import metrics
@@ -175,10 +177,15 @@ def test_metric_names_are_read_from_promql():
 
 # --- the metrics they name ---
 
-def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, processes):
+def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, processes, tmp_path):
     sim.reset(counts={"product": 20})
     jobs_off = {"TDS_" + job.config_key.upper().replace(".", "_"): "off" for job in JOBS}
-    daemon = start_daemon(processes, pull_env, TDS_SCHEDULER_ENABLED="true", **jobs_off)
+    # An event subscriber, so that its gauges and counters have samples.
+    consumer = Consumer()
+    config = tmp_path / "tds.toml"
+    config.write_text(f'[[events.subscribers]]\nurl = "{consumer.url}"\nname = "consumer"\n'
+                      f'secret = "whsec_{base64.b64encode(bytes(32)).decode()}"\n')
+    daemon = start_daemon(processes, pull_env, TDS_SCHEDULER_ENABLED="true", TDS_CONFIG=str(config), **jobs_off)
     # Activity, so that the labelled metrics have samples: webhooks taken and refused, a pull, a job run now.
     assert daemon.post("products", {"item": make_object("product")}).status_code == 202
     assert daemon.post("products", {"item": make_object("product")}, token="wrong").status_code == 401
@@ -191,10 +198,14 @@ def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, proce
         assert run["status"] in {"queued", "running", "succeeded"}, run
         body = daemon.http.get("/metrics").text
         wanted = ("tds_webhook_apply_seconds_bucket", "tds_sync_last_success_timestamp_seconds{",
-                  "tds_scheduler_leader 1.0", "tds_scheduler_job_runs_total{", "tds_data_check_findings{")
+                  "tds_scheduler_leader 1.0", "tds_scheduler_job_runs_total{", "tds_data_check_findings{",
+                  'tds_events_lag_seconds{subscriber="consumer"}', "tds_events_delivered_total{")
         return body if run["status"] == "succeeded" and all(w in body for w in wanted) else None
 
-    live = sample_names(wait_until(scraped, 30, interval=0.2, message="a scrape showing the activity"))
+    try:
+        live = sample_names(wait_until(scraped, 30, interval=0.2, message="a scrape showing the activity"))
+    finally:
+        consumer.close()
     assert scrape_time_gauges() <= live, f"scrape-time gauges missing from /metrics: {scrape_time_gauges() - live}"
     exported = live | declared_names()
 
@@ -210,7 +221,8 @@ def test_dashboard_and_alerts_name_only_metrics_tds_exports(sim, pull_env, proce
                      "tds_sync_last_success_timestamp_seconds", "tds_detail_backlog", "tds_image_backlog",
                      "tds_zoho_calls_today", "tds_zoho_daily_budget", "tds_zoho_budget_remaining",
                      "tds_child_restarts_total", "tds_config_reloads_total", "tds_scheduler_job_runs_total",
-                     "tds_scheduler_leader", "tds_data_check_findings", "up"):
+                     "tds_scheduler_leader", "tds_data_check_findings", "tds_events_lag_seconds",
+                     "tds_events_dead_letters", "tds_events_delivered_total", "tds_events_failed_total", "up"):
         assert required in used, f"neither the dashboard nor the alerts use {required}"
 
 

@@ -13,7 +13,7 @@ from tds_daemon.api.dashboard import DashboardResource, LoginResource, LogoutRes
 from tds_daemon.api.datachecks import DataCheckCollector, DataValidationResource
 from tds_daemon.api.deadletter import DeadLetterReplayResource, DeadLetterResource
 from tds_daemon.api.events import EventsReplayResource, EventsResource
-from tds_daemon.api.exposition import LeaderCollector, MetricsResource
+from tds_daemon.api.exposition import LeaderCollector, MetricsResource, SubscriberCollector
 from tds_daemon.api.healing import HealingRunResource, HealingRunsResource
 from tds_daemon.api.health import LiveResource, ReadyResource, WebhookHealthResource
 from tds_daemon.api.images import ImageResource
@@ -73,6 +73,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     leader = LeaderCollector(client, config.redis.namespace) if config.scheduler.enabled else None
     metrics = MetricsResource(engine, config.database.entity_schema, breakers, budget, leader)
     metrics.registry.register(DataCheckCollector(engine))
+    metrics.registry.register(SubscriberCollector(engine, config.subscribers))
     app.add_route("/metrics", metrics)
     app.add_route("/api/tds/circuit-breakers", BreakersResource(breakers))
     app.add_route("/api/tds/circuit-breakers/{name}/reset", BreakerResetResource(breakers, engine))

@@ -13,6 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from tds_daemon import __version__, entities
 from tds_daemon.apply import syncqueue
 from tds_daemon.care.jobs import leader_key
+from tds_daemon.publish import standing
 from tds_daemon.pull import images, runs
 from tds_daemon.pull.detail import backlog
 from tds_daemon.store.schema import STATUSES
@@ -137,6 +138,30 @@ class LeaderCollector:
         yield GaugeMetricFamily("tds_scheduler_leader", "1 while a tds run holds the scheduler's leader lease "
                                 "(the jobs are being scheduled), else 0; absent where scheduler.enabled is false",
                                 value=1 if held else 0)
+
+
+class SubscriberCollector:
+    """``tds_events_lag_seconds{subscriber}`` and ``tds_events_dead_letters{subscriber}`` of each configured
+    subscriber: its cursor and dead letters are rows in PostgreSQL, shared by whichever process pushes."""
+
+    def __init__(self, engine, subscribers):
+        self.engine, self.subscribers = engine, tuple(subscribers)
+
+    def collect(self):
+        if not self.subscribers:
+            return
+        rows = _scraped("event subscribers", lambda: standing.standings(self.engine, self.subscribers))
+        if rows is None:
+            return
+        lag = GaugeMetricFamily("tds_events_lag_seconds", "Age of the oldest event a subscriber has not had yet "
+                                "(0 when it has had every event it takes)", labels=["subscriber"])
+        dead = GaugeMetricFamily("tds_events_dead_letters", "Events a subscriber did not take for three days, "
+                                 "kept until replayed (tds events replay)", labels=["subscriber"])
+        for s in rows:
+            lag.add_metric([s.subscriber.label], s.lag_s)
+            dead.add_metric([s.subscriber.label], s.dead_letters)
+        yield lag
+        yield dead
 
 
 class MetricsResource:

@@ -52,3 +52,11 @@ def read(conn: Connection, after: int, limit: int, *, types: Iterable[str] | Non
 def newest(conn: Connection) -> int:
     """The id of the newest event (0 when there is none): where a new subscriber starts."""
     return conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
+
+
+def last_cursor(conn: Connection, n: int, *, types: Iterable[str] | None = None,
+                entities: Iterable[str] | None = None) -> int:
+    """The cursor after which come the last ``n`` events of a filter (0 when there are fewer): where
+    ``tds events tail`` starts without ``--after``. A backward scan of the primary key, stopping after ``n``."""
+    ids = select(events.c.id).where(*matching(types, entities)).order_by(events.c.id.desc()).limit(n).subquery()
+    return conn.execute(select(func.coalesce(func.min(ids.c.id) - 1, 0))).scalar_one()
