@@ -38,6 +38,8 @@ def add_commands(sub) -> None:
     r.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     r.add_argument("--subscriber", metavar="URL", help="only this subscriber (its URL, or its name)")
     r.add_argument("--event", type=int, action="append", metavar="ID", help="only this event id (repeatable)")
+    r.add_argument("--all", action="store_true", help="every subscriber's dead letters (without --subscriber or "
+                   "--event this must be said)")
     r.add_argument("--list", action="store_true", help="show the dead letters instead of replaying them")
     r.add_argument("--limit", type=int, default=100, metavar="N", help="--list shows at most N (default 100)")
     r.set_defaults(func=cmd_replay)
@@ -232,6 +234,8 @@ def cmd_replay(args) -> int:
         raise Failure("events replay: --limit must be at least 1")
     if args.event and any(i < 1 for i in args.event):
         raise Failure("events replay: --event takes an event id as --list shows it (a positive integer)")
+    if not (args.list or args.subscriber or args.event or args.all):
+        raise Failure("events replay: say which: --subscriber URL|NAME, --event ID, or --all (every dead letter)")
     engine = _engine(config)
     try:
         url, sub = _which(config, engine, args.subscriber)

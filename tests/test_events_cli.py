@@ -186,7 +186,8 @@ def test_replay_lists_dead_letters_and_marks_them_for_replay(env, engine, tmp_pa
     r = tds(env, "replay", "--subscriber", gone)  # not configured, but it has dead letters
     assert r.returncode == 0 and "https://old:***@gone.example/hook is not configured" in r.stdout
     assert "old-pass" not in r.stdout
-    r = tds(env, "replay")  # every subscriber: what is left
+    assert "--all" in one_line(tds(env, "replay"))  # every dead letter only when said
+    r = tds(env, "replay", "--all")  # every subscriber: what is left
     assert r.stdout.startswith("1 dead letter(s) of every subscriber marked")
     assert all(replay_asked(engine).values())
 
