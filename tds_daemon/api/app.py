@@ -32,6 +32,7 @@ from tds_daemon.api.syncruns import (
     RunStarter,
     SyncResource,
 )
+from tds_daemon.api.webhookrecent import WebhookRecentResource
 from tds_daemon.api.webhooks import WebhookResource
 from tds_daemon.api.webhookstats import WebhookStatsResource
 from tds_daemon.apply.broker import make_broker, redis_client
@@ -64,6 +65,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/api/tds/webhooks/stats", WebhookStatsResource(engine))
+    app.add_route("/api/tds/webhooks/recent", WebhookRecentResource(engine))
     app.add_route("/health/live", LiveResource())
     app.add_route("/openapi.json", OpenApiResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
