@@ -30,6 +30,7 @@ from tds_daemon.api.syncruns import (
     RunResource,
     RunsResource,
     RunStarter,
+    StockItemsResource,
     SyncResource,
 )
 from tds_daemon.api.webhookrecent import WebhookRecentResource
@@ -81,6 +82,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     starter = RunStarter(engine, dispatcher)
     app.add_route("/api/tds/entities", EntitiesResource(engine, config, budget))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
+    app.add_route("/api/tds/sync/stock/specific", StockItemsResource(engine, dispatcher))
     app.add_route("/api/tds/runs", RunsResource(engine))
     app.add_route("/api/tds/runs/{run_id}", RunResource(engine))
     app.add_route("/api/tds/auto-healing/run", HealingRunResource(config, engine, dispatcher))
