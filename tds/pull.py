@@ -180,8 +180,10 @@ class _SyncCommand:
         from tds_daemon.pull import launch
 
         progress = self.progress
+        # Chosen items get a line each at the end: off a terminal, a line per read would only repeat them.
+        shown = progress.live or not item_ids
         pulled = launch.pull(self.config, self.engine, self.client, name, self.kind, origin="cli", since=self.since,
-                             progress=lambda t: progress.update(name, t), item_ids=item_ids)
+                             progress=(lambda t: progress.update(name, t)) if shown else None, item_ids=item_ids)
         run_id, t, run = pulled.run_id, pulled.tally, pulled.run
         if item_ids:
             _show_items(progress, name, item_ids, (run or {}).get("item_results") or {})
