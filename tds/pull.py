@@ -20,6 +20,8 @@ def add_command(sub) -> None:
     how.add_argument("--stock", action="store_true", help="only the stock fields of items")
     how.add_argument("--details", action="store_true", help="read the whole objects that rows still lack "
                      "(one Zoho call each, counted against the day's budget and allowed past it)")
+    p.add_argument("--id", action="append", dest="ids", metavar="ID",
+                   help="with --stock, for products: only this item (repeat for more); its whole object is read")
 
 
 def cmd_sync(args) -> int:
@@ -44,6 +46,7 @@ def cmd_sync(args) -> int:
         except (zohovalues.InvalidValue, ValueError):
             raise Failure(f"--since {args.since!r} is not an ISO 8601 time such as 2025-11-13T08:40:00+03:00") from None
     kind = "full" if args.full else "stock" if args.stock else "incremental"
+    item_ids = _item_ids(args, specs)
     require_schema(config)
     if args.details:
         return _sync_details(config, [s.name for s in specs])
@@ -53,7 +56,7 @@ def cmd_sync(args) -> int:
     # failed would only repeat it on stderr, where a failure must be one line.
     logging.getLogger("tds_daemon.pull.pulls").setLevel(max(logging.ERROR, logging.getLogger().level))
     if len(specs) == 1:
-        failures = [f for f in [_SyncCommand(config, kind, since, live=True).one(specs[0].name)] if f]
+        failures = [f for f in [_SyncCommand(config, kind, since, live=True).one(specs[0].name, item_ids)] if f]
     else:
         # Entities in two processes: decoding, converting and binding rows is Python work, and one
         # interpreter lock would leave the second core to PostgreSQL alone.
@@ -72,6 +75,23 @@ def cmd_sync(args) -> int:
         raise Failure(line)
     _wake_backfill(config, specs)
     return 0
+
+
+def _item_ids(args, specs) -> list[str] | None:
+    """``--id``: only with ``--stock`` and for products; the ids checked as the API checks them."""
+    if not args.ids:
+        return None
+    from tds_daemon.pull import stockitems
+    from tds_daemon.refusal import Refusal
+
+    if not args.stock:
+        raise Failure("--id goes with --stock: tds sync products --stock --id ID [--id ID ...]")
+    if [s.name for s in specs] != [stockitems.ITEM.name]:
+        raise Failure(f"--id is for products only (a stock refresh of chosen items), not {args.entity!r}")
+    try:
+        return stockitems.chosen(args.ids)
+    except Refusal as e:
+        raise Failure(f"--id: {e.message}") from None
 
 
 def _wake_backfill(config: Config, specs) -> None:
@@ -155,21 +175,43 @@ class _SyncCommand:
         # (one process only: several would overwrite each other's line).
         self.progress = Progress(sys.stderr if live and sys.stderr.isatty() else sys.stdout)
 
-    def one(self, name: str) -> str | None:
-        """Sync one entity; the failure line, or None."""
+    def one(self, name: str, item_ids: list[str] | None = None) -> str | None:
+        """Sync one entity (``item_ids``: only these items); the failure line, or None."""
         from tds_daemon.pull import launch
 
         progress = self.progress
+        # Chosen items get a line each at the end: off a terminal, a line per read would only repeat them.
+        shown = progress.live or not item_ids
         pulled = launch.pull(self.config, self.engine, self.client, name, self.kind, origin="cli", since=self.since,
-                             progress=lambda t: progress.update(name, t))
+                             progress=(lambda t: progress.update(name, t)) if shown else None, item_ids=item_ids)
         run_id, t, run = pulled.run_id, pulled.tally, pulled.run
+        if item_ids:
+            _show_items(progress, name, item_ids, (run or {}).get("item_results") or {})
         if pulled.error is not None:
             progress.done(name, f"{name}: FAILED: {pulled.error} [run {run_id}]")
             return f"{name}: {pulled.error} [run {run_id}]"
+        if item_ids:
+            progress.done(name, f"{name}: stock of {len(item_ids)} chosen items, {t.objects} read (created "
+                          f"{t.created}, updated {t.updated}, unchanged {t.unchanged}, stale {t.stale}), "
+                          f"{t.requests} requests, {run['duration_s']:.1f}s [run {run_id}]")
+            return None
         progress.done(name, f"{name}: {run['kind']} sync {t.objects} objects in {t.pages} pages "
                       f"(created {t.created}, updated {t.updated}, unchanged {t.unchanged}, stale {t.stale}, "
                       f"deleted {t.deleted}), {t.requests} requests, {run['duration_s']:.1f}s [run {run_id}]")
         return None
+
+
+def _show_items(progress: Progress, name: str, item_ids: list[str], results: dict[str, dict]) -> None:
+    """One line per chosen item: what became of it, and its stock as Zoho gave it."""
+    for item_id in item_ids:
+        r = results.get(item_id)
+        if r is None:
+            line = "not reached (the run ended first)"
+        elif "error" in r:
+            line = f"{r['outcome']}: {r['error']}"
+        else:
+            line = f"{r['outcome']}; " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "outcome")
+        progress.done(name, f"  {name} {item_id}: {line}")
 
 
 _child: _SyncCommand | None = None

@@ -30,8 +30,10 @@ from tds_daemon.api.syncruns import (
     RunResource,
     RunsResource,
     RunStarter,
+    StockItemsResource,
     SyncResource,
 )
+from tds_daemon.api.webhookrecent import WebhookRecentResource
 from tds_daemon.api.webhooks import WebhookResource
 from tds_daemon.api.webhookstats import WebhookStatsResource
 from tds_daemon.apply.broker import make_broker, redis_client
@@ -64,6 +66,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/tds/webhooks/{entity}", WebhookResource(config, intake_engine(config), dispatcher))
     app.add_route("/api/tds/webhooks/health", WebhookHealthResource(engine))
     app.add_route("/api/tds/webhooks/stats", WebhookStatsResource(engine))
+    app.add_route("/api/tds/webhooks/recent", WebhookRecentResource(engine))
     app.add_route("/health/live", LiveResource())
     app.add_route("/openapi.json", OpenApiResource())
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
@@ -80,6 +83,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     starter = RunStarter(engine, dispatcher)
     app.add_route("/api/tds/entities", EntitiesResource(engine, config, budget))
     app.add_route("/api/tds/sync/{entity}", SyncResource(starter))
+    app.add_route("/api/tds/sync/stock/specific", StockItemsResource(engine, dispatcher))
     app.add_route("/api/tds/runs", RunsResource(engine))
     app.add_route("/api/tds/runs/{run_id}", RunResource(engine))
     app.add_route("/api/tds/auto-healing/run", HealingRunResource(config, engine, dispatcher))

@@ -13,18 +13,20 @@ from typing import Any
 import falcon
 
 from tds_daemon import __version__, entities
+from tds_daemon.api.apischemas import ACCEPTED, ALERT, BREAKER, DELIVERY, EVENT, OBJECT, QUEUED, RUN
 from tds_daemon.api.syncruns import BULK
 from tds_daemon.apply.events import TYPES as EVENT_TYPES
 from tds_daemon.care import jobs
 from tds_daemon.care.checkrules import CHECKS
 from tds_daemon.guard.alerts import ALERT_STATUSES
+from tds_daemon.intake import recent
 from tds_daemon.pull.pulls import KINDS
+from tds_daemon.pull.stockitems import MAX_ITEMS
 
 ENTITY_NAMES = [e.name for e in entities.ENTITIES]
 ENTITY_PATH_NAMES = {"$ref": "#/components/schemas/EntityName"}
 ERROR = {"$ref": "#/components/schemas/Error"}
 ADMIN = [{"adminBearer": []}]
-OBJECT = {"type": "object"}  # a JSON object whose fields this document does not list one by one
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -79,28 +81,6 @@ def _by_id(what: str, summary: str, ok: dict) -> dict:
 def _list_of(key: str, item: dict = OBJECT, **more) -> dict:
     return {"type": "object", "required": [key], "properties": {key: {"type": "array", "items": item}, **more}}
 
-
-RUN = {"type": "object", "required": ["id", "entity_type", "kind", "status"], "properties": {
-    "id": {"type": "integer"}, "entity_type": {"type": "string"}, "kind": {"type": "string", "enum": list(KINDS)},
-    "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "skipped"]},
-    "origin": {"type": "string"}, "error": {"type": ["string", "null"]}}}
-QUEUED = {"type": "object", "required": ["status", "runs"], "properties": {
-    "status": {"const": "accepted"},
-    "runs": {"type": "array", "items": {"type": "object", "required": ["id", "entity", "kind", "status", "reused"],
-                                       "properties": {"id": {"type": "integer"}, "entity": {"type": "string"},
-                                                      "kind": {"type": "string"}, "status": {"const": "queued"},
-                                                      "reused": {"type": "boolean"}}}}}}
-EVENT = {"type": "object", "required": ["id", "type", "timestamp", "data"], "properties": {
-    "id": {"type": "integer"}, "type": {"type": "string", "enum": list(EVENT_TYPES)},
-    "timestamp": {"type": "string", "format": "date-time"}, "data": OBJECT}}
-ALERT = {"type": "object", "required": ["id", "type", "severity", "message"], "properties": {
-    "id": {"type": "integer"}, "type": {"type": "string"}, "severity": {"type": "string"},
-    "entity": {"type": ["string", "null"]}, "message": {"type": "string"},
-    "acknowledged_at": {"type": ["string", "null"]}, "resolved_at": {"type": ["string", "null"]}}}
-BREAKER = {"type": "object", "required": ["name", "state"], "properties": {
-    "name": {"type": "string"}, "state": {"type": "string", "enum": ["closed", "half_open", "open"]}}}
-ACCEPTED = {"type": "object", "required": ["status", "event_id"], "properties": {
-    "status": {"type": "string", "enum": ["accepted", "duplicate"]}, "event_id": {"type": "integer"}}}
 
 WEBHOOK_BODY = {
     "type": "object", "additionalProperties": True,
@@ -199,6 +179,15 @@ PATHS: dict[str, dict[str, Any]] = {
                 _query("kind", {"type": "string", "enum": list(KINDS)}, "the kind of pull (default incremental)"),
                 _query("full", {"type": "boolean"}, "kind=full")],
         errors={"400": BAD_PARAM, "404": _error("unknown entity")})},
+    "/api/tds/sync/stock/specific": {"post": _admin(
+        "queue a stock refresh of chosen items: a whole-object read each, applied newer-wins; what became of each "
+        "id is the run's item_results (GET /api/tds/runs/{id})",
+        _json(QUEUED, "queued; a worker executes it"), status="202",
+        body={"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["item_ids"], "properties": {"item_ids": {
+                "type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
+                "items": {"type": "string", "pattern": "^[0-9]{1,40}$"}}}}}}},
+        errors={"400": _error(f"item_ids is not a list of 1 to {MAX_ITEMS} Zoho item ids (strings of digits)")})},
     "/api/tds/runs": {"get": _admin(
         "recent sync runs", _json(_list_of("runs", RUN), "the runs, newest first"),
         params=[_query("entity", ENTITY_PATH_NAMES, "only this entity"), _limit(50)],
@@ -247,6 +236,14 @@ PATHS: dict[str, dict[str, Any]] = {
         _json({"type": "object", "required": ["entities", "refused"], "properties": {
             "entities": {"type": "object", "additionalProperties": OBJECT}, "refused": OBJECT,
             "received_1h": {"type": "integer"}, "received_24h": {"type": "integer"}}}, "the figures"))},
+    "/api/tds/webhooks/recent": {"get": _admin(
+        "the latest deliveries, newest first, each with its outcome (its sync item's state, or duplicate)",
+        _json(_list_of("deliveries", DELIVERY, limit={"type": "integer"}), "the deliveries"),
+        params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": recent.MAX_LIMIT,
+                                 "default": recent.DEFAULT_LIMIT}, "how many, the most recent first"),
+                _query("entity", ENTITY_PATH_NAMES, "only this entity"),
+                _query("payload", {"type": "boolean"}, "each stored body as payload (a duplicate's is null)")],
+        errors={"400": BAD_PARAM})},
     "/api/tds/data-validation/{check}": {"get": _admin(
         "a data check of the local copy: orphans, products or integrity; each finding names the entity, the zoho_id "
         "and what is wrong", _json(_list_of("findings", {"type": "object", "required": [

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from tds_daemon import entities
 from tds_daemon.api.errors import ApiError, invalid_param, path_id
-from tds_daemon.pull import detail, launch, runs
+from tds_daemon.pull import detail, launch, runs, stockitems
 from tds_daemon.pull.pulls import KINDS
 from tds_daemon.store.schema import entity_table, sync_cursors, sync_runs
 
@@ -63,6 +63,22 @@ class SyncResource:
             if not names:
                 raise ApiError(400, "no_stock", "stock sync applies to products only")
         self.starter.answer(resp, names, kind, "api")
+
+
+class StockItemsResource:
+    """``POST /api/tds/sync/stock/specific`` ``{"item_ids": [...]}``: queue a stock refresh of these items only
+    (a whole-object read each); 202 with the run, whose ``item_results`` say what became of each id."""
+
+    def __init__(self, engine, dispatcher):
+        self.engine, self.dispatcher = engine, dispatcher
+
+    def on_post(self, req, resp) -> None:
+        body = req.get_media(default_when_empty=None)
+        item_ids = stockitems.chosen(body.get("item_ids") if isinstance(body, dict) else None)
+        run = launch.queue_items(self.engine, self.dispatcher, stockitems.ITEM.name, "stock", item_ids, "api")
+        resp.status = falcon.HTTP_202
+        resp.media = {"status": "accepted", "runs": [run.as_json()], "item_ids": item_ids,
+                      "results": f"/api/tds/runs/{run.id}"}
 
 
 class RunsResource:

@@ -77,8 +77,19 @@ def queue(engine: Engine, dispatcher: Dispatcher, names: Iterable[str], kind: st
 def _queued(engine: Engine, names: list[str], kind: str) -> set[str]:
     with engine.connect() as c:
         return set(c.execute(select(sync_runs.c.entity_type).where(
-            sync_runs.c.status == "queued", sync_runs.c.kind == kind, sync_runs.c.entity_type.in_(names))
-        ).scalars())
+            sync_runs.c.status == "queued", sync_runs.c.kind == kind, sync_runs.c.entity_type.in_(names),
+            sync_runs.c.item_ids.is_(None))).scalars())
+
+
+def queue_items(engine: Engine, dispatcher: Dispatcher, entity: str, kind: str, item_ids: list[str],
+                origin: str) -> QueuedRun:
+    """Queue a run of ``kind`` of the chosen items of ``entity`` only (the ids are kept in the run, so that the
+    recovery sweep can send it again) and send it to the sync actor; never shared with another run."""
+    run_id = runs.create(engine, entity, kind, origin=origin, item_ids=item_ids)
+    sent = dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
+    if sent:
+        runs.mark_dispatched(engine, run_id)
+    return QueuedRun(run_id, entity, kind, sent)
 
 
 @dataclass(frozen=True)
@@ -92,18 +103,20 @@ class Pulled:
 
 
 def pull(config, engine: Engine, client: ZohoClient, entity: str, kind: str, *, origin: str,
-         since: dt.datetime | None = None, progress: Progress | None = None) -> Pulled:
-    """Create a run of ``kind`` for ``entity`` (a canonical name), start it, pull and record it, in this process.
+         since: dt.datetime | None = None, progress: Progress | None = None,
+         item_ids: list[str] | None = None) -> Pulled:
+    """Create a run of ``kind`` for ``entity`` (a canonical name; ``item_ids``: of these items only), start
+    it, pull and record it, in this process.
 
     A failed pull is answered, never raised: a SyncError with the run as recorded, anything else
     (PostgreSQL or Redis gone mid-run, which the run recorded when it could) described in one line, so
     a command can report every entity's outcome with its run id.
     """
     spec = entities.get(entity)
-    run_id = runs.create(engine, spec.name, kind, origin=origin, since=since)
+    run_id = runs.create(engine, spec.name, kind, origin=origin, since=since, item_ids=item_ids)
     runs.start(engine, run_id)
     try:
-        pulled = _pull(config, engine, client, run_id, spec, kind, since, progress)
+        pulled = _pull(config, engine, client, run_id, spec, kind, since, progress, item_ids)
         return replace(pulled, run=runs.get(engine, run_id))
     except Exception as e:
         log.debug("sync run %s raised", run_id, exc_info=True)
@@ -127,19 +140,19 @@ def execute(config, engine: Engine, run_id: int, *, client: ZohoClient | None = 
         runs.finish(engine, run_id, "failed", {}, error)
         return Pulled(run_id, None, None, error)
     if client is not None:
-        return _pull(config, engine, client, run_id, spec, run["kind"], run["since"], progress)
+        return _pull(config, engine, client, run_id, spec, run["kind"], run["since"], progress, run["item_ids"])
     purpose = "manual" if run["origin"] == "cli" else "scheduled"
     own = ZohoClient(config, redis_client(config), alerts=engine, purpose=purpose)
     try:
-        return _pull(config, engine, own, run_id, spec, run["kind"], run["since"], progress)
+        return _pull(config, engine, own, run_id, spec, run["kind"], run["since"], progress, run["item_ids"])
     finally:
         own.close()
 
 
 def _pull(config, engine: Engine, client: ZohoClient, run_id: int, spec: EntitySpec, kind: str,
-          since: dt.datetime | None, progress: Progress | None) -> Pulled:
+          since: dt.datetime | None, progress: Progress | None, item_ids: list[str] | None = None) -> Pulled:
     try:
-        tally = Syncer(config, engine, client).run(run_id, spec, kind, since, progress)
+        tally = Syncer(config, engine, client).run(run_id, spec, kind, since, progress, item_ids)
     except SyncError as e:
         return Pulled(run_id, spec, None, str(e))  # recorded in the run
     return Pulled(run_id, spec, tally, None)

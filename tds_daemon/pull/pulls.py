@@ -7,7 +7,8 @@
   ``deleted_at``.
 - **incremental**: newest first, stopping below the cursor (minus an overlap, so objects sharing the
   cursor's timestamp are not missed); entities without a last-modified time are listed in full.
-- **stock**: the item list again, but only the stock columns of known rows are refreshed.
+- **stock**: the item list again, but only the stock columns of known rows are refreshed; or, for a run of
+  chosen items, the whole object of each (``tds_daemon.pull.stockitems``).
 
 The cursor moves only when a run succeeds; a failed run is recorded with its error and changes no
 cursor, so the next run covers what it missed.
@@ -40,7 +41,7 @@ from tds_daemon.apply import events, upsert
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard.breakers import clock
 from tds_daemon.oneline import described
-from tds_daemon.pull import runs
+from tds_daemon.pull import runs, stockitems
 from tds_daemon.pull.zoho import ZohoClient, ZohoError, ZohoUnavailable
 from tds_daemon.pull.zoho.client import PER_PAGE, Page
 from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoRateLimited
@@ -78,6 +79,7 @@ class Tally:
     newest: dt.datetime | None = None
     seen: set[str] = field(default_factory=set)
     run_id: int | None = None  # recorded on the rows the run writes
+    items: dict[str, dict] | None = None  # a run of chosen items: what became of each (stockitems)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -125,8 +127,9 @@ class Syncer:
             self.breakers.alerts = engine
 
     def run(self, run_id: int, spec: EntitySpec, kind: str, since: dt.datetime | None = None,
-            progress: Progress | None = None) -> Tally:
-        """Execute a started run and record its end; returns the tally, raises SyncError on failure."""
+            progress: Progress | None = None, item_ids: list[str] | None = None) -> Tally:
+        """Execute a started run (``item_ids``: of these items only) and record its end; returns the tally,
+        raises SyncError on failure."""
         tally = Tally(run_id=run_id)
         requests_before = self.client.requests
         breaker = self.breakers.entity(spec.name)
@@ -137,12 +140,12 @@ class Syncer:
             self._skip(run_id, spec, kind, tally, f"circuit breaker {breaker.name} is {when}")
         beat = _Heartbeat(self.engine, run_id, progress, lambda: self.client.requests - requests_before)
         try:
-            kind = self._execute(spec, kind, since, tally, beat)
+            kind = self._execute(spec, kind, since, tally, beat, item_ids)
             tally.requests = self.client.requests - requests_before
             if kind != "stock":
                 with self.engine.begin() as conn:
                     runs.advance_cursor(conn, spec.name, kind, tally.newest)
-            runs.finish(self.engine, run_id, "succeeded", tally.counts(), kind=kind)
+            runs.finish(self.engine, run_id, "succeeded", tally.counts(), kind=kind, item_results=tally.items)
             log.info("sync run %s succeeded: entity=%s kind=%s %s", run_id, spec.name, kind, tally.counts())
             return tally
         except (ZohoBreakerOpen, ZohoBudgetSpent) as e:
@@ -159,7 +162,7 @@ class Syncer:
             if decision.state == "half_open" and not tally.breaker_results:
                 breaker.release()  # a trial permit this run did not use
         tally.requests = self.client.requests - requests_before
-        runs.finish(self.engine, run_id, "failed", tally.counts(), error)
+        runs.finish(self.engine, run_id, "failed", tally.counts(), error, item_results=tally.items)
         log.warning("sync run %s failed: entity=%s kind=%s error=%s", run_id, spec.name, kind, error)
         raise SyncError(error)
 
@@ -193,8 +196,14 @@ class Syncer:
         return self._zoho(spec, tally, lambda: self.client.list_page(spec, number, **kw))
 
     def _execute(self, spec: EntitySpec, kind: str, since: dt.datetime | None, tally: Tally,
-                 progress: Progress | None) -> str:
+                 progress: Progress | None, item_ids: list[str] | None = None) -> str:
         """Run the pull; returns the kind actually done (an incremental with nothing to start from is full)."""
+        if kind == "stock" and not spec.stock_columns:
+            raise SyncError(f"{spec.name} has no stock fields; stock sync is for products")
+        if kind == "stock" and item_ids:
+            stockitems.refresh(self.engine, self.schema, spec, item_ids, lambda zoho_id: self._zoho(
+                spec, tally, lambda: self.client.get(spec.app, f"{spec.list_path}/{zoho_id}")), tally, progress)
+            return kind
         if kind == "stock":
             self._stock(spec, tally, progress)
             return kind
@@ -311,8 +320,6 @@ class Syncer:
                 return  # newest first: everything after this is older than the cursor
 
     def _stock(self, spec: EntitySpec, tally: Tally, progress: Progress | None) -> None:
-        if not spec.stock_columns:
-            raise SyncError(f"{spec.name} has no stock fields; stock sync is for products")
         arrived = dt.datetime.now(dt.UTC)
 
         def apply(objects: list[dict]) -> None:

@@ -17,21 +17,23 @@ from tds_daemon.store.schema import sync_cursors, sync_runs
 COUNTS = ("pages", "objects", "created", "updated", "unchanged", "stale", "deleted", "requests")
 
 
-def create(engine: Engine, entity: str, kind: str, *, origin: str, since: dt.datetime | None = None) -> int:
+def create(engine: Engine, entity: str, kind: str, *, origin: str, since: dt.datetime | None = None,
+           item_ids: list[str] | None = None) -> int:
+    """A new queued run; ``item_ids``: a run of these items only (not the whole entity)."""
     with engine.begin() as c:
-        return c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin, since=since)
-                         .returning(sync_runs.c.id)).scalar_one()
+        return c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin, since=since,
+                                                  item_ids=item_ids).returning(sync_runs.c.id)).scalar_one()
 
 
 def create_or_reuse(engine: Engine, entity: str, kind: str, *, origin: str) -> tuple[int, bool, bool]:
-    """The run of ``kind`` already queued for ``entity`` (not started yet), else a new one: (id, reused,
-    dispatched). One transaction under an advisory lock per entity and kind, so requests that arrive
-    together, in any process, queue one run between them."""
+    """The run of ``kind`` already queued for ``entity`` (not started yet; a run of chosen items does not
+    count), else a new one: (id, reused, dispatched). One transaction under an advisory lock per entity and
+    kind, so requests that arrive together, in any process, queue one run between them."""
     with engine.begin() as c:
         c.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"tds_sync_run:{entity}:{kind}"})
         row = c.execute(select(sync_runs.c.id, sync_runs.c.dispatched_at).where(
-            sync_runs.c.entity_type == entity, sync_runs.c.kind == kind, sync_runs.c.status == "queued")
-            .order_by(sync_runs.c.id).limit(1)).first()
+            sync_runs.c.entity_type == entity, sync_runs.c.kind == kind, sync_runs.c.status == "queued",
+            sync_runs.c.item_ids.is_(None)).order_by(sync_runs.c.id).limit(1)).first()
         if row is not None:
             return row.id, True, row.dispatched_at is not None
         run_id = c.execute(insert(sync_runs).values(entity_type=entity, kind=kind, origin=origin)
@@ -110,9 +112,11 @@ def completed(conn: Connection, run_id: int, entity: str, kind: str, outcome: st
 
 
 def latest_successes(conn: Connection) -> list[tuple[str, str, float]]:
-    """(entity, kind, epoch seconds) of each entity's and kind's latest succeeded run."""
+    """(entity, kind, epoch seconds) of each entity's and kind's latest succeeded run of the whole entity (a
+    run of chosen items says nothing of the others' freshness)."""
     rows = conn.execute(select(sync_runs.c.entity_type, sync_runs.c.kind, func.max(sync_runs.c.finished_at))
-                        .where(sync_runs.c.status == "succeeded").group_by(sync_runs.c.entity_type, sync_runs.c.kind))
+                        .where(sync_runs.c.status == "succeeded", sync_runs.c.item_ids.is_(None))
+                        .group_by(sync_runs.c.entity_type, sync_runs.c.kind))
     return [(e, k, at.timestamp()) for e, k, at in rows if at is not None]
 
 
@@ -121,10 +125,13 @@ FAILURES_BEFORE_ALERT = 3  # consecutive failed pulls of an entity that raise sy
 
 
 def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], error: str | None = None,
-           kind: str | None = None) -> None:
-    """Record the run's end; count it (``tds_sync_runs_total``, ``tds_sync_objects_total``); a failure that
-    makes FAILURES_BEFORE_ALERT in a row for its entity raises ``sync_failed``, a success resolves it."""
-    extra = {"kind": kind} if kind else {}
+           kind: str | None = None, item_results: dict[str, dict] | None = None) -> None:
+    """Record the run's end (``item_results``: a run of chosen items, what became of each); count it
+    (``tds_sync_runs_total``, ``tds_sync_objects_total``); a failure that makes FAILURES_BEFORE_ALERT in a
+    row for its entity raises ``sync_failed``, a success resolves it."""
+    extra: dict[str, Any] = {"kind": kind} if kind else {}
+    if item_results is not None:
+        extra["item_results"] = item_results
     with engine.begin() as c:
         row = c.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
             status=status, error=error, finished_at=func.now(), **extra,
@@ -142,11 +149,12 @@ def finish(engine: Engine, run_id: int, status: str, counts: dict[str, int], err
 
 
 def note_outcome(engine: Engine, entity: str) -> None:
-    """Raise or resolve ``sync_failed`` for ``entity`` from its latest finished pulls (skipped ones, which sent
-    nothing, count neither way)."""
+    """Raise or resolve ``sync_failed`` for ``entity`` from its latest finished pulls of the whole entity
+    (skipped ones, which sent nothing, count neither way; nor do runs of chosen items)."""
     with engine.connect() as c:
         latest = c.execute(select(sync_runs.c.status, sync_runs.c.kind, sync_runs.c.error).where(
-            sync_runs.c.entity_type == entity, sync_runs.c.status.in_(("succeeded", "failed")))
+            sync_runs.c.entity_type == entity, sync_runs.c.status.in_(("succeeded", "failed")),
+            sync_runs.c.item_ids.is_(None))
             .order_by(sync_runs.c.id.desc()).limit(FAILURES_BEFORE_ALERT)).all()
     if not latest:
         return
@@ -207,8 +215,10 @@ def latest_per_entity(conn: Connection) -> dict[str, dict[str, Any]]:
 
 
 def latest_per_kind(conn: Connection) -> dict[str, dict[str, dict[str, Any]]]:
-    """{entity: {kind: its most recent run}}: what the dashboard shows as each entity's last pulls."""
-    rows = conn.execute(select(sync_runs).distinct(sync_runs.c.entity_type, sync_runs.c.kind)
+    """{entity: {kind: its most recent run of the whole entity}}: what the dashboard shows as each entity's
+    last pulls."""
+    rows = conn.execute(select(sync_runs).where(sync_runs.c.item_ids.is_(None))
+                        .distinct(sync_runs.c.entity_type, sync_runs.c.kind)
                         .order_by(sync_runs.c.entity_type, sync_runs.c.kind, sync_runs.c.id.desc()))
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in rows:

@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 
 from tds_daemon import entities, zohovalues
 
@@ -132,6 +132,10 @@ sync_runs = Table(
     Column("requests", Integer, nullable=False, server_default="0"),
     Column("duration_s", Numeric(12, 3)),
     Column("error", Text),
+    # A run of chosen items only (a stock refresh of some items): their ids, and what became of each
+    # ({id: {"outcome": ..., ...}}, tds_daemon.pull.stockitems). NULL for a run of the whole entity.
+    Column("item_ids", ARRAY(Text)),
+    Column("item_results", JSONB),
     CheckConstraint("kind IN ({})".format(", ".join(f"'{k}'" for k in RUN_KINDS)), name="kind"),
     CheckConstraint("status IN ({})".format(", ".join(f"'{k}'" for k in RUN_STATUSES)), name="status"),
 )
