@@ -22,6 +22,8 @@ def test_deliveries_newest_first_with_their_outcome(daemon, clean_db):
     product = make_object("product")
     pid = product["item_id"]
     first = daemon.post("products", default_payload("product", product), params={"event": "created"})
+    # Applied before the next version arrives: two versions applied in one batch would both be "updated" by it.
+    wait_until(lambda: queue_counts(clean_db) == {"completed": 1}, 30, message="the first delivery applied")
     newer = {**product, "name": "renamed", "last_modified_time": zoho_time(5)}
     second = daemon.post("items", default_payload("product", newer))
     again = daemon.post("items", default_payload("product", newer))

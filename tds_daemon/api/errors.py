@@ -13,6 +13,7 @@ import falcon
 import redis
 from sqlalchemy import exc
 
+from tds_daemon import entities
 from tds_daemon.oneline import first_line
 from tds_daemon.refusal import Refusal
 from tds_daemon.store.db import is_transient
@@ -113,6 +114,14 @@ def path_id(value: str, code: str, what: str) -> int:
     if value.isascii() and value.isdigit() and 0 < int(value) < 2**63:
         return int(value)
     raise ApiError(404, code, f"no {what} {value[:40]!r}: {what} ids are positive whole numbers")
+
+
+def entity_param(value: str) -> str:
+    """The registry name of an ``?entity=`` value (a name or an alias); anything else is 400 naming them."""
+    spec = entities.resolve(value)
+    if spec is None:
+        raise invalid_param("entity", value, entities.BY_NAME, "unknown_entity")
+    return spec.name
 
 
 def invalid_param(name: str, value: str, known, code: str = "invalid_parameter") -> ApiError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import falcon
 
 from tds_daemon import entities
-from tds_daemon.api.errors import ApiError, invalid_param
+from tds_daemon.api.errors import ApiError, entity_param
 from tds_daemon.care import stats
 from tds_daemon.care.jobs import STATS_ACTOR, STATS_QUEUE
 
@@ -41,10 +41,7 @@ class StatsRunResource:
         wanted = req.get_param_as_list("entity") or []
         names = []
         for name in wanted:
-            spec = entities.resolve(name)
-            if spec is None:
-                raise invalid_param("entity", name, entities.BY_NAME, "unknown_entity")
-            names.append(spec.name)
+            names.append(entity_param(name))
         names = list(dict.fromkeys(names)) or None
         if not self.dispatcher.send_to(STATS_QUEUE, STATS_ACTOR, "api", names):
             raise ApiError(503, "broker_unavailable", "Redis does not answer, the stats run was not queued; "

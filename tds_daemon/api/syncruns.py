@@ -7,7 +7,7 @@ import redis
 from sqlalchemy import func, select
 
 from tds_daemon import entities
-from tds_daemon.api.errors import ApiError, invalid_param, path_id
+from tds_daemon.api.errors import ApiError, entity_param, invalid_param, path_id
 from tds_daemon.pull import detail, launch, runs, stockitems
 from tds_daemon.pull.pulls import KINDS
 from tds_daemon.store.schema import entity_table, sync_cursors, sync_runs
@@ -88,10 +88,7 @@ class RunsResource:
     def on_get(self, req, resp) -> None:
         entity = req.get_param("entity")
         if entity:
-            spec = entities.resolve(entity)
-            if spec is None:
-                raise invalid_param("entity", entity, entities.BY_NAME, "unknown_entity")
-            entity = spec.name
+            entity = entity_param(entity)
         limit = req.get_param_as_int("limit", min_value=1, max_value=1000) or 50
         resp.media = {"runs": runs.recent(self.engine, entity=entity, limit=limit)}
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from tds_daemon import entities
-from tds_daemon.api.errors import invalid_param
+from tds_daemon.api.errors import entity_param
 from tds_daemon.intake import recent
 
 
@@ -19,10 +18,7 @@ class WebhookRecentResource:
         payload = req.get_param_as_bool("payload", default=False)
         entity = req.get_param("entity")
         if entity:
-            spec = entities.resolve(entity)
-            if spec is None:
-                raise invalid_param("entity", entity, entities.BY_NAME, "unknown_entity")
-            entity = spec.name
+            entity = entity_param(entity)
         resp.media = {"deliveries": recent.latest(self.engine, limit=limit, entity=entity, payload=payload),
                       "limit": limit, "entity": entity, "payload": payload,
                       "refused": "deliveries refused before storing (bad token, body or entity) store nothing and "
