@@ -156,7 +156,9 @@ def cmd_tail(args) -> int:
         raise Failure("events tail: --limit must be at least 1")
     filters = _filters(args)
     engine = _engine(config)
-    signal.signal(signal.SIGTERM, _stop)
+    # Both set here: a command started in the background by a shell inherits SIGINT ignored.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
     try:
         cursor = args.after
         if cursor is None:
@@ -176,6 +178,7 @@ def cmd_tail(args) -> int:
         raise database_failure(e, config) from None
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         engine.dispose()
     return 0
 
