@@ -277,5 +277,6 @@ def reference_table() -> str:
     for s in SCHEMA:
         shown = str(s.default).lower() if isinstance(s.default, bool) else s.default  # as TOML writes it
         default = "(none)" if s.default in ("", ()) else f"`{shown}`"
-        lines.append(f"| `{s.name}` | `{s.env}` | {default} | {s.doc} |")
+        env = "(TOML only)" if s.kind is list else f"`{s.env}`"
+        lines.append(f"| `{s.name}` | {env} | {default} | {s.doc} |")
     return "\n".join(lines)
