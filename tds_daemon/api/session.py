@@ -2,8 +2,7 @@
 
 The cookie holds ``<expires>.<nonce>.<signature>``, signed with a key derived from ``api.admin_token``:
 changing the token (and reloading) ends every session. The CSRF token is a second signature over the
-same nonce, so only a page served to this session knows it; a cross-site form can neither read it nor
-(the cookie being SameSite=Strict) send the cookie.
+same nonce: pages served to the session carry it, and the cookie is SameSite=Strict.
 """
 
 from __future__ import annotations
