@@ -254,7 +254,7 @@ class Backfill:
                 report.yielded += 1
             return
         try:
-            body = self.client.get(c.spec.app, f"{c.spec.list_path}/{c.zoho_id}")
+            body = self.client.get_object(c.spec, c.zoho_id)
         except ZohoBudgetSpent as e:
             raise _Stop("budget", str(e)) from None
         except (ZohoUnavailable, ZohoBreakerOpen) as e:

@@ -67,11 +67,17 @@ def queue(engine: Engine, dispatcher: Dispatcher, names: Iterable[str], kind: st
                 continue
         else:
             run_id = runs.create(engine, name, kind, origin=origin)
-        sent = dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
-        if sent:
-            runs.mark_dispatched(engine, run_id)
-        started.append(QueuedRun(run_id, name, kind, sent))
+        started.append(QueuedRun(run_id, name, kind, _dispatch(engine, dispatcher, run_id)))
     return started
+
+
+def _dispatch(engine: Engine, dispatcher: Dispatcher, run_id: int) -> bool:
+    """Send a queued run to the sync actor and record that it was sent (an unsent one waits for the recovery
+    sweep); whether it was sent."""
+    sent = dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
+    if sent:
+        runs.mark_dispatched(engine, run_id)
+    return sent
 
 
 def _queued(engine: Engine, names: list[str], kind: str) -> set[str]:
@@ -86,10 +92,7 @@ def queue_items(engine: Engine, dispatcher: Dispatcher, entity: str, kind: str, 
     """Queue a run of ``kind`` of the chosen items of ``entity`` only (the ids are kept in the run, so that the
     recovery sweep can send it again) and send it to the sync actor; never shared with another run."""
     run_id = runs.create(engine, entity, kind, origin=origin, item_ids=item_ids)
-    sent = dispatcher.send_to(SYNC_QUEUE, SYNC_ACTOR, run_id)
-    if sent:
-        runs.mark_dispatched(engine, run_id)
-    return QueuedRun(run_id, entity, kind, sent)
+    return QueuedRun(run_id, entity, kind, _dispatch(engine, dispatcher, run_id))
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,7 @@ class Syncer:
             raise SyncError(f"{spec.name} has no stock fields; stock sync is for products")
         if kind == "stock" and item_ids:
             stockitems.refresh(self.engine, self.schema, spec, item_ids, lambda zoho_id: self._zoho(
-                spec, tally, lambda: self.client.get(spec.app, f"{spec.list_path}/{zoho_id}")), tally, progress)
+                spec, tally, lambda: self.client.get_object(spec, zoho_id)), tally, progress)
             return kind
         if kind == "stock":
             self._stock(spec, tally, progress)

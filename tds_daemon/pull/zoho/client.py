@@ -104,6 +104,10 @@ class ZohoClient:
         """GET one API path; the parsed envelope. Raises ZohoError (or a subclass)."""
         return self._get(app, path, params, None)
 
+    def get_object(self, spec: EntitySpec, zoho_id: str) -> dict:
+        """The single-object read of one object: the whole object, in its envelope."""
+        return self.get(spec.app, f"{spec.list_path}/{zoho_id}")
+
     def get_bytes(self, app: str, path: str, max_bytes: int) -> tuple[str, bytes]:
         """GET a path that answers bytes, not JSON (an item's image): (its Content-Type, the bytes).
 
