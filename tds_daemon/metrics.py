@@ -28,6 +28,9 @@ zoho_token_refreshes = Counter(
 child_restarts = Counter(
     "tds_child_restarts", "Children of tds run started again after they died, by child (api, worker-N)",
     ["child"])
+dashboard_logins = Counter(
+    "tds_dashboard_logins", "Dashboard sign-ins by outcome (ok, refused: a wrong or missing token, "
+    "rate_limited: too many wrong tokens from that address in a minute)", ["outcome"])
 config_reloads = Counter(
     "tds_config_reloads", "Configuration reloads (SIGHUP) by outcome (applied, refused)", ["outcome"])
 scheduler_job_runs = Counter(

@@ -210,12 +210,14 @@ def test_sign_out_ends_the_session(browser, site):
     assert browser.get_cookie("tds_session") is None
 
 
-def test_a_session_expires_and_dies_with_the_token():
-    sessions = Sessions("admin-token-1", 3600)
+def test_a_session_expires_and_dies_with_the_token_or_its_end(engine):
+    sessions = Sessions("admin-token-1", 3600, engine)
     now = time.time()
-    cookie = sessions.issue(now)
+    cookie = sessions.issue("192.0.2.1", now)
     assert sessions.nonce(cookie, now + 3599) and sessions.nonce(cookie, now + 3601) is None
-    assert Sessions("admin-token-2", 3600).nonce(cookie, now) is None
-    assert Sessions("", 3600).nonce(cookie, now) is None
+    assert Sessions("admin-token-2", 3600, engine).nonce(cookie, now) is None
+    assert Sessions("", 3600, engine).nonce(cookie, now) is None
     nonce = sessions.nonce(cookie, now)
     assert sessions.csrf_ok(nonce, sessions.csrf(nonce)) and not sessions.csrf_ok(nonce, "0" * 64)
+    sessions.end(nonce)
+    assert sessions.nonce(cookie, now) is None

@@ -15,7 +15,7 @@ from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port
 
 from tds_daemon.api import openapi
 from tds_daemon.api.app import create_app
-from tds_daemon.api.auth import is_admin_path
+from tds_daemon.api.auth import Access, access_of
 from tds_daemon.config import load
 
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -27,6 +27,21 @@ def app_routes(env) -> set[tuple[str, str]]:
     app = create_app(load(environ=env))
     return {(r.path, m.method.lower()) for r in falcon.inspect.inspect_app(app).routes
             for m in r.methods if not m.internal}
+
+
+def declared_access(env) -> dict[str, Access]:
+    """Each route's path and the access its resource declares (what the access middleware checks)."""
+    app = create_app(load(environ=env))
+    found = {}
+
+    def walk(nodes):
+        for node in nodes:
+            if node.resource is not None:
+                found[node.uri_template] = access_of(node.resource)
+            walk(node.children)
+
+    walk(app._router._roots)
+    return found
 
 
 def document_routes(doc) -> set[tuple[str, str]]:
@@ -45,12 +60,14 @@ def test_docs_copy_is_the_document():
         "docs/openapi.json is stale: .venv/bin/python -m tds_daemon.api.openapi > docs/openapi.json")
 
 
-def test_every_operation_documents_its_errors_and_security():
+def test_every_operation_documents_its_errors_and_security(migrated, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    access = declared_access(migrated)
     doc = openapi.document()
     schemes = doc["components"]["securitySchemes"]
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            admin = is_admin_path(path)  # what the authentication middleware guards
+            admin = access[path] is Access.ADMIN  # what the access middleware checks
             names = {name for alternative in op["security"] for name in alternative}
             assert names <= set(schemes), (path, method)
             assert bool(names & {"adminBearer", "dashboardSession"}) == admin, (path, method, names)

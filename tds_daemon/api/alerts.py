@@ -7,11 +7,14 @@ no-op answering the same alert), 404 for an unknown id; the alert stays open unt
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, invalid_param, path_id
 from tds_daemon.guard import alerts
 
 
 class AlertsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -25,6 +28,8 @@ class AlertsResource:
 
 
 class AlertAcknowledgeResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

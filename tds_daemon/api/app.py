@@ -7,7 +7,7 @@ import falcon
 from tds_daemon import jsoncodec
 from tds_daemon.api import errors
 from tds_daemon.api.alerts import AlertAcknowledgeResource, AlertsResource
-from tds_daemon.api.auth import AdminAuth
+from tds_daemon.api.auth import AccessControl
 from tds_daemon.api.breakers import BreakerResetResource, BreakersResource
 from tds_daemon.api.dashboard import DashboardResource, LoginResource, LogoutResource, StaticResource
 from tds_daemon.api.datachecks import DataCheckCollector, DataValidationResource
@@ -17,6 +17,7 @@ from tds_daemon.api.exposition import LeaderCollector, MetricsResource, Subscrib
 from tds_daemon.api.healing import HealingRunResource, HealingRunsResource
 from tds_daemon.api.health import LiveResource, ReadyResource, WebhookHealthResource
 from tds_daemon.api.images import ImageResource
+from tds_daemon.api.logins import LoginLimiter
 from tds_daemon.api.monitoring import MonitoringHealthResource
 from tds_daemon.api.objects import ObjectResource
 from tds_daemon.api.openapi import OpenApiResource
@@ -54,8 +55,9 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     engine = engine or make_engine(config, pool_size=4, application_name="tds-api")
     if dispatcher is None:
         dispatcher = Dispatcher(make_broker(config), origin="intake")
-    sessions = Sessions(config.api.admin_token, config.api.session_hours * 3600)
-    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[AdminAuth(config.api.admin_token, sessions)])
+    sessions = Sessions(config.api.admin_token, config.api.session_hours * 3600, engine)
+    access = AccessControl(config.api.admin_token, config.api.webhook_token, sessions)
+    app = falcon.App(media_type=falcon.MEDIA_JSON, middleware=[access])
     # Every JSON body in and out through orjson (jsoncodec): cheaper than Falcon's default, the standard
     # library's json, on a path every webhook takes.
     handler = falcon.media.JSONHandler(dumps=jsoncodec.dumpb, loads=jsoncodec.loads)
@@ -106,7 +108,9 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     app.add_route("/api/zoho/bulk-sync/status", BulkStatusResource(engine))
     app.add_route("/api/zoho/bulk-sync/{what}", BulkSyncResource(starter))
     app.add_route("/dashboard", DashboardResource(sessions))
-    app.add_route("/dashboard/login", LoginResource(sessions, config.api.admin_token))
+    limiter = LoginLimiter(client, config.redis.namespace)
+    app.add_route("/dashboard/login", LoginResource(sessions, config.api.admin_token, limiter,
+                                                    config.api.max_body_bytes))
     app.add_route("/dashboard/logout", LogoutResource(sessions))
     app.add_route("/dashboard/static/{name}", StaticResource())
     return app

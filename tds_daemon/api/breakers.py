@@ -14,6 +14,7 @@ from dataclasses import asdict
 import redis
 from sqlalchemy import exc
 
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, redis_unavailable
 from tds_daemon.apply import syncqueue
 from tds_daemon.guard import breakers as breakers_mod
@@ -26,6 +27,8 @@ def _unavailable(e: Exception) -> ApiError:
 
 
 class BreakersResource:
+    access = Access.ADMIN
+
     def __init__(self, breakers: breakers_mod.Breakers):
         self.breakers = breakers
 
@@ -39,6 +42,8 @@ class BreakersResource:
 
 
 class BreakerResetResource:
+    access = Access.ADMIN
+
     def __init__(self, breakers: breakers_mod.Breakers, engine):
         self.breakers, self.engine = breakers, engine
 

@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import select
 
 from tds_daemon import entities
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError
 from tds_daemon.care import datachecks
 from tds_daemon.care.checkrules import CHECKS
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class DataValidationResource:
+    access = Access.ADMIN
+
     def __init__(self, engine, schema: str):
         self.engine, self.schema = engine, schema
 

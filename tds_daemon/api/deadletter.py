@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import falcon
 
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError
 from tds_daemon.care import dlq
 
 
 class DeadLetterResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -26,6 +29,8 @@ class DeadLetterResource:
 
 
 class DeadLetterReplayResource:
+    access = Access.ADMIN
+
     def __init__(self, engine, dispatcher):
         self.engine, self.dispatcher = engine, dispatcher
 

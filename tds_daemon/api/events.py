@@ -9,6 +9,7 @@ Read: ``?after=<id>`` (default 0), ``?limit=`` (1-1000, default 100), ``?type=``
 from __future__ import annotations
 
 from tds_daemon import entities
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, invalid_param
 from tds_daemon.apply.events import TYPES
 from tds_daemon.publish import feed, pusher
@@ -18,6 +19,8 @@ ENTITY_NAMES = (*entities.BY_NAME, IMAGE_ENTITY)
 
 
 class EventsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -36,6 +39,8 @@ class EventsResource:
 
 
 class EventsReplayResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

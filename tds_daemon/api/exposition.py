@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tds_daemon import __version__, entities
+from tds_daemon.api.auth import Access
 from tds_daemon.apply import syncqueue
 from tds_daemon.care.jobs import leader_key
 from tds_daemon.publish import standing
@@ -165,6 +166,8 @@ class SubscriberCollector:
 
 
 class MetricsResource:
+    access = Access.OPEN
+
     def __init__(self, engine, schema: str, breakers=None, budget=None, leader=None):
         """``leader``: a LeaderCollector where this configuration expects a scheduler (scheduler.enabled)."""
         self.registry = CollectorRegistry()

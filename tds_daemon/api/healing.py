@@ -6,12 +6,15 @@ runs here, in the API process, and the answer is its stored report (see ``tds_da
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.care import healing
 from tds_daemon.config import Config
 
 
 class HealingRunResource:
+    access = Access.ADMIN
+
     def __init__(self, config: Config, engine, dispatcher: Dispatcher):
         self.config, self.engine = config, engine
         # The same broker connection as intake, its sends counted apart: tds_dispatches_total{origin="healer"}.
@@ -22,6 +25,8 @@ class HealingRunResource:
 
 
 class HealingRunsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

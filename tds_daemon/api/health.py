@@ -5,6 +5,8 @@ from __future__ import annotations
 import falcon
 from sqlalchemy import text
 
+from tds_daemon.api.auth import Access
+
 _INTAKE = text("""
 SELECT (SELECT count(*) FROM tds_inbox_events WHERE received_at > now() - interval '24 hours') AS received,
        (SELECT count(*) FROM tds_sync_queue WHERE status IN ('pending', 'processing', 'failed')) AS queued,
@@ -14,25 +16,31 @@ SELECT (SELECT count(*) FROM tds_inbox_events WHERE received_at > now() - interv
 
 
 class LiveResource:
+    access = Access.OPEN
+
     def on_get(self, req, resp):
         resp.media = {"status": "live"}
 
 
 class ReadyResource:
+    access = Access.OPEN
+
     def __init__(self, engine, redis_client):
         self.engine, self.redis = engine, redis_client
 
     def on_get(self, req, resp):
+        """200 when PostgreSQL and Redis answer; else 503 naming which does not, in words (what failed
+        inside, such as an exception's class, is for the log, not for whoever asks)."""
         problems = {}
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as e:  # any failure means not ready; the name is what an operator needs
-            problems["postgresql"] = type(e).__name__
+        except Exception:  # any failure means not ready
+            problems["postgresql"] = "PostgreSQL does not answer"
         try:
             self.redis.ping()
-        except Exception as e:
-            problems["redis"] = type(e).__name__
+        except Exception:
+            problems["redis"] = "Redis does not answer"
         if problems:
             resp.status = falcon.HTTP_503
             resp.media = {"status": "not_ready", "unavailable": sorted(problems), "errors": problems}
@@ -41,6 +49,8 @@ class ReadyResource:
 
 
 class WebhookHealthResource:
+    access = Access.OPEN
+
     def __init__(self, engine):
         self.engine = engine
 

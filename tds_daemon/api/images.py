@@ -11,11 +11,14 @@ import os
 
 import falcon
 
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError
 from tds_daemon.pull import images
 
 
 class ImageResource:
+    access = Access.ADMIN
+
     def __init__(self, config, engine):
         self.config, self.engine = config, engine
 

@@ -8,10 +8,13 @@ there (``errors.py`` answers that).
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.care import monitoring
 
 
 class MonitoringHealthResource:
+    access = Access.ADMIN
+
     def __init__(self, config, engine, redis_client):
         self.config, self.engine, self.redis = config, engine, redis_client
 

@@ -6,10 +6,13 @@ no sync item for the id).
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.care import trace
 
 
 class ObjectResource:
+    access = Access.ADMIN
+
     def __init__(self, engine, schema: str):
         self.engine, self.schema = engine, schema
 

@@ -14,6 +14,7 @@ import falcon
 
 from tds_daemon import __version__, entities
 from tds_daemon.api.apischemas import ACCEPTED, ALERT, BREAKER, DELIVERY, EVENT, OBJECT, QUEUED, RUN
+from tds_daemon.api.auth import Access
 from tds_daemon.api.syncruns import BULK
 from tds_daemon.apply.events import TYPES as EVENT_TYPES
 from tds_daemon.care import jobs
@@ -377,6 +378,8 @@ def dumps() -> str:
 
 
 class OpenApiResource:
+    access = Access.OPEN
+
     def __init__(self):
         self.body = dumps().encode()
 

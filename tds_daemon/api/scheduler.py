@@ -16,6 +16,7 @@ import falcon
 import redis
 
 from tds_daemon import crontab
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, redis_unavailable
 from tds_daemon.care.jobs import BY_ID, JOBS, JobContext, JobError, leader_key, read_status, status_key
 from tds_daemon.config import Config
@@ -23,6 +24,8 @@ from tds_daemon.metrics import scheduler_job_runs
 
 
 class SchedulerJobsResource:
+    access = Access.ADMIN
+
     def __init__(self, config: Config, client: redis.Redis):
         self.config, self.client = config, client
 
@@ -49,6 +52,8 @@ class SchedulerJobsResource:
 
 
 class SchedulerJobRunResource:
+    access = Access.ADMIN
+
     def __init__(self, config: Config, client: redis.Redis, engine, dispatcher):
         self.config, self.client, self.engine, self.dispatcher = config, client, engine, dispatcher
 

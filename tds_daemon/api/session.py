@@ -1,8 +1,11 @@
-"""The dashboard's login session: a signed, expiring cookie, and the CSRF token bound to it.
+"""The dashboard's login session: a signed, expiring cookie, kept on the server too, and the CSRF token
+bound to it.
 
 The cookie holds ``<expires>.<nonce>.<signature>``, signed with a key derived from ``api.admin_token``:
-changing the token (and reloading) ends every session. The CSRF token is a second signature over the
-same nonce: pages served to the session carry it, and the cookie is SameSite=Strict.
+changing the token (and reloading) ends every session. A session is also a row of
+``tds_dashboard_sessions`` (the nonce's SHA-256): logging out ends it there, so a cookie kept from before
+opens nothing. The CSRF token is a second signature over the same nonce: pages served to the session
+carry it, and the cookie is SameSite=Strict.
 """
 
 from __future__ import annotations
@@ -12,28 +15,50 @@ import hmac
 import secrets
 import time
 
+from sqlalchemy import text
+
 COOKIE = "tds_session"
 CSRF_HEADER = "X-CSRF-Token"
 
 
+_OPEN = text("INSERT INTO tds_dashboard_sessions (id, expires_at, client) "
+             "VALUES (:id, to_timestamp(:expires), :client)")
+_FORGET = text("DELETE FROM tds_dashboard_sessions WHERE expires_at < now() - interval '1 day'")
+_LIVE = text("SELECT 1 FROM tds_dashboard_sessions WHERE id = :id AND ended_at IS NULL")
+_END = text("UPDATE tds_dashboard_sessions SET ended_at = now() WHERE id = :id AND ended_at IS NULL")
+
+
+def _row_id(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
 class Sessions:
-    def __init__(self, admin_token: str, lifetime_s: int):
+    def __init__(self, admin_token: str, lifetime_s: int, engine):
         self.enabled = bool(admin_token)
         self.key = hmac.new(admin_token.encode(), b"tds-dashboard-session-v1", hashlib.sha256).digest()
         self.lifetime_s = lifetime_s
+        self.engine = engine
 
     def _sign(self, what: str) -> str:
         return hmac.new(self.key, what.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, now: float | None = None) -> str:
-        """A new session cookie value, valid for ``lifetime_s``."""
+    def issue(self, client: str | None = None, now: float | None = None) -> str:
+        """A new session cookie value, valid for ``lifetime_s`` or until ``end``; recorded on the server."""
         expires = int((now or time.time()) + self.lifetime_s)
         nonce = secrets.token_urlsafe(18)
+        with self.engine.begin() as conn:
+            conn.execute(_FORGET)
+            conn.execute(_OPEN, {"id": _row_id(nonce), "expires": expires, "client": client})
         body = f"{expires}.{nonce}"
         return f"{body}.{self._sign(body)}"
 
+    def end(self, nonce: str) -> None:
+        """Ends the session on the server: its cookie opens nothing from now on."""
+        with self.engine.begin() as conn:
+            conn.execute(_END, {"id": _row_id(nonce)})
+
     def nonce(self, value: str | None, now: float | None = None) -> str | None:
-        """The session's nonce if ``value`` is a cookie this key signed and it has not expired, else None."""
+        """The session's nonce if ``value`` is a cookie this key signed, not expired and not ended, else None."""
         if not self.enabled or not value or value.count(".") != 2:
             return None
         expires, nonce, signature = value.split(".")
@@ -44,7 +69,9 @@ class Sessions:
                 return None
         except ValueError:
             return None
-        return nonce
+        with self.engine.connect() as conn:
+            live = conn.execute(_LIVE, {"id": _row_id(nonce)}).first()
+        return nonce if live else None
 
     def csrf(self, nonce: str) -> str:
         """The CSRF token of the session with this nonce."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import falcon
 
 from tds_daemon import entities
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, entity_param
 from tds_daemon.care import stats
 from tds_daemon.care.jobs import STATS_ACTOR, STATS_QUEUE
@@ -24,6 +25,8 @@ def _summary(run: dict) -> dict:
 
 
 class StatsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -34,6 +37,8 @@ class StatsResource:
 
 
 class StatsRunResource:
+    access = Access.ADMIN
+
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
 

@@ -7,6 +7,7 @@ import redis
 from sqlalchemy import func, select
 
 from tds_daemon import entities
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, entity_param, invalid_param, path_id
 from tds_daemon.pull import detail, launch, runs, stockitems
 from tds_daemon.pull.pulls import KINDS
@@ -50,6 +51,8 @@ def _entities(name: str) -> list[str]:
 
 
 class SyncResource:
+    access = Access.ADMIN
+
     def __init__(self, starter: RunStarter):
         self.starter = starter
 
@@ -69,6 +72,8 @@ class StockItemsResource:
     """``POST /api/tds/sync/stock/specific`` ``{"item_ids": [...]}``: queue a stock refresh of these items only
     (a whole-object read each); 202 with the run, whose ``item_results`` say what became of each id."""
 
+    access = Access.ADMIN
+
     def __init__(self, engine, dispatcher):
         self.engine, self.dispatcher = engine, dispatcher
 
@@ -82,6 +87,8 @@ class StockItemsResource:
 
 
 class RunsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -94,6 +101,8 @@ class RunsResource:
 
 
 class RunResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 
@@ -109,6 +118,8 @@ _RUN_SUMMARY = ("id", "status", "requested_at", "finished_at", "objects", "reque
 
 
 class EntitiesResource:
+    access = Access.ADMIN
+
     def __init__(self, engine, config, budget):
         self.engine, self.config, self.budget = engine, config, budget
         self.schema = config.database.entity_schema
@@ -146,6 +157,8 @@ class EntitiesResource:
 
 
 class BulkSyncResource:
+    access = Access.ADMIN
+
     def __init__(self, starter: RunStarter):
         self.starter = starter
 
@@ -157,6 +170,8 @@ class BulkSyncResource:
 
 
 class BulkStatusResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import entity_param
 from tds_daemon.intake import recent
 
 
 class WebhookRecentResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

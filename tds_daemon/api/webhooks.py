@@ -1,4 +1,5 @@
-"""``POST /api/tds/webhooks/{entity}``: check, store durably (group commit), then dispatch."""
+"""``POST /api/tds/webhooks/{entity}``: check, store durably (group commit), then dispatch. The webhook token
+is checked before this resource is reached (``auth.AccessControl``), which reports refusals to ``refused``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import falcon
 from sqlalchemy import exc
 
 from tds_daemon import entities
+from tds_daemon.api.auth import Access
 from tds_daemon.api.errors import ApiError, database_unavailable
 from tds_daemon.api.refusals import RefusalLog
 from tds_daemon.intake import webhook
@@ -23,8 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class WebhookResource:
+    access = Access.WEBHOOK
+
     def __init__(self, config, engine, dispatcher):
-        self.token = config.api.webhook_token.encode()
         self.secret = config.api.webhook_secret.encode()
         self.max_body = config.api.max_body_bytes
         self.refusals = RefusalLog()
@@ -35,14 +38,11 @@ class WebhookResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, entity: str) -> None:
         spec = entities.resolve(entity)
-        label = spec.name if spec else "unknown"
         self.pressure.enter()
         try:
             stored, delivery = self._accept(req, spec, entity)
         except ApiError as e:
-            webhooks_received.labels(label, e.code).inc()
-            self.refusals.note(e.status_code, e.code, spec.name if spec else entity, req.remote_addr,
-                               req.get_header("X-Forwarded-For"), e.detail)
+            self.refused(req, {"entity": entity}, e)
             raise
         finally:
             self.pressure.leave()
@@ -54,13 +54,20 @@ class WebhookResource:
         resp.status = falcon.HTTP_200 if stored.duplicate else falcon.HTTP_202
         resp.media = {"status": outcome, "event_id": stored.event_id}
 
+    def refused(self, req, params: dict, error: ApiError) -> None:
+        """Counts and records a delivery refused, here or by the access check before it."""
+        entity = params.get("entity", "")
+        spec = entities.resolve(entity)
+        webhooks_received.labels(spec.name if spec else "unknown", error.code).inc()
+        self.refusals.note(error.status_code, error.code, spec.name if spec else entity, req.remote_addr,
+                           req.get_header("X-Forwarded-For"), error.detail)
+
     def _accept(self, req, spec, entity):
         length = req.content_length
         if length is None:
             raise ApiError(411, "length_required", "send a Content-Length header")
         if length > self.max_body:
             raise ApiError(413, "body_too_large", f"body is {length} bytes; the limit is {self.max_body}")
-        self._authenticate(req)
         if spec is None:
             raise ApiError(404, "unknown_entity", f"no entity type {entity[:60]!r}; known: "
                            + ", ".join(e.name for e in entities.ENTITIES))
@@ -84,18 +91,6 @@ class WebhookResource:
             raise database_unavailable("TDS cannot reach its database; nothing was stored, send it again later",
                                        detail=type(getattr(e, "orig", None) or e).__name__) from None
         return stored, delivery
-
-    def _authenticate(self, req: falcon.Request) -> None:
-        if not self.token:
-            raise ApiError(401, "webhooks_disabled", "this TDS has no api.webhook_token configured; "
-                           "set it (or TDS_API_WEBHOOK_TOKEN) and reload")
-        given = (req.get_header("X-TDS-Webhook-Token") or req.get_header("X-Webhook-Key")
-                 or req.get_param("token"))
-        if not given:
-            raise ApiError(401, "token_missing", "send the webhook token in the X-TDS-Webhook-Token header, "
-                           "the X-Webhook-Key header or the token query parameter")
-        if not hmac.compare_digest(given.encode(), self.token):
-            raise ApiError(401, "token_invalid", "the webhook token is wrong")
 
     def _verify_signature(self, req: falcon.Request, raw: bytes) -> None:
         given = (req.get_header("X-Zoho-Webhook-Signature") or "").strip().lower()

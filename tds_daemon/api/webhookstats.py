@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from tds_daemon.api.auth import Access
 from tds_daemon.intake import webhookstats
 
 
 class WebhookStatsResource:
+    access = Access.ADMIN
+
     def __init__(self, engine):
         self.engine = engine
 

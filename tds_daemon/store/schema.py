@@ -175,6 +175,16 @@ Index("uq_tds_alerts_open", alerts.c.type, func.coalesce(alerts.c.entity, ""), u
       postgresql_where=text("resolved_at IS NULL"))
 Index(None, alerts.c.last_seen_at)
 
+# The dashboard's login sessions (tds_daemon.api.session): a session is live while its row is not ended.
+dashboard_sessions = Table(
+    "tds_dashboard_sessions", metadata,
+    Column("id", Text, primary_key=True),  # SHA-256 of the cookie's nonce, never the nonce itself
+    Column("created_at", TZ, nullable=False, server_default=func.now()),
+    Column("expires_at", TZ, nullable=False),
+    Column("ended_at", TZ),
+    Column("client", Text),
+)
+
 RUN_ORIGINS = ("scheduler", "api", "cli")
 
 # One row per healer run; the report is what the run returned (see tds_daemon.care.healing).
