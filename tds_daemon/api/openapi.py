@@ -327,7 +327,10 @@ PATHS: dict[str, dict[str, Any]] = {
             "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
         "responses": {"303": {"description": "signed in: back to /dashboard, with the session cookie"},
                       "401": {"description": "a wrong or missing token: the login form again",
-                              "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+                              "content": {"text/html": {"schema": {"type": "string"}}}},
+                      "411": _error("no Content-Length"), "413": _error("a body over api.max_body_bytes"),
+                      "429": {"description": "five wrong tokens from this address this minute: the form, closed "
+                              "until Retry-After", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
     "/dashboard/logout": {"post": {
         "summary": "end the session (its CSRF token in X-CSRF-Token)", "tags": ["dashboard"],
         "security": [{"dashboardSession": []}],
