@@ -12,7 +12,8 @@ import sys
 from tds.preflight import CONFIG_HELP, Failure, database_failure, load_config, require_schema
 from tds_daemon import entities
 from tds_daemon.config import Config
-from tds_daemon.subscribers import EVENT_TYPES, Subscriber, event_entities, mask
+from tds_daemon.redaction import mask_url
+from tds_daemon.subscribers import EVENT_TYPES, Subscriber, event_entities
 
 DEFAULT_TAIL = 20
 # NOTIFY normally wakes ``--follow`` at each commit; this bounds how late an event shows if one is lost
@@ -197,16 +198,18 @@ def _which(config: Config, engine, wanted: str | None) -> tuple[str | None, Subs
             return s.url, s
     if not pusher.dead_letters(engine, wanted, limit=1):
         known = ", ".join(s.label for s in config.subscribers) or "none"
-        raise Failure(f"events replay: no subscriber {mask(wanted)!r} is configured and it has no dead letters "
+        raise Failure(f"events replay: no subscriber {mask_url(wanted)!r} is configured and it has no dead letters "
                       f"(configured: {known}; `tds events replay --list` shows every dead letter)")
     return wanted, None
 
 
 def _label(config: Config, url: str) -> str:
+    """How ``--list`` names a subscriber: its label, or for one no longer configured its URL (password masked),
+    the only way ``--subscriber`` can name it."""
     for s in config.subscribers:
         if s.url == url:
             return s.label
-    return f"{Subscriber(url=url, secret='').label} (not configured)"
+    return f"{mask_url(url)} (not configured)"
 
 
 def _when(at) -> str:
@@ -257,6 +260,6 @@ def cmd_replay(args) -> int:
         return 0
     said = f"{n} dead letter(s) of {who}{events_} marked for replay: tds run pushes them again, oldest first"
     if url and sub is None:
-        said += f"; {mask(url)} is not configured, so nothing pushes them until it is"
+        said += f"; {mask_url(url)} is not configured, so nothing pushes them until it is"
     print(said)
     return 0

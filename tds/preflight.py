@@ -9,6 +9,7 @@ import tempfile
 
 from tds_daemon.config import DEFAULT_PATH, Config, ConfigError, load
 from tds_daemon.oneline import first_line
+from tds_daemon.redaction import mask_url
 
 CONFIG_HELP = "TOML file (default: $TDS_CONFIG, /etc/tds/tds.toml)"
 
@@ -73,7 +74,7 @@ def require_schema(config: Config) -> None:
         with engine.connect() as conn:
             current = current_revision(conn)
     except exc.OperationalError as e:
-        raise Failure(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
+        raise Failure(f"cannot connect to PostgreSQL at {mask_url(config.database.url)}: "
                       f"{first_line(e.orig)} ({origin(config, 'database.url')})") from None
     finally:
         engine.dispose()
@@ -91,7 +92,6 @@ def require_redis(config: Config) -> None:
     import redis
 
     from tds_daemon.apply.broker import redis_client
-    from tds_daemon.config import mask_url
 
     client = redis_client(config)
     try:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tds_daemon import subscribers
-from tds_daemon.settings import ENV_PREFIX, SCHEMA, SECTIONS, ZOHO_CREDENTIALS, Setting, mask_url
+from tds_daemon.redaction import mask_url
+from tds_daemon.settings import ENV_PREFIX, SCHEMA, SECTIONS, ZOHO_CREDENTIALS, Setting
 
 DEFAULT_PATH = "/etc/tds/tds.toml"
 

@@ -11,9 +11,9 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tds_daemon import crontab, subscribers
+from tds_daemon.redaction import mask_url, split_url
 
 ENV_PREFIX = "TDS_"
 REGIONS = ("com", "eu", "in", "com.au", "jp", "ca", "com.cn", "sa")
@@ -42,39 +42,12 @@ def _range(lo: float, hi: float) -> Callable[[Any], str | None]:
     return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}, got {v}"
 
 
-MASK = "***"
-_SECRET_PARAMS = ("password", "secret", "token")
-
-
-def mask_url(value: str) -> str:
-    """``value`` with the password of its user part, and any password/secret/token query parameter, as ***;
-    a value that is not a URL is returned unchanged."""
-    try:
-        parts = urlsplit(value)
-        password = parts.password
-    except ValueError:
-        return value
-    if "://" not in value:
-        return value
-    netloc, query = parts.netloc, parts.query
-    if password is None and not any(s in query.lower() for s in _SECRET_PARAMS):
-        return value
-    if password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if any(s in k.lower() for k, _ in pairs for s in _SECRET_PARAMS):
-        query = urlencode([(k, MASK if any(s in k.lower() for s in _SECRET_PARAMS) else v) for k, v in pairs],
-                          safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _url(*schemes: str) -> Callable[[Any], str | None]:
     def check(v: str) -> str | None:
-        parts = urlsplit(v)
-        if parts.scheme not in schemes:
+        parts = split_url(v)
+        if parts is None or parts.scheme not in schemes:
             return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}, got {mask_url(v)!r}"
-        if not parts.netloc and parts.scheme not in ("postgresql", "postgresql+psycopg2"):
+        if not parts.host and parts.scheme not in ("postgresql", "postgresql+psycopg2"):
             return f"must name a host, got {mask_url(v)!r}"
         return None
 
@@ -197,7 +170,8 @@ SCHEMA: tuple[Setting, ...] = (
             "every subscriber has had them; more than the three days a push is retried", check=_range(4, 3650)),
     Setting("events", "subscribers", list, (), "where events are pushed (TOML only): [[events.subscribers]] tables "
             "with url, secret (whsec_ and the base64 of a 24 to 64 byte key, as Standard Webhooks defines it), and "
-            "optional types and entities lists (only those events) and name (its label in metrics and logs)",
+            "optional types and entities lists (only those events) and name (its label in metrics and logs; without "
+            "one, its scheme://host[:port])",
             check=subscribers.check),
     Setting("stats", "match_threshold", float, 95.0, "below this match percentage an entity gets a "
             "stats_mismatch alert and a repair (full) sync", check=_range(0, 100)),

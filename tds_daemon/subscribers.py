@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tds_daemon import entities
+from tds_daemon.redaction import mask_url, origin, split_url
 
 ENTITY_SYNCED = "tds.zoho.entity.synced"
 SYNC_COMPLETED = "tds.zoho.sync.completed"
@@ -34,11 +35,9 @@ class Subscriber:
 
     @property
     def label(self) -> str:
-        """The subscriber in metrics and logs: its name, else its URL without credentials or query."""
-        if self.name:
-            return self.name
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        """The subscriber in metrics and logs: its name, else ``scheme://host[:port]`` alone (a URL's path or
+        query may be its secret, as a webhook URL's often is)."""
+        return self.name or origin(self.url)
 
 
 def event_entities() -> tuple[str, ...]:
@@ -65,8 +64,12 @@ def _entry_problems(entry: Any) -> list[str]:
         return ["must be a [[events.subscribers]] table"]
     said = [f"unknown key {k!r} (known: {', '.join(KEYS)})" for k in entry if k not in KEYS]
     url = entry.get("url")
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+    parts = split_url(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.host:
         said.append("url must be an http:// or https:// URL with a host")
+    elif not _unambiguous(url):
+        said.append("url must have any / ? # @ [ ] of its user or password, and any @ of its path or query, "
+                    "percent-encoded (%2F %3F %23 %40 %5B %5D)")
     problem = secret_problem(entry.get("secret"))
     if problem:
         said.append(problem)
@@ -84,13 +87,25 @@ def _entry_problems(entry: Any) -> list[str]:
     return said
 
 
+def _unambiguous(url: str) -> bool:
+    """Whether the HTTP client reads the same user part and host in ``url`` as every URL TDS shows does."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return False
+    userinfo, at, host = parts.netloc.rpartition("@")
+    mine = split_url(url)
+    return (userinfo if at else None) == mine.userinfo and host == mine.host
+
+
 def check(value: Any) -> list[str]:
     """Every problem of the subscriber tables, each prefixed by its position (empty: they are usable)."""
     said = []
     for i, entry in enumerate(value):
         said += [f"[{i}]: {p}" for p in _entry_problems(entry)]
     urls = [e.get("url") for e in value if isinstance(e, dict)]
-    said += [f"url {mask(u)!r} is configured twice" for u in sorted({u for u in urls if urls.count(u) > 1})]
+    said += [f"[{i}]: url is the same as [{urls.index(u)}]'s" for i, u in enumerate(urls) if urls.index(u) < i]
     labels = [parse([e])[0].label for e in value if not _entry_problems(e)]
     said += [f"two subscribers would both be shown as {x!r}: give them different names"
              for x in sorted({x for x in labels if labels.count(x) > 1})]
@@ -103,13 +118,7 @@ def parse(value: Any) -> tuple[Subscriber, ...]:
                             entities=tuple(e.get("entities", ())), name=e.get("name", "")) for e in value)
 
 
-def mask(url: Any) -> Any:
-    from tds_daemon.settings import mask_url  # settings imports this module
-
-    return mask_url(url) if isinstance(url, str) else url
-
-
 def redacted(value: Any) -> list[dict[str, Any]]:
     """The subscribers as ``tds status`` and ``check-config`` may show them: no secret, no URL password."""
-    return [{"url": mask(s.url), "secret": "(set)", "types": list(s.types), "entities": list(s.entities),
+    return [{"url": mask_url(s.url), "secret": "(set)", "types": list(s.types), "entities": list(s.entities),
              "label": s.label} for s in parse(value)]

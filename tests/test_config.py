@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from urllib.parse import quote
 
 import pytest
 from support import ROOT, TDS
@@ -78,6 +79,37 @@ def test_check_config_cli_names_keys_and_never_prints_secrets(tmp_path):
     assert secret not in good.stdout + good.stderr + bad.stdout + bad.stderr
 
 
+@pytest.mark.parametrize("odd", ["/", "#", "?", "@", "["])
+def test_check_config_masks_url_passwords_whatever_they_hold(tmp_path, odd):
+    """SQLAlchemy takes such a password raw, so a URL's user part runs to its last @: no piece of the password
+    is shown, and the host and database still are. A subscriber's URL, which the HTTP client reads by the
+    RFC, must have it percent-encoded (but for @); refused otherwise, without echoing it."""
+    password = f"Xq{odd}Zk7{odd}Wv9"
+    pieces = password.split(odd)
+    env = {"PATH": "/usr/bin:/bin",
+           "TDS_DATABASE_URL": f"postgresql+psycopg2://tds:{password}@db.example.com:5433/tds_prod",
+           "TDS_REDIS_URL": f"redis://:{password}@redis.example.com:6380/2",
+           "TDS_ZOHO_BOOKS_URL": f"https://zoho:{password}@books.example.com/books/v3"}
+    subscriber = f'[[events.subscribers]]\nurl = "https://erp:{{}}@erp.example.com/hooks"\nsecret = "{SUB_SECRET}"\n'
+    good = write(tmp_path, subscriber.format(quote(password, safe="")))
+    r = subprocess.run([*TDS, "check-config", "--config", good, "-v"], capture_output=True, text=True, cwd=ROOT,
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    assert "database.url = 'postgresql+psycopg2://tds:***@db.example.com:5433/tds_prod'" in r.stdout
+    assert "redis.url = 'redis://:***@redis.example.com:6380/2'" in r.stdout
+    assert "zoho.books_url = 'https://zoho:***@books.example.com/books/v3'" in r.stdout
+    assert "'url': 'https://erp:***@erp.example.com/hooks'" in r.stdout
+    raw = write(tmp_path, subscriber.format(password))
+    second = subprocess.run([*TDS, "check-config", "--config", raw, "-v"], capture_output=True, text=True,
+                            cwd=ROOT, env=env)
+    if odd == "@":  # the HTTP client, too, reads the user part up to the host's @
+        assert second.returncode == 0 and "'url': 'https://erp:***@erp.example.com/hooks'" in second.stdout
+    else:
+        assert second.returncode == 1 and "percent-encoded" in second.stderr, second.stderr
+    for shown in (r.stdout + r.stderr, second.stdout + second.stderr):
+        assert not [p for p in pieces if p in shown], shown
+
+
 def test_short_secret_is_refused_without_echoing_it(tmp_path):
     with pytest.raises(config.ConfigError) as info:
         config.load(environ={"TDS_API_WEBHOOK_TOKEN": "abc"})
@@ -118,7 +150,7 @@ name = "warehouse-app"
     cfg = config.load(str(path), environ={})
     first, second = cfg.subscribers
     assert first.types == ("tds.zoho.entity.synced",) and first.entities == ("invoice", "product_image")
-    assert first.label == "https://erp.example.com/hooks" and second.label == "warehouse-app"
+    assert first.label == "https://erp.example.com" and second.label == "warehouse-app"
     shown = repr(cfg.redacted())
     assert SUB_SECRET not in shown and ":pw@" not in shown and "(set)" in shown
     assert config.load(environ={}).subscribers == ()
@@ -148,7 +180,7 @@ secret = "{SUB_SECRET}"
     assert "[0]: types has 'tds.zoho.everything'" in text and "[0]: entities has 'invoices'" in text
     assert "[0]: unknown key 'colour'" in text
     assert "[1]: secret's key must be 24 to 64 bytes, it is 5" in text
-    assert "url 'https://erp.example.com/hooks' is configured twice" in text
+    assert "[2]: url is the same as [1]'s" in text
     with pytest.raises(config.ConfigError) as e:
         config.load(environ={"TDS_EVENTS_SUBSCRIBERS": "https://x"})
     assert "cannot be set by the environment" in str(e.value)

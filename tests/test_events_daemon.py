@@ -26,13 +26,15 @@ SECRET = "whsec_" + base64.b64encode(b"events pushed by tds run, signed").decode
 
 
 class BlackHole:
-    """A port that accepts connections (the kernel's backlog does) and never reads or answers them."""
+    """A port that accepts connections (the kernel's backlog does) and never reads or answers them; its URL's
+    path and query are the kind of secret a webhook URL holds."""
 
     def __init__(self):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/never"
+        self.origin = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.url = f"{self.origin}/hooks/secret-path-abc?key=xyz"
 
     def close(self):
         self.sock.close()
@@ -51,8 +53,9 @@ def consumers():
         c.close()
 
 
-def subscriber_toml(url: str, name: str, extra: str = "") -> str:
-    return f'[[events.subscribers]]\nurl = "{url}"\nsecret = "{SECRET}"\nname = "{name}"\n{extra}'
+def subscriber_toml(url: str, name: str | None, extra: str = "") -> str:
+    named = f'name = "{name}"\n' if name else ""
+    return f'[[events.subscribers]]\nurl = "{url}"\nsecret = "{SECRET}"\n{named}{extra}'
 
 
 def metric(daemon, name: str, subscriber: str) -> float:
@@ -86,7 +89,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_and_a_dead_one_slows_noth
     erp, hole = consumers(), BlackHole()
     erp.status = 503  # down
     config = tmp_path / "tds.toml"
-    config.write_text(subscriber_toml(erp.url, "erp") + subscriber_toml(hole.url, "dead"))
+    config.write_text(subscriber_toml(erp.url, "erp") + subscriber_toml(hole.url, None))  # shown by its host
     try:
         daemon = start_daemon(processes, env, TDS_CONFIG=str(config))
         wait_until(lambda: subscribers_started(engine, 2), 30, message="both pushers started")
@@ -108,10 +111,13 @@ def test_a_subscriber_down_for_a_while_gets_everything_and_a_dead_one_slows_noth
         assert firsts == sorted(firsts), "pushed in id order"
         assert {e["data"]["zoho_id"] for e in got} == {str(o["item_id"]) for o in objects}
         assert {(e["data"]["action"], e["data"]["source"]) for e in got} == {("created", "webhook")}
-        wait_until(lambda: metric(daemon, "tds_events_failed_total", "dead") >= 1, 30,
+        wait_until(lambda: metric(daemon, "tds_events_failed_total", hole.origin) >= 1, 30,
                    message="the silent subscriber timed out")
         assert metric(daemon, "tds_events_delivered_total", "erp") >= len(ids)
-        assert metric(daemon, "tds_events_delivered_total", "dead") == 0
+        assert metric(daemon, "tds_events_delivered_total", hole.origin) == 0
+        assert f"events: push to {hole.origin} failed" in daemon.output(tail=None)
+        scraped = httpx.get(f"{daemon.base_url}/metrics", timeout=5).text
+        assert f'tds_events_lag_seconds{{subscriber="{hole.origin}"}}' in scraped
 
         # A reload that swaps the silent subscriber for a new one starts pushing to it.
         shop = consumers()
@@ -130,6 +136,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_and_a_dead_one_slows_noth
         wait_until(lambda: {e["id"] for e in received(erp)} >= set(synced_ids(engine)), 30,
                    message="erp got both")
         assert processes.stop(daemon.proc) == 0
-        assert SECRET not in daemon.output(tail=None)
+        for secret in (SECRET, "secret-path-abc", "xyz"):
+            assert secret not in daemon.output(tail=None) and secret not in scraped
     finally:
         hole.close()

@@ -20,7 +20,8 @@ from tds_daemon.apply import upsert
 from tds_daemon.config import load
 
 SECRET = "whsec_" + base64.b64encode(b"m" * 32).decode()
-BEHIND, CURRENT, INVOICES, FRESH = (f"http://127.0.0.1:9/{n}" for n in ("behind", "current", "invoices", "fresh"))
+BEHIND, CURRENT, INVOICES, FRESH = (f"http://127.0.0.1:9/{n}" for n in ("behind", "hooks/secret-path-abc?key=xyz",
+                                                                       "invoices", "fresh"))
 
 
 def config_file(tmp_path) -> str:
@@ -67,13 +68,14 @@ def test_lag_and_dead_letters_of_each_configured_subscriber(env, engine, process
     body = httpx.get(f"{base}/metrics", timeout=10).text
 
     lag = gauges(body, "tds_events_lag_seconds")
-    assert set(lag) == {"erp", "http://127.0.0.1:9/current", "invoices", "fresh"}, lag
+    assert set(lag) == {"erp", "http://127.0.0.1:9", "invoices", "fresh"}, lag
     assert 30 * 60 <= lag["erp"] < 31 * 60, lag  # its oldest event not had: event 3, 30 minutes old
     assert 10 * 60 <= lag["invoices"] < 11 * 60, lag  # the first invoice after its cursor: event 5
-    assert lag["http://127.0.0.1:9/current"] == 0 and lag["fresh"] == 0, lag
+    assert lag["http://127.0.0.1:9"] == 0 and lag["fresh"] == 0, lag
     dead = gauges(body, "tds_events_dead_letters")
-    assert dead == {"erp": 2, "http://127.0.0.1:9/current": 0, "invoices": 0, "fresh": 0}, dead
-    assert SECRET not in body
+    assert dead == {"erp": 2, "http://127.0.0.1:9": 0, "invoices": 0, "fresh": 0}, dead
+    for secret in (SECRET, "secret-path-abc", "xyz"):  # an unnamed subscriber is shown by its host alone
+        assert secret not in body
 
 
 def test_postgresql_down_leaves_them_out_and_the_scrape_answers(tmp_path, monkeypatch, redis_url):

@@ -11,14 +11,17 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from standardwebhooks import Webhook
+from support import wait_until
 from support.subscriber import Subscriber as Consumer
 from support.zoho_objects import make_object
 
 from tds_daemon import entities
 from tds_daemon.apply import events, upsert
-from tds_daemon.publish import pusher
+from tds_daemon.config import load
+from tds_daemon.publish import pusher, runner
+from tds_daemon.store.db import make_engine
 from tds_daemon.store.schema import event_subscribers
 from tds_daemon.subscribers import Subscriber
 
@@ -146,3 +149,86 @@ def test_an_event_committed_while_a_batch_is_read_is_not_passed_over(clean_db, c
     drain(p)
     drain(p)  # the next step, which its commit's notification would wake
     assert [json.loads(b)["data"]["zoho_id"] for _, b in consumer.pushes] == first + late
+
+
+def lock_holder(engine, url: str) -> tuple[str, int] | None:
+    """The application name and pid of the connection holding ``url``'s push lock in this database, if any."""
+    key = runner.lock_key(url)
+    with engine.connect() as c:
+        return c.execute(text(
+            "SELECT a.application_name, l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = :hi AND l.objid::bigint = :lo "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+            {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).one_or_none()
+
+
+def test_a_pusher_whose_lock_connection_drops_stops_until_it_holds_the_lock_again(clean_db, consumer, pg_url,
+                                                                                   caplog):
+    """Two publishers (two daemons' worth: an engine each) on one subscriber: one pushes. When PostgreSQL
+    terminates the holder's lock connection the lock is free for another daemon (the test takes it, as one
+    would) and the first posts nothing more; once the lock is free again one of the two takes it and pushes
+    on, and when that one stops the other takes over. No event is posted twice throughout."""
+    config = load(environ={"TDS_DATABASE_URL": pg_url})
+    engines = {n: make_engine(config, pool_size=3, application_name=f"tds-events-{n}") for n in ("a", "b")}
+    sub = Subscriber(url=consumer.url, secret=SECRET)
+    publishers = {n: runner.Publisher(e, [sub], retry_s=0.2) for n, e in engines.items()}
+    written: list[str] = []
+
+    def holder() -> str | None:
+        found = lock_holder(clean_db, sub.url)
+        return found and found[0].removeprefix("tds-events-")
+
+    def started() -> bool:
+        with clean_db.connect() as c:
+            return c.execute(select(event_subscribers)).first() is not None
+
+    def pushed() -> list[str]:
+        with consumer.lock:
+            return [json.loads(b)["data"]["zoho_id"] for _, b in consumer.pushes]
+
+    def write_and_see_them_pushed(n: int) -> None:
+        written.extend(write(clean_db, n))
+        wait_until(lambda: len(pushed()) >= len(written), 20, message=f"{len(written)} events pushed")
+        assert pushed() == written  # each once, in order
+
+    try:
+        publishers["a"].start()
+        wait_until(lambda: holder() == "a", 10, message="a holds the lock")
+        wait_until(started, 10, message="a's first step")
+        publishers["b"].start()
+        write_and_see_them_pushed(3)
+        assert holder() == "a"
+        assert publishers["b"].stop(10)  # until the lock is taken below, a is the only one that might want it
+
+        other = clean_db.connect()  # another daemon, as far as the lock can tell
+        try:
+            with clean_db.connect() as c:  # what a PostgreSQL restart or a network cut does to a's lock
+                assert c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": lock_holder(clean_db, sub.url)[1]}
+                                 ).scalar()
+            wait_until(lambda: other.execute(text("SELECT pg_try_advisory_lock(:k)"),
+                                             {"k": runner.lock_key(sub.url)}).scalar(), 10, message="the lock freed")
+            other.commit()
+            written.extend(write(clean_db, 3))
+            wait_until(lambda: "connection holding its lock dropped" in caplog.text or len(pushed()) > 3, 10,
+                       message="a noticed before posting")
+            assert len(pushed()) == 3, "posted without the lock"  # b is stopped; a noticed and posted none
+            publishers["b"] = runner.Publisher(engines["b"], [sub], retry_s=0.2)
+            publishers["b"].start()
+        finally:
+            other.close()  # the lock is free again
+        wait_until(lambda: len(pushed()) == len(written), 20, message="the three pushed by a lock holder")
+        assert pushed() == written
+        first = holder()
+        assert first in ("a", "b")
+
+        assert publishers[first].stop(10)
+        second = "b" if first == "a" else "a"
+        wait_until(lambda: holder() == second, 10, message=f"{second} took over")
+        write_and_see_them_pushed(2)
+    finally:
+        for p in publishers.values():
+            p.stop(10)
+        for e in engines.values():
+            e.dispose()
+    ids = [int(h["webhook-id"]) for h, _ in consumer.pushes]
+    assert ids == sorted(set(ids))

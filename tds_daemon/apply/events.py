@@ -75,7 +75,10 @@ def _write(conn: Connection) -> None:
 
 @event.listens_for(Engine, "rollback")
 def _drop(conn: Connection) -> None:
-    conn.info.pop(_PENDING, None)
+    """Forget the rolled-back transaction's events. A connection invalidated (lost) has nothing to forget:
+    its info went with it, and reading it would raise instead of letting the rollback happen."""
+    if not conn.invalidated:
+        conn.info.pop(_PENDING, None)
 
 
 @event.listens_for(Pool, "checkin")

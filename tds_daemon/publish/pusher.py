@@ -54,8 +54,10 @@ class Pusher:
 
     def __init__(self, engine: Engine, subscriber: Subscriber, *, http: httpx.Client | None = None,
                  give_up_s: float = GIVE_UP_S, clock: Callable[[], float] = time.time,
-                 rng: Callable[[], float] = random.random):
-        self.engine, self.sub = engine, subscriber
+                 rng: Callable[[], float] = random.random, before_post: Callable[[], None] = lambda: None):
+        """``before_post`` runs before each POST and raises to stop the step there (the runner's check that
+        this process still holds the subscriber's lock); what was delivered until then is recorded."""
+        self.engine, self.sub, self.before_post = engine, subscriber, before_post
         self.http = http or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
         self.give_up_s, self.clock, self.rng = give_up_s, clock, rng
         self.delivered = metrics.events_delivered.labels(subscriber.label)
@@ -104,6 +106,7 @@ class Pusher:
         return 0.0 if len(batch) == BATCH else 1.0
 
     def _post(self, event: dict) -> None:
+        self.before_post()
         body = jsoncodec.dumpb(event)
         headers = signing.headers(self.sub.secret, str(event["id"]), int(self.clock()), body)
         headers["content-type"] = "application/json"

@@ -1,7 +1,10 @@
 """Running the pushers: a thread per subscriber, woken by ``NOTIFY tds_events``, until asked to stop.
 
 Each subscriber is pushed by one process at a time, whichever TDS holds its PostgreSQL advisory lock, so
-that two daemons on one database never post the same events twice over; the other waits to take over.
+that two daemons on one database never post the same events twice over; the other waits to take over. The
+lock lives as long as the connection that took it: that connection is checked before every post, so a
+pusher whose connection dropped (PostgreSQL restarted, the backend terminated, the network cut) stops at
+once, and pushes again only once it holds the lock anew.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from tds_daemon.apply.events import CHANNEL
 from tds_daemon.oneline import described
@@ -27,6 +31,10 @@ IDLE_POLL_S = 1.0  # a notification normally wakes a pusher first; this bounds a
 ERROR_PAUSE_S = 5.0
 GATHER_S = 0.1  # after a wake-up, commits that follow within this time are pushed in the same step
 NICENESS = 10  # pushing yields the CPU to intake and applying when they need it
+
+
+class LockLost(Exception):
+    """The connection holding a subscriber's advisory lock is gone, and the lock with it."""
 
 
 def lock_key(url: str) -> int:
@@ -45,8 +53,8 @@ def lower_priority() -> None:
 class Publisher:
     """The pushers of the configured subscribers; ``start`` returns at once, ``stop`` ends them."""
 
-    def __init__(self, engine: Engine, subscribers: list[Subscriber]):
-        self.engine, self.subscribers = engine, subscribers
+    def __init__(self, engine: Engine, subscribers: list[Subscriber], *, retry_s: float = ERROR_PAUSE_S):
+        self.engine, self.subscribers, self.retry_s = engine, subscribers, retry_s
         self.stopping = threading.Event()
         self.wakes = [threading.Event() for _ in subscribers]
         self.threads: list[threading.Thread] = []
@@ -74,23 +82,28 @@ class Publisher:
 
     def _push(self, sub: Subscriber, wake: threading.Event) -> None:
         lower_priority()
+        waited = False  # refused the lock, or lost it: taking it is news for the log
         while not self.stopping.is_set():
             try:
                 with self.engine.connect() as holder:
                     if not holder.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(sub.url)}).scalar():
                         holder.rollback()
-                        self.stopping.wait(ERROR_PAUSE_S)  # another TDS pushes to this subscriber
+                        waited = True
+                        self.stopping.wait(self.retry_s)  # another TDS pushes to this subscriber
                         continue
                     holder.commit()  # the session lock stays; no transaction stays open
-                    self._loop(sub, wake)
+                    if waited:
+                        log.info("events: this TDS now pushes to %s", sub.label)
+                    self._loop(sub, wake, lambda: _still_held(holder))
                     holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(sub.url)})
                     holder.commit()
-            except Exception as e:  # PostgreSQL gone: try again shortly, never end the thread
+            except Exception as e:  # PostgreSQL gone, or the lock with its connection: try again shortly
+                waited = True
                 log.warning("events: pushing to %s paused: %s", sub.label, described(e))
-                self.stopping.wait(ERROR_PAUSE_S)
+                self.stopping.wait(self.retry_s)
 
-    def _loop(self, sub: Subscriber, wake: threading.Event) -> None:
-        pusher = Pusher(self.engine, sub)
+    def _loop(self, sub: Subscriber, wake: threading.Event, held: Callable[[], None]) -> None:
+        pusher = Pusher(self.engine, sub, before_post=held)
         try:
             while not self.stopping.is_set():
                 wait = pusher.step()
@@ -127,3 +140,14 @@ class Publisher:
             except Exception as e:
                 log.warning("events: listening for new events paused: %s", described(e))
                 self.stopping.wait(ERROR_PAUSE_S)
+
+
+def _still_held(holder: Connection) -> None:
+    """Return if the connection that took the lock still answers (the lock lives as long as it), else raise
+    LockLost: another TDS may hold the lock by now."""
+    try:
+        holder.execute(text("SELECT 1"))
+        holder.rollback()
+    except Exception as e:
+        raise LockLost(f"the connection holding its lock dropped ({described(e)}); pushing resumes once this "
+                       "TDS holds the lock again") from None

@@ -12,6 +12,7 @@ from sqlalchemy import exc
 
 from tds_daemon.config import Config
 from tds_daemon.oneline import first_line
+from tds_daemon.redaction import mask_url
 from tds_daemon.store.db import DatabaseUnavailable, make_engine
 
 _HERE = os.path.join(os.path.dirname(__file__), "migrations")
@@ -32,7 +33,7 @@ def _connect(config: Config):
     except exc.OperationalError as e:
         engine.dispose()
         reason = first_line(e.orig if e.orig else e)
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {engine.url.render_as_string()}: "
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {mask_url(config.database.url)}: "
                                   f"{reason}") from None
 
 
