@@ -290,8 +290,12 @@ class Budget:
         return max(0, self._expected_scheduled(yesterday) - today.get("scheduled", 0))
 
     def backfill_per_day(self) -> int:
-        """What the backfill may spend in a whole day, at today's expectation of scheduled calls."""
-        return max(0, self.daily_budget - self._expected_scheduled(self._counts(self.day() - dt.timedelta(days=1))))
+        """What the backfill may spend in a whole day, at today's expectation of scheduled calls (yesterday's
+        figure the larger of Redis's and PostgreSQL's)."""
+        yesterday = self.day() - dt.timedelta(days=1)
+        figures, _ = self._db_read([yesterday])
+        return max(0, self.daily_budget - self._expected_scheduled(_larger(self._counts(yesterday),
+                                                                           figures.get(yesterday, {}))))
 
     def state(self) -> BudgetState:
         """The day's figures, each the larger of Redis's and PostgreSQL's (Redis alone when PostgreSQL cannot
