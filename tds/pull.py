@@ -124,7 +124,7 @@ def _sync_details(config: Config, names: list[str]) -> int:
     logs.setup("WARNING" if config.log.level == "INFO" else config.log.level)
     logging.getLogger("tds_daemon.pull.detail").setLevel(logging.WARNING)
     engine = make_engine(config, pool_size=4, application_name="tds-sync")
-    client = ZohoClient(config, redis_client(config), purpose="manual")
+    client = ZohoClient(config, redis_client(config), purpose="manual", engine=engine)
     try:
         waiting = {n: e["waiting"] for n, e in detail.backlog(engine, config.database.entity_schema).items()
                    if n in names}
@@ -170,7 +170,7 @@ class _SyncCommand:
         self.config, self.kind, self.since = config, kind, since
         self.engine = make_engine(config, pool_size=8, application_name="tds-sync")
         # One client for every entity this process syncs: its connections and token are reused.
-        self.client = ZohoClient(config, redis_client(config), purpose="manual")
+        self.client = ZohoClient(config, redis_client(config), purpose="manual", engine=self.engine)
         # Progress and results are output: stdout, unless stderr is a terminal for the live line
         # (one process only: several would overwrite each other's line).
         self.progress = Progress(sys.stderr if live and sys.stderr.isatty() else sys.stdout)

@@ -32,7 +32,7 @@ def cmd_status(args) -> int:
     engine = make_engine(config, pool_size=1, application_name="tds-status")
     breakers = _breaker_states(config)
     try:
-        state = collect(engine, breakers, _budget_state(config), _detail_report(config, engine))
+        state = collect(engine, breakers, _budget_state(config, engine), _detail_report(config, engine))
     except exc.OperationalError as e:
         raise database_failure(e, config) from None
     finally:
@@ -60,7 +60,7 @@ def _breaker_states(config: Config) -> list[dict] | None:
         client.close()
 
 
-def _budget_state(config: Config) -> dict | None:
+def _budget_state(config: Config, engine: Engine) -> dict | None:
     import redis
 
     from tds_daemon.guard.breakers import redis_for_breakers
@@ -68,7 +68,7 @@ def _budget_state(config: Config) -> dict | None:
 
     client = redis_for_breakers(config)
     try:
-        return Budget.from_config(config, client).state().as_json()
+        return Budget.from_config(config, client, engine).state().as_json()
     except redis.RedisError:
         return None
     finally:
@@ -84,7 +84,7 @@ def _detail_report(config: Config, engine) -> dict:
 
     client = redis_for_breakers(config)
     try:
-        return detail.progress_report(engine, config, Budget.from_config(config, client))
+        return detail.progress_report(engine, config, Budget.from_config(config, client, engine))
     except redis.RedisError:
         return detail.progress_report(engine, config, None)
     finally:

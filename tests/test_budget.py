@@ -6,18 +6,27 @@ TDS's own count.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from support import TDS, start_daemon, wait_until
 from support.pull import cli
 from support.sim import ADMIN, ALL
+from support.tcp_proxy import TcpProxy
 
 from tds_daemon.apply.broker import redis_client
 from tds_daemon.config import load
+from tds_daemon.pull.zoho import budget as budget_module
 from tds_daemon.pull.zoho.budget import Budget
 from tds_daemon.pull.zoho.slots import Slots
+from tds_daemon.simulator.zohotime import ORG_TZ
+from tds_daemon.store.db import make_engine
 
 
 def api_requests(sim) -> int:
@@ -129,3 +138,119 @@ def test_metrics_name_the_budget(sim, pull_env, processes):
     daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_DAILY_BUDGET": "777"})
     text_ = httpx.get(f"{daemon.base_url}/metrics", timeout=10).text
     assert "tds_zoho_calls_today 0.0" in text_ and "tds_zoho_budget_remaining 777.0" in text_
+
+
+# --------------------------------------------------------------- the day's count where Redis cannot lose it
+
+def forget_redis(config) -> None:
+    """What a Redis restart or ``FLUSHDB`` does to this TDS: every key of its namespace gone (the server is
+    shared with other test sessions, so never FLUSHDB itself)."""
+    client = redis_client(config)
+    try:
+        keys = list(client.scan_iter(match=f"{config.redis.namespace}:*", count=1000))
+        assert keys, "there was something to lose"
+        client.delete(*keys)
+    finally:
+        client.close()
+
+
+def saved_calls(engine) -> dict[str, int]:
+    with engine.connect() as c:
+        return dict(c.execute(text("SELECT purpose, sum(calls) FROM tds_zoho_calls GROUP BY 1")).all())
+
+
+def test_a_flush_of_redis_gives_no_second_days_budget(pull_env, engine, api):
+    config = load(environ={**pull_env, "TDS_ZOHO_DAILY_BUDGET": "5"})
+    budget = Budget.from_config(config, redis_client(config), engine)
+    assert all(budget.spend("scheduled").granted for _ in range(3))
+    forget_redis(config)
+    other = Budget.from_config(config, redis_client(config), engine)  # another process's, after the flush
+    assert other.state().used == 3 and other.state().remaining == 2
+    assert [other.spend("scheduled").granted for _ in range(4)] == [True, True, False, False]
+    forget_redis(config)
+    state = budget.state()
+    assert (state.used, state.remaining, state.backfill_left) == (5, 0, 0)
+    assert not budget.spend("scheduled").granted and not budget.spend("backfill").granted
+    assert budget.spend("manual").granted, "an operator's call is still allowed, and counted"
+    assert budget.state().by_purpose == {"scheduled": 5, "backfill": 0, "manual": 1} == {**saved_calls(engine),
+                                                                                          "backfill": 0}
+    forget_redis(config)
+    metrics = api().simulate_get("/metrics").text
+    assert "tds_zoho_calls_today 6.0" in metrics, "what /metrics, the dashboard and tds status show"
+
+
+def test_postgresql_unreachable_redis_decides_and_the_calls_are_saved_later(pull_env, engine, pg_url, monkeypatch):
+    monkeypatch.setattr(budget_module, "DB_RETRY_S", 0.0)  # ask PostgreSQL again at the next call
+    with TcpProxy("127.0.0.1", make_url(pg_url).port or 5432) as proxy:
+        proxied = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+        config = load(environ={**pull_env, "TDS_ZOHO_DAILY_BUDGET": "3", "TDS_DATABASE_URL": proxied})
+        cut = make_engine(config, pool_size=1)
+        try:
+            budget = Budget.from_config(config, redis_client(config), cut)
+            assert budget.spend("scheduled").granted and saved_calls(engine) == {"scheduled": 1}
+            proxy.stop()
+            assert [budget.spend("scheduled").granted for _ in range(3)] == [True, True, False]
+            assert budget.state().used == 3, "Redis's figure stands while PostgreSQL cannot be read"
+            assert saved_calls(engine) == {"scheduled": 1}
+            proxy.start()
+            assert budget.spend("manual").granted
+            assert saved_calls(engine) == {"scheduled": 3, "manual": 1}, "the calls Redis alone counted, saved"
+        finally:
+            cut.dispose()
+
+
+# --------------------------------------------------------------------------------- Zoho's 429s
+
+def test_a_call_zoho_answers_429_costs_one_unit_however_often_it_waits(sim, tds):
+    sim.faults(latency_ms=400, max_concurrency=1)  # the second of two calls at once is answered 429 code 1070
+    client = tds.client()
+    client.tokens.token()  # both calls start at once: neither waits for the token
+    start = threading.Barrier(2)
+
+    def call(_):
+        start.wait(timeout=10)
+        return client.get("books", "/users")
+
+    with ThreadPoolExecutor(2) as pool:
+        assert all(body["code"] == 0 for body in pool.map(call, range(2)))
+    stats = sim.stats()
+    assert stats["concurrency_limited"] == 1 and api_requests(sim) == 3, stats
+    state = Budget.from_config(tds.config, redis_client(tds.config), tds.engine).state()
+    assert state.used == 2 and saved_calls(tds.engine) == {"scheduled": 2}, "two calls, one of them waited out"
+
+
+def next_midnight(tz) -> dt.datetime:
+    now = dt.datetime.now(tz)
+    return dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tz)
+
+
+def test_zohos_daily_quota_refusal_stops_background_work_until_its_reset(sim, tds):
+    sim.faults(daily_limit=50, daily_used=50)  # the company's other integrations spent the day
+    run = tds.sync("customer", "full")
+    assert run["status"] == "failed" and "daily API quota for the organization is spent" in run["error"], run
+    assert "resets at" in run["error"]
+    assert api_requests(sim) == 1, "refused once, then stopped: no wait, no retry"
+    budget = Budget.from_config(tds.config, redis_client(tds.config), tds.engine)
+    assert budget.state().used == 1, "one HTTP call, counted once"
+    with tds.engine.connect() as c:
+        until = c.execute(text("SELECT max(until) FROM tds_zoho_quota_stops")).scalar_one()
+    assert abs((until - next_midnight(ORG_TZ)).total_seconds()) < 5, "the stop lasts until Zoho's reset"
+    forget_redis(tds.config)  # a flush does not lift it
+    skipped = tds.sync("invoice", "full")
+    assert skipped["status"] == "skipped" and "daily Zoho budget spent" in skipped["error"], skipped
+    assert not budget.spend("backfill").granted and not budget.spend("scheduled").granted
+    assert api_requests(sim) == 1, "no background call reached Zoho after its refusal"
+    state = budget.state()
+    assert (state.used, state.zoho_remaining, state.remaining) == (1, 0, 0)
+
+
+def test_tds_sync_says_in_one_line_when_zohos_daily_quota_resets(sim, pull_env):
+    sim.faults(daily_limit=50, daily_used=50)
+    r = cli(pull_env, "sync", "product")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert "daily API quota for the organization is spent" in line and "resets at" in line, line
+    utc = re.search(r"\((\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\)", line)
+    assert utc, line
+    resets = dt.datetime.strptime(utc.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    assert abs((resets - next_midnight(ORG_TZ)).total_seconds()) < 5, line

@@ -74,7 +74,7 @@ def create_app(config: Config, *, engine=None, dispatcher=None) -> falcon.App:
     client = redis_client(config)  # readiness and the scheduler's state share one connection pool
     app.add_route("/health/ready", ReadyResource(engine, client))
     breakers = Breakers.from_config(config, client, alerts=engine)
-    budget = Budget.from_config(config, client)
+    budget = Budget.from_config(config, client, engine)
     leader = LeaderCollector(client, config.redis.namespace) if config.scheduler.enabled else None
     metrics = MetricsResource(engine, config.database.entity_schema, breakers, budget, leader)
     metrics.registry.register(DataCheckCollector(engine))

@@ -246,7 +246,7 @@ def resolve_budget_alert(engine: Engine, config: Config) -> bool:
     client raises it when the day's budget refuses a scheduled call."""
     client = redis_client(config)
     try:
-        if Budget.from_config(config, client).state().remaining <= 0:
+        if Budget.from_config(config, client, engine).state().remaining <= 0:
             return False
     finally:
         client.close()

@@ -189,7 +189,7 @@ def run(config: Config, engine: Engine, dispatcher: Dispatcher, origin: str, nam
     clock = time.monotonic()
     rng = random.Random(int(started.timestamp()))
     own_client = client is None
-    client = client or ZohoClient(config, redis_client(config))
+    client = client or ZohoClient(config, redis_client(config), engine=engine)
     results: dict[str, dict[str, Any]] = {}
     fired: dict[str, list] = {"raised": [], "resolved": []}
     matched_total = denominator_total = 0

@@ -212,6 +212,23 @@ stats_runs = Table(
 )
 Index(None, stats_runs.c.started_at)
 
+# Zoho calls TDS made each day (``scheduler.timezone``), per purpose (tds_daemon.pull.zoho.budget): the count
+# a Redis restart or flush cannot reset.
+zoho_calls = Table(
+    "tds_zoho_calls", metadata,
+    Column("day", Date, primary_key=True),
+    Column("purpose", Text, primary_key=True),
+    Column("calls", BigInteger, nullable=False),
+)
+
+# Zoho refused a call because the organization's daily quota is spent (code 45): no background call until
+# ``until``, Zoho's reset.
+zoho_quota_stops = Table(
+    "tds_zoho_quota_stops", metadata,
+    Column("until", TZ, primary_key=True),
+    Column("recorded_at", TZ, nullable=False, server_default=func.now()),
+)
+
 DETAIL_STATES = ("current", "stale", "missing")
 
 _SQL_TYPES = {"text": Text, "numeric": lambda: Numeric(zohovalues.NUMERIC_PRECISION, zohovalues.NUMERIC_SCALE),

@@ -10,7 +10,7 @@ def truncate(engine) -> None:
 
     tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
                         "tds_healer_runs", "tds_stats_runs", "tds_events", "tds_event_subscribers",
-                        "tds_event_dead_letters"]
+                        "tds_event_dead_letters", "tds_zoho_calls", "tds_zoho_quota_stops"]
                        + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
     with engine.begin() as c:
         c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))

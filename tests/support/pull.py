@@ -23,7 +23,7 @@ class Tds:
         self.clients: list[ZohoClient] = []
 
     def client(self, purpose: str = "scheduled") -> ZohoClient:
-        client = ZohoClient(self.config, redis_client(self.config), purpose=purpose)
+        client = ZohoClient(self.config, redis_client(self.config), purpose=purpose, engine=self.engine)
         self.clients.append(client)
         return client
 

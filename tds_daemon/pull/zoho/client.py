@@ -3,8 +3,11 @@
 Every request: waits for a slot of the shared limiter, carries ``Authorization: Zoho-oauthtoken``
 and ``organization_id``, has connect/read timeouts, and is answered by Zoho's envelope — a non-zero
 ``code`` is an error even under HTTP 200. Timeouts and 5xx are retried with exponential backoff and
-jitter; a 429 is waited out (``Retry-After``, else the next minute) without counting as a failure;
-a 401 discards the shared token and refreshes it once, then fails clearly.
+jitter; a 429 is waited out (``Retry-After``, else the next minute) without counting as a failure, at
+most ``MAX_LIMITED`` times a call; a 401 discards the shared token and refreshes it once, then fails clearly.
+A 429 with code 45 (the organization's daily quota is spent) is never waited out: it stops every process's
+background calls until Zoho's reset (``budget.py`` records it in Redis and PostgreSQL) and raises
+``ZohoQuotaSpent``, which says when that is.
 
 Each app has a circuit breaker shared by every process configured for the same base URL and organization
 (``zoho:books``, ``zoho:inventory``; see ``tds_daemon.guard.breakers``), asked before every attempt: while it
@@ -20,11 +23,14 @@ failing at once.
 Zoho's calls are scarce: each attempt is counted against the day's budget before it is sent
 (``budget.py``: background work is refused with ``ZohoBudgetSpent`` when its share is spent, and the
 ``X-Rate-Limit-*`` headers of every answer keep Zoho's own count), and holds one of the
-``zoho.max_concurrency`` slots shared by every process while it is in flight (``slots.py``).
+``zoho.max_concurrency`` slots shared by every process while it is in flight (``slots.py``). Zoho does not
+count a call it answers 429: the retry after the wait spends the unit the refused attempt was granted, so a
+logical call costs one unit however many 429s it waits out.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import threading
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 
 import httpx
 import redis
+from sqlalchemy.engine import Engine
 
 from tds_daemon import jsoncodec
 from tds_daemon.entities import EntitySpec
@@ -45,6 +52,7 @@ from tds_daemon.pull.zoho.errors import (
     ZohoBreakerOpen,
     ZohoBudgetSpent,
     ZohoError,
+    ZohoQuotaSpent,
     ZohoRateLimited,
     ZohoUnavailable,
 )
@@ -56,6 +64,8 @@ log = logging.getLogger(__name__)
 PER_PAGE = 200
 BUDGET_ALERT = "budget_spent"
 TRIAL_POLL_S = 0.2  # how often a call refused by a half-open breaker (its trials out) asks again
+MAX_LIMITED = 5  # 429s (per minute, concurrency) one call waits out before it gives up with ZohoRateLimited
+QUOTA_SPENT = 45  # Zoho's code for a 429 of the daily quota: nothing more until its reset
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ class Page:
 class ZohoClient:
     def __init__(self, config, redis_client: redis.Redis, *, http: httpx.Client | None = None,
                  limit_wait_s: float = 120.0, breakers: Breakers | None = None, alerts=None,
-                 purpose: str = "scheduled"):
+                 purpose: str = "scheduled", engine: Engine | None = None):
         z = config.zoho
         self.base = {"books": config.zoho_books_url.rstrip("/"), "inventory": config.zoho_inventory_url.rstrip("/")}
         self.organization_id = z.organization_id
@@ -82,7 +92,9 @@ class ZohoClient:
         self.purpose = purpose
         per_minute = max(1, z.requests_per_minute // 2) if purpose == "backfill" else z.requests_per_minute
         self.limiter = RateLimiter(redis_client, config.redis.namespace, per_minute)
-        self.budget = Budget.from_config(config, redis_client)
+        # The day's count is kept in PostgreSQL too (``engine``, else the alerts' engine): see budget.py.
+        self.budget = Budget.from_config(config, redis_client, engine if engine is not None else alerts)
+        self.timezone = config.scheduler.timezone
         self.slots = Slots(redis_client, config.redis.namespace, z.max_concurrency, z.timeout_s + 10.0)
         self.alerts = alerts
         self._warned_day: str | None = None  # the day a manual call past the budget was warned of
@@ -120,7 +132,8 @@ class ZohoClient:
         url = self.base[app] + path
         query = {**(params or {}), "organization_id": self.organization_id}
         breaker = self.breakers.app(app)
-        attempt, refreshed = 0, False
+        attempt, refreshed, limited = 0, False, 0
+        paid = False  # this attempt spends the unit of one Zoho answered 429 (and did not count)
         error: ZohoError | None = None
         while True:
             decision = self._permit(breaker)
@@ -134,7 +147,9 @@ class ZohoClient:
             try:
                 self.limiter.acquire(app, self.limit_wait_s)
                 token = self.tokens.token()
-                self._spend(app, path)
+                if not paid:
+                    self._spend(app, path)
+                paid = False
                 try:
                     with self.slots.slot(self.limit_wait_s, app):
                         self._count()
@@ -165,11 +180,16 @@ class ZohoClient:
                         refreshed = True
                         continue
                     if r.status_code == 429:
+                        if body.get("code") == QUOTA_SPENT:
+                            raise self._quota_spent(r, body, path, app)
                         wait = _retry_after(r)
-                        if wait > self.limit_wait_s:
-                            raise ZohoRateLimited(f"Zoho says wait {wait:.0f}s: {body.get('message', '')}",
-                                                  retry_after=wait, code=body.get("code"), status=429, app=app)
+                        limited += 1
+                        if wait > self.limit_wait_s or limited > MAX_LIMITED:
+                            raise ZohoRateLimited(f"Zoho says wait {wait:.0f}s ({limited} answers 429 to GET "
+                                                  f"{path}): {body.get('message', '')}", retry_after=wait,
+                                                  code=body.get("code"), status=429, app=app)
                         time.sleep(wait)  # our pace, not Zoho failing: no attempt used
+                        paid = True
                         continue
                     message = body.get("message") or r.reason_phrase or "no message"
                     if r.status_code >= 500:
@@ -231,6 +251,24 @@ class ZohoClient:
         if self.purpose == "scheduled":
             self._alert_spent(message)
         raise ZohoBudgetSpent(message, app=app)
+
+    def _quota_spent(self, r: httpx.Response, body: dict, path: str, app: str) -> ZohoQuotaSpent:
+        """Zoho's daily quota is spent: record the stop until its reset (every process's background calls
+        end until then) and describe it in one line, the reset in local time and UTC."""
+        reset_s = _reset_after(r)
+        if reset_s is None:  # no figure from Zoho: the end of TDS's day
+            resets = dt.datetime.fromisoformat(self.budget.state().resets_at)
+            reset_s = (resets - dt.datetime.now(dt.UTC)).total_seconds()
+        until = self.budget.quota_spent(reset_s)
+        local = until.astimezone(self.budget.tz)
+        message = (f"Zoho's daily API quota for the organization is spent ({body.get('message') or 'code 45'}); "
+                   f"it resets at {local:%Y-%m-%d %H:%M} {self.timezone} ({until:%Y-%m-%dT%H:%M:%SZ}), and no "
+                   f"background call is sent until then; GET {path} refused")
+        if self.purpose != "manual":
+            log.warning("%s", message)
+        if self.purpose == "scheduled":
+            self._alert_spent(message)
+        return ZohoQuotaSpent(message, resets_at=until, code=QUOTA_SPENT, status=429, app=app)
 
     def _alert_spent(self, message: str) -> None:
         day = self.budget.day().isoformat()
@@ -314,6 +352,18 @@ def _retry_after(r: httpx.Response) -> float:
         except ValueError:
             pass
     return 60.0 - (time.time() % 60.0) + 0.5  # unknown: the next minute
+
+
+def _reset_after(r: httpx.Response) -> float | None:
+    """Seconds until Zoho's daily quota resets: ``X-Rate-Limit-Reset``, else ``Retry-After``; None if neither."""
+    for name in ("X-Rate-Limit-Reset", "Retry-After"):
+        try:
+            value = float(r.headers.get(name, ""))
+        except ValueError:
+            continue
+        if value > 0:
+            return value
+    return None
 
 
 def _backoff(attempt: int, base: float = 0.5, cap: float = 15.0) -> float:

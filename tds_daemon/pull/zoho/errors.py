@@ -55,3 +55,13 @@ class ZohoBudgetSpent(ZohoError):
     this kind of work: no request was sent. Not Zoho failing: never counted against a breaker."""
 
     transient = True
+
+
+class ZohoQuotaSpent(ZohoBudgetSpent):
+    """Zoho refused a call because the organization's daily quota is spent (HTTP 429, code 45): no background
+    call is sent until ``resets_at`` (Zoho's reset, UTC), by any process. Not Zoho failing: never counted
+    against a breaker, never retried before the reset."""
+
+    def __init__(self, message: str, *, resets_at, **kw):
+        super().__init__(message, **kw)
+        self.resets_at = resets_at
