@@ -67,6 +67,11 @@ def cmd_sync(args) -> int:
                                  initializer=_sync_child_init, initargs=(config, kind, since)) as pool:
             failures = [f for f in pool.map(_sync_child_one, [s.name for s in specs]) if f]
     if failures:
+        from tds_daemon.pull.zoho.client import QUOTA_SPENT_TEXT
+
+        quota = [f for f in failures if QUOTA_SPENT_TEXT in f]
+        if quota:  # the same reason for every entity: said once
+            raise Failure(f"sync stopped for {len(failures)} of {len(specs)} entities: {quota[0]}")
         line = f"sync failed for {len(failures)} of {len(specs)} entities: " + "; ".join(failures)
         try:
             require_redis(config)

@@ -254,3 +254,7 @@ def test_tds_sync_says_in_one_line_when_zohos_daily_quota_resets(sim, pull_env):
     assert utc, line
     resets = dt.datetime.strptime(utc.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     assert abs((resets - next_midnight(ORG_TZ)).total_seconds()) < 5, line
+    r = cli(pull_env, "sync", "all")  # every entity refused for one reason: said once
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.count("daily API quota for the organization is spent") == 1 and "resets at" in line, line

@@ -66,6 +66,7 @@ BUDGET_ALERT = "budget_spent"
 TRIAL_POLL_S = 0.2  # how often a call refused by a half-open breaker (its trials out) asks again
 MAX_LIMITED = 5  # 429s (per minute, concurrency) one call waits out before it gives up with ZohoRateLimited
 QUOTA_SPENT = 45  # Zoho's code for a 429 of the daily quota: nothing more until its reset
+QUOTA_SPENT_TEXT = "Zoho's daily API quota for the organization is spent"
 
 
 @dataclass(frozen=True)
@@ -261,7 +262,7 @@ class ZohoClient:
             reset_s = (resets - dt.datetime.now(dt.UTC)).total_seconds()
         until = self.budget.quota_spent(reset_s)
         local = until.astimezone(self.budget.tz)
-        message = (f"Zoho's daily API quota for the organization is spent ({body.get('message') or 'code 45'}); "
+        message = (f"{QUOTA_SPENT_TEXT} ({body.get('message') or 'code 45'}); "
                    f"it resets at {local:%Y-%m-%d %H:%M} {self.timezone} ({until:%Y-%m-%dT%H:%M:%SZ}), and no "
                    f"background call is sent until then; GET {path} refused")
         if self.purpose != "manual":
