@@ -5,7 +5,8 @@ orjson is used because JSON work is a large share of the CPU of intake and of pu
 silently rounding it, and refuses to encode one; ``json`` keeps such integers exactly. So a document
 with an integer of 19 digits or more goes to ``json`` (a cheap scan finds it first), and so does one
 orjson cannot encode. A document nested deeper than either can go raises ``TooDeep`` (a ValueError), never
-RecursionError.
+RecursionError; one with a number no double holds (``1e400``; ``NaN`` and ``Infinity``, which are not JSON)
+raises ``OutOfRange`` (a ValueError), never a value silently changed (orjson would write such a float as null).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _LONG_DOC = re.compile(rb"\s*-?\d{19}")
 # regular expressions, which would try every position of the body.
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
+_INF = float("inf")
 
 
 class TooDeep(ValueError):
@@ -32,6 +34,27 @@ class TooDeep(ValueError):
 
     def __init__(self):
         super().__init__("JSON nested too deeply")
+
+
+class OutOfRange(ValueError):
+    """A number beyond what a double holds, or NaN or Infinity."""
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise OutOfRange(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is beyond what can be stored")
+    return value
+
+
+def _constant(name: str):
+    raise OutOfRange(f"{name} is not a JSON number")
+
+
+
+def _standard(data: bytes | str) -> Any:
+    """The standard library's decoder, refusing the numbers orjson refuses too."""
+    return json.loads(data, parse_float=_float, parse_constant=_constant)
 
 
 def _may_hold_long_int(data: bytes) -> bool:
@@ -43,11 +66,11 @@ def _may_hold_long_int(data: bytes) -> bool:
 def loads(data: bytes | str) -> Any:
     try:
         if _may_hold_long_int(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")):
-            return json.loads(data)
+            return _standard(data)
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            return json.loads(data)  # raises the standard error if it is really not JSON
+            return _standard(data)  # raises the standard error if it is really not JSON
     except RecursionError:
         raise TooDeep() from None
 
