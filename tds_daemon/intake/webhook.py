@@ -7,6 +7,7 @@ here too) again on the stored body, so the two can never disagree about what a d
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ _EVENT_ALIASES = {"create": "created", "created": "created", "update": "updated"
 
 
 _TOO_DEEP = "body is nested too deeply to be stored; send Zoho's payload as it is"
+# A last-modified time further ahead than this is refused: stored, it would win over every real change
+# until the clock reached it (newer wins).
+FUTURE_LIMIT = dt.timedelta(days=1)
 
 
 class Rejected(Exception):
@@ -43,7 +47,8 @@ class Delivery:
 
 
 def parse_body(raw: bytes, content_type: str | None) -> dict:
-    """JSON or form-encoded (field ``JSONString``) → the parsed object. Raises Rejected."""
+    """JSON or form-encoded (field ``JSONString``) → the parsed object, every value of which PostgreSQL can
+    store. Raises Rejected."""
     media = (content_type or "").split(";")[0].strip().lower()
     if media in ("application/json", "text/json") or media.endswith("+json"):
         text = _decode(raw)
@@ -61,10 +66,16 @@ def parse_body(raw: bytes, content_type: str | None) -> dict:
         doc = jsoncodec.loads(text)
     except jsoncodec.TooDeep:
         raise Rejected(400, "too_deep", _TOO_DEEP) from None
+    except jsoncodec.OutOfRange as e:
+        raise Rejected(400, "number_out_of_range", f"{e}; send numbers a double can hold") from None
     except ValueError as e:
         raise Rejected(400, "invalid_json", f"body is not valid JSON: {e}") from None
     if not isinstance(doc, dict):
         raise Rejected(400, "not_an_object", "body must be a JSON object")
+    problem = zohovalues.unstorable(doc)
+    if problem:
+        raise Rejected(400, "unstorable_text", f"{problem[:200]}: PostgreSQL cannot store it and Zoho never "
+                       "sends it; correct the text and send it again")
     return doc
 
 
@@ -79,24 +90,28 @@ def event_type(body: dict, query_event: str | None, header_event: str | None) ->
     for source, value in (("event", query_event), ("X-TDS-Event", header_event),
                           ("event_type", body.get("event_type"))):
         if value:
-            event = _EVENT_ALIASES.get(str(value).strip().lower())
+            event = _EVENT_ALIASES.get(value.strip().lower()) if isinstance(value, str) else None
             if event is None:
-                raise Rejected(400, "invalid_event",
-                               f"{source} must be one of created, updated, deleted; got {str(value)[:40]!r}")
+                got = repr(value[:40]) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+                raise Rejected(400, "invalid_event", f"{source} must be one of created, updated, deleted; got {got}")
             return event
     return "updated"
 
 
 def read(spec: EntitySpec, body: dict, query_event: str | None = None,
          header_event: str | None = None) -> Delivery:
+    """The delivery ``body`` (from ``parse_body``) makes: its id checked to be a Zoho id (it may go into a
+    URL path later) and its last-modified time not beyond FUTURE_LIMIT. Raises Rejected."""
     obj = extract_object(spec, body)
-    zoho_id = zohovalues.zoho_id(obj.get(spec.id_field))
-    if zoho_id is None:
+    value = obj.get(spec.id_field)
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise Rejected(422, "missing_id",
                        f"the {spec.name} object has no {spec.id_field}; send Zoho's default payload "
                        f'{{"{spec.object_key}": {{"{spec.id_field}": "...", ...}}}}')
-    if "\x00" in zoho_id:  # PostgreSQL cannot hold it in text, and no Zoho id has one
-        raise Rejected(422, "invalid_id", f"{spec.id_field} holds a NUL character; a Zoho id never does")
+    try:
+        zoho_id = zohovalues.checked_id(value)
+    except zohovalues.InvalidValue as e:
+        raise Rejected(422, "invalid_id", f"{spec.id_field}: {e}") from None
     event = event_type(body, query_event, header_event)
     modified = None
     if spec.last_modified:
@@ -104,6 +119,10 @@ def read(spec: EntitySpec, body: dict, query_event: str | None = None,
             modified = zohovalues.parse_timestamp(obj.get(spec.last_modified))
         except zohovalues.InvalidValue as e:
             raise Rejected(422, "invalid_last_modified", f"{spec.last_modified}: {e}") from None
+        if modified is not None and modified > dt.datetime.now(dt.UTC) + FUTURE_LIMIT:
+            raise Rejected(422, "future_last_modified",
+                           f"{spec.last_modified} {modified.isoformat()} is more than a day ahead of TDS's clock; "
+                           "stored, it would hide every later change of this object. Check the sender's clock")
     # The same entity, id and last-modified time (or, without one, the same content) is the same
     # delivery: Zoho's duplicates are recognised, real changes are not mistaken for duplicates.
     try:
