@@ -19,9 +19,10 @@ object. The backfill makes those reads:
 - **yielding to webhooks**: each row is looked at again right before its read; a webhook that brought
   the whole object first makes the read unnecessary and it is skipped.
 
-A read Zoho answers 404 marks the row deleted (the object is gone); another refusal (4xx) is recorded
-as that version's read, logged, and not retried. Zoho unavailable, an open breaker or the rate limit
-end the run early: the rows wait for the next one.
+A read Zoho answers 404 marks the row deleted (the object is gone); another refusal (4xx), an object that
+cannot be stored (a field its column cannot take, a value PostgreSQL refuses) and a row whose id is not a
+Zoho id (never sent) are recorded as that version's read, logged, and not retried. Zoho unavailable,
+an open breaker or the rate limit end the run early: the rows wait for the next one.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 
 from tds_daemon import entities
 from tds_daemon.apply import upsert
 from tds_daemon.entities import EntitySpec
+from tds_daemon.oneline import first_line
 from tds_daemon.pull import images
 from tds_daemon.pull.zoho import ZohoClient, ZohoError
 from tds_daemon.pull.zoho.budget import Budget
@@ -283,8 +286,9 @@ class Backfill:
                 outcome = upsert.apply(conn, c.spec, self.schema,
                                        [upsert.Change(obj, dt.datetime.now(dt.UTC), whole=True)])
                 self._mark(t, c, conn=conn)
-        except upsert.InvalidObject as e:
-            log.warning("detail backfill: %s", e)
+        except (upsert.InvalidObject, DataError) as e:  # permanent: this version is not read again
+            log.warning("detail backfill: %s %s not stored: %s; not retried until a newer version", c.spec.name,
+                        c.zoho_id, e if isinstance(e, upsert.InvalidObject) else first_line(e.orig))
             self._mark(t, c)
             with report.lock:
                 report.refused += 1

@@ -29,16 +29,16 @@ from sqlalchemy import and_, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
-from tds_daemon import entities
+from tds_daemon import entities, zohovalues
 from tds_daemon.apply import events
 from tds_daemon.pull.zoho import ZohoClient, ZohoError
+from tds_daemon.pull.zoho.client import object_path
 from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoUnavailable
 from tds_daemon.store.schema import entity_table, images_table
 
 log = logging.getLogger(__name__)
 
 ITEM = entities.get("product")
-IMAGE_PATH = ITEM.list_path + "/{id}/image"
 IMAGE_ENTITY = entities.IMAGE_ENTITY
 # An image's bytes begin with one of these (PNG, JPEG, GIF, WebP, BMP): anything else is not an image.
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
@@ -145,7 +145,8 @@ def fetch_one(config, engine: Engine, client: ZohoClient, item_id: str, image_id
     if still is None or still.image_id != image_id:
         return Outcome(skipped=True)
     try:
-        content_type, data = client.get_bytes(ITEM.app, IMAGE_PATH.format(id=item_id), config.images.max_bytes)
+        content_type, data = client.get_bytes(ITEM.app, object_path(ITEM, item_id) + "/image",
+                                             config.images.max_bytes)
     except ZohoBudgetSpent as e:
         raise Stop("budget", str(e)) from None
     except (ZohoUnavailable, ZohoBreakerOpen) as e:
@@ -166,6 +167,7 @@ def _record(engine: Engine, schema: str, item_id: str, image_id: str, *, error: 
             sha256: str | None = None, content_type: str | None = None, size: int | None = None,
             path: str | None = None) -> Outcome:
     if error:
+        error = zohovalues.storable(error)[0]  # Zoho's message may hold text PostgreSQL cannot store
         log.warning("image of item %s (image %s) not stored: %s; not fetched again until its image changes",
                     item_id, image_id, error)
     images = images_table(schema)

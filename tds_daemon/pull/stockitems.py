@@ -29,13 +29,12 @@ from tds_daemon.refusal import Refusal
 
 ITEM = next(e for e in entities.ENTITIES if e.stock_columns)  # product: the one entity with stock
 MAX_ITEMS = 100  # ids in one request: one call each, within the shared rate limit
-MAX_ID_LENGTH = 40  # Zoho's ids are 18-19 digits
 
 
 def chosen(value: object) -> list[str]:
-    """The item ids of a request, checked: a non-empty list of at most MAX_ITEMS strings of digits
-    (Zoho's ids; anything else would be put in a URL path), each once, in the order given. Refusal 400
-    ``invalid_item_ids`` saying what to send otherwise."""
+    """The item ids of a request, checked: a non-empty list of at most MAX_ITEMS strings of digits (Zoho's
+    ids, checked as every id that goes into a URL path is: ``zohovalues.checked_id``), each once, in the
+    order given. Refusal 400 ``invalid_item_ids`` saying what to send otherwise."""
     if not isinstance(value, list) or not value:
         raise Refusal(400, "invalid_item_ids", 'send {"item_ids": ["<Zoho item id>", ...]}: a non-empty list of '
                       f"at most {MAX_ITEMS} item ids")
@@ -43,8 +42,7 @@ def chosen(value: object) -> list[str]:
         raise Refusal(400, "invalid_item_ids", f"{len(value)} item ids given, at most {MAX_ITEMS} per request; "
                       "split the list, or refresh the stock of every item (POST /api/tds/sync/products?kind=stock)")
     for item_id in value:
-        if not (isinstance(item_id, str) and item_id.isascii() and item_id.isdigit()
-                and len(item_id) <= MAX_ID_LENGTH):
+        if not (isinstance(item_id, str) and zohovalues.is_zoho_id(item_id)):
             shown = repr(item_id)[:60]
             raise Refusal(400, "invalid_item_ids", f"item id {shown} is not a Zoho item id: each must be a string "
                           'of digits, e.g. "4815000000044137"')

@@ -42,7 +42,7 @@ import httpx
 import redis
 from sqlalchemy.engine import Engine
 
-from tds_daemon import jsoncodec
+from tds_daemon import jsoncodec, zohovalues
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard.breakers import HALF_OPEN, Breaker, Breakers, Decision, clock
 from tds_daemon.metrics import zoho_requests
@@ -52,6 +52,7 @@ from tds_daemon.pull.zoho.errors import (
     ZohoBreakerOpen,
     ZohoBudgetSpent,
     ZohoError,
+    ZohoInvalidId,
     ZohoQuotaSpent,
     ZohoRateLimited,
     ZohoUnavailable,
@@ -67,6 +68,15 @@ TRIAL_POLL_S = 0.2  # how often a call refused by a half-open breaker (its trial
 MAX_LIMITED = 5  # 429s (per minute, concurrency) one call waits out before it gives up with ZohoRateLimited
 QUOTA_SPENT = 45  # Zoho's code for a 429 of the daily quota: nothing more until its reset
 QUOTA_SPENT_TEXT = "Zoho's daily API quota for the organization is spent"
+
+
+def object_path(spec: EntitySpec, zoho_id: object) -> str:
+    """The API path of one object of ``spec`` (``/items/{id}``), the one way an id goes into a Zoho URL:
+    checked to be a Zoho id first (digits), else ZohoInvalidId and nothing is sent."""
+    try:
+        return f"{spec.list_path}/{zohovalues.checked_id(zoho_id)}"
+    except zohovalues.InvalidValue as e:
+        raise ZohoInvalidId(f"not asked: {spec.id_field} {e}", app=spec.app) from None
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,9 @@ class ZohoClient:
         return self._get(app, path, params, None)
 
     def get_object(self, spec: EntitySpec, zoho_id: str) -> dict:
-        """The single-object read of one object: the whole object, in its envelope."""
-        return self.get(spec.app, f"{spec.list_path}/{zoho_id}")
+        """The single-object read of one object: the whole object, in its envelope. ZohoInvalidId (nothing
+        sent) when ``zoho_id`` is not a Zoho id."""
+        return self.get(spec.app, object_path(spec, zoho_id))
 
     def get_bytes(self, app: str, path: str, max_bytes: int) -> tuple[str, bytes]:
         """GET a path that answers bytes, not JSON (an item's image): (its Content-Type, the bytes).

@@ -21,6 +21,10 @@ class ZohoError(Exception):
         return f"{' '.join(parts)}: {self.message}"
 
 
+class ZohoInvalidId(ZohoError):
+    """An id that is not a Zoho id was to go into a URL path: nothing was sent (a permanent error)."""
+
+
 class ZohoUnavailable(ZohoError):
     """Timeouts, connection failures, 5xx, and 429s we could not wait out: try again later."""
 
