@@ -14,11 +14,17 @@ replaces ``raw`` and the row's ``detail_state`` becomes 'current'. A list row is
 merged over the stored ``raw`` (its fields win, every other field stays), so nothing only the whole
 object carries is ever lost; when it is newer than the row, the row's detail is 'stale' (or still
 'missing' if it never had any) until the detail backfill reads the whole object again.
+
+Text PostgreSQL cannot store (a NUL character, a lone surrogate: intake refuses them in webhooks, but a pull
+takes what Zoho serves) is stored with U+FFFD in its place, logged with where it was, and found by the
+``replaced_text`` data check, so that such an object is stored once rather than refused at every read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -34,6 +40,8 @@ from tds_daemon.apply import events
 from tds_daemon.entities import ENTITIES, EntitySpec
 from tds_daemon.store.db import execute_values
 from tds_daemon.store.schema import entity_table
+
+log = logging.getLogger(__name__)
 
 # A transaction changed this recently may have moved the stock of the items it names (_recent_transactions).
 TOUCH_WINDOW = dt.timedelta(days=1)
@@ -52,6 +60,16 @@ class Change:
     version_at: dt.datetime  # arrival time, used when the object has no last-modified time
     deleted: bool = False
     whole: bool = True  # the whole object (webhook, single read); False: a list row (a summary)
+
+
+def storable(spec: EntitySpec, obj: dict) -> dict:
+    """``obj`` with text PostgreSQL cannot store replaced by U+FFFD (``zohovalues.storable``), logged with
+    the fields where it was (never their text); ``obj`` itself when there was none."""
+    cleaned, where = zohovalues.storable(obj)
+    if where:
+        log.warning("%s %s: text PostgreSQL cannot store (NUL, lone surrogate) replaced by U+FFFD in %s",
+                    spec.name, zohovalues.zoho_id(cleaned.get(spec.id_field)), ", ".join(where[:10])[:300])
+    return cleaned
 
 
 def _row(spec: EntitySpec, change: Change, now: dt.datetime, run_id: int | None) -> dict[str, Any]:
@@ -99,6 +117,7 @@ def apply(conn: Connection, spec: EntitySpec, schema: str, changes: list[Change]
         return {}
     now = dt.datetime.now(dt.UTC)
     table = entity_table(spec, schema)
+    changes = [dataclasses.replace(c, obj=storable(spec, c.obj)) for c in changes]
     rows = [_row(spec, c, now, run_id) for c in changes]
     old = _typed_before(conn, spec, table, {r["zoho_id"] for r in rows})
     recent = _recent_transactions(spec, changes, now) if spec.moves_stock else []
@@ -299,6 +318,7 @@ def apply_stock(conn: Connection, spec: EntitySpec, schema: str, objects: list[d
     kinds = {c.name: c.type for c in spec.columns}
     values: dict[str, dict[str, Any]] = {}
     for obj in objects:
+        obj = storable(spec, obj)
         zoho_id = zohovalues.zoho_id(obj.get(spec.id_field))
         if zoho_id is None:
             continue

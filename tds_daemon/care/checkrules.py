@@ -22,6 +22,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from tds_daemon import entities
 from tds_daemon.entities import Column, EntitySpec
+from tds_daemon.zohovalues import REPLACEMENT
 
 CHECKS = ("orphans", "products", "integrity")
 FUTURE_SKEW = "5 minutes"  # a last-modified time this far ahead of the database's clock is in the future
@@ -233,6 +234,11 @@ def _integrity_rules(schema: str) -> list[Rule]:
             f"CROSS JOIN LATERAL (VALUES {values}) AS d(col, field, typed, raw_value, differs) "
             f"WHERE t.deleted_at IS NULL AND ({anywhere}) AND d.differs", "t.zoho_id, d.col"),
             lambda row: f"column {row['col']} holds {row['typed']!r} but raw.{row['field']} is {row['raw_value']!r}"))
+        rules.append(Rule("integrity", "replaced_text", spec.name, _select(
+            schema, spec.name, "NULL AS value",
+            f"WHERE t.deleted_at IS NULL AND strpos(t.raw::text, {_lit(REPLACEMENT)}) > 0"),
+            lambda row: "raw holds U+FFFD: Zoho sent text PostgreSQL cannot store there (a NUL character or a "
+                        "lone surrogate), stored replaced; correct it in Zoho and the next change brings it"))
         if spec.last_modified:
             rules.append(Rule("integrity", "future_modified", spec.name, _select(
                 schema, spec.name, "t.zoho_last_modified::text AS modified",
