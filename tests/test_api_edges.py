@@ -8,10 +8,9 @@ import json
 import logging
 
 import falcon.inspect
-import httpx
 import pytest
 from sqlalchemy import text
-from support import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
+from support import ADMIN_TOKEN, WEBHOOK_TOKEN, free_port, start_api, wait_until
 from support.db import add_items
 
 from tds_daemon import entities
@@ -23,24 +22,6 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HOOK = {"X-TDS-Webhook-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
 SAMPLE = {"run_id": "1", "alert_id": "1", "item_id": "1", "job_id": "healing", "name": "zoho:books",
           "entity": "products", "what": "products", "check": "orphans"}
-
-
-class Api:
-    def __init__(self, base: str, proc, procs):
-        self.base, self.proc, self.procs = base, proc, procs
-        self.http = httpx.Client(base_url=base, timeout=20)
-
-    def output(self) -> str:
-        return self.procs.output(self.proc, None)
-
-
-def start_api(procs, env, **overrides) -> Api:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**env, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1", **overrides}
-    proc = procs.start("tds-api", [*TDS, "api"], env=env,
-                       ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
-    return Api(base, proc, procs)
 
 
 @pytest.fixture(scope="module")

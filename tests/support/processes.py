@@ -1,6 +1,7 @@
 """Child processes of a test: every one goes through ``Processes.start`` (its own session, waited on until it
 answers) and at teardown its process group gets SIGTERM, then SIGKILL after a deadline. ``start_daemon``
-gives a running ``tds run``; ``start_private_redis`` a redis-server of one test alone."""
+gives a running ``tds run``; ``start_api`` a ``tds api`` alone (no workers); ``start_private_redis`` a
+redis-server of one test alone."""
 
 from __future__ import annotations
 
@@ -122,6 +123,27 @@ def start_daemon(procs: Processes, env: dict[str, str], **overrides: str) -> Dae
     proc = procs.start("tds-run", [*TDS, "run"], env=env,
                        ready=lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, timeout=60)
     return Daemon(proc, base, env, procs)
+
+
+class Api:
+    """A running ``tds api`` (its HTTP client, its output)."""
+
+    def __init__(self, base: str, proc, procs: Processes):
+        self.base, self.proc, self.procs = base, proc, procs
+        self.http = httpx.Client(base_url=base, timeout=20)
+
+    def output(self) -> str:
+        return self.procs.output(self.proc, None)
+
+
+def start_api(procs: Processes, env: dict[str, str], **overrides: str) -> Api:
+    """A ``tds api`` of one gunicorn process on a free port, answering ``/health/live``."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**env, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1", **overrides}
+    proc = procs.start("tds-api", [*TDS, "api"], env=env,
+                       ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
+    return Api(base, proc, procs)
 
 
 def start_private_redis(processes: Processes, port: int) -> subprocess.Popen:
