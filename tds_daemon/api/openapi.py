@@ -111,13 +111,15 @@ WEBHOOK = {
     "responses": {
         "202": _json(ACCEPTED, "stored durably (inbox event and sync item committed)"),
         "200": _json(ACCEPTED, "the same delivery was stored before"),
-        "400": _error("the body is not valid JSON or form, not an object, or nested too deeply"),
+        "400": _error("the body is not valid JSON or form, not an object, nested too deeply, or holds text "
+                      "PostgreSQL cannot store (a NUL character, a lone surrogate) or a number no double holds"),
         "401": _error("the webhook token is missing or wrong, or the signature is"),
         "404": _error("unknown entity"),
         "411": _error("no Content-Length"),
         "413": _error("the body is larger than api.max_body_bytes"),
         "415": _error("a content type other than JSON or form"),
-        "422": _error("a valid body without the entity's id field, or with an unreadable last-modified time"),
+        "422": _error("a valid body without the entity's id field, with an id that is not a Zoho id (digits), "
+                      "or with an unreadable last-modified time or one more than a day ahead"),
         "503": _error("PostgreSQL unavailable: nothing was stored, send it again", retry_after=True),
     },
 }
