@@ -51,7 +51,6 @@ def _constant(name: str):
     raise OutOfRange(f"{name} is not a JSON number")
 
 
-
 def _standard(data: bytes | str) -> Any:
     """The standard library's decoder, refusing the numbers orjson refuses too."""
     return json.loads(data, parse_float=_float, parse_constant=_constant)

@@ -4,8 +4,7 @@ Three checks, each a set of rules (``tds_daemon.care.checkrules``): ``orphans`` 
 item, invoice or sales order TDS does not hold, or holds only as deleted), ``products`` (shared SKUs, missing name
 or SKU, negative rates, stock that disagrees with the per-warehouse stock) and ``integrity`` (typed columns that
 disagree with ``raw``, totals that disagree with their lines, last-modified times in the future, text Zoho sent
-that could only be stored replaced). Only live rows
-(``deleted_at IS NULL``) are checked.
+that could only be stored replaced). Only live rows (``deleted_at IS NULL``) are checked.
 
 A check runs on demand (``GET /api/tds/data-validation/{check}``) and as part of every stats run, whose stored
 report keeps the counts that ``/metrics`` and the dashboard show. Each rule returns at most ``limit`` findings and
