@@ -2,7 +2,8 @@
 --
 --   wrk -s ops/bench/post.lua URL -- TOKEN RUN_ID TEMPLATE
 --
--- TEMPLATE is the JSON body with @ID@ (replaced by RUN_ID-thread-counter, unique per request) and @TS@
+-- TEMPLATE is the JSON body with @ID@ (replaced by RUN_ID, the thread and a counter: digits, as Zoho's ids
+-- are, and unique per request) and @TS@
 -- (the current UTC time, as Zoho writes it). At the end one line "BENCH_JSON {...}" gives the totals.
 
 local threads = {}
@@ -25,7 +26,7 @@ end
 
 function request()
   counter = counter + 1
-  local id = run_id .. "-" .. tid .. "-" .. counter
+  local id = run_id .. string.format("%02d%010d", tid, counter)
   local ts = os.date("!%Y-%m-%dT%H:%M:%S+0000")
   local body = template:gsub("@ID@", id):gsub("@TS@", ts)
   return wrk.format(nil, nil, nil, body)
