@@ -1,30 +1,12 @@
 """Applying sync items: a message's item ids in, rows upserted and items completed, failed or deferred.
 
-Each entity actor of a worker calls ``Applier.apply`` once per message, which carries a list of
-sync item ids (``tds_daemon.apply.dispatch``; a single id from a message sent by an earlier version is
-taken as a list of one); the items and their inbox events in PostgreSQL are the truth. Items never
-tried, the common case, are locked, upserted and completed in one transaction (``_apply_fresh``):
-pending → completed, one write of each item. The others (tried before, sent again by the recovery
-sweep, or whose fresh transaction failed) go the claiming way: claimed together ('processing', the
-attempt counted), then each entity's group is applied in one transaction. Either way the upserts and
-every item's completion commit together, so a redelivered message for completed items finds nothing
-to do. Several items for one object are applied in their id order (in rounds, one upsert each), so
-each gets the outcome it would have had alone: an older version after a newer one is ``stale``. If
-the group's transaction fails, each of its items is applied again alone, so that one bad object costs
-only itself (unless the database itself is out of reach: that is no item's fault, and trying each
-alone would only wait out one connect timeout per item).
-
-Each entity has a circuit breaker (``entity:<name>``, ``tds_daemon.guard.breakers``), asked once per group
-of claimed items. While it refuses, the items are deferred rather than tried: back to ``failed`` with
-``error_code`` ``breaker_open``, ``next_attempt_at`` when the breaker lets trial calls through, and
-the claim's attempt given back, so they keep every retry; the recovery sweep dispatches them again
-then. What the breaker is told: an apply that commits is a success, one that fails transiently (the
-database unavailable, a timeout, a deadlock: ``tds_daemon.store.db.transient_code``) a failure; a permanent
-error (a bad payload, a TDS bug) is about the item, not the entity, and counts neither way. A
-transaction is one call, so a group applied together is one result (one Redis round trip per batch,
-not per item), and each item tried alone after it is one. Except on a half-open trial: there each
-item of the group is a trial result, so that a batch holding as many items as the breaker wants
-trials closes it, as that many single-item messages would have.
+``Applier.apply`` runs once per message. Items never tried are locked, upserted and completed in one
+transaction (``_apply_fresh``); the others are claimed (the attempt counted) and each entity's group is
+applied in one transaction. Either way the upserts and completions commit together, several versions of
+one object each get the outcome they would have had alone, and a failed group is applied again item by
+item, so one bad object costs only itself. Each entity's breaker is asked once per group; while it
+refuses, the items are deferred with their attempt given back. In full: docs/ARCHITECTURE.md,
+"Applying items".
 """
 
 from __future__ import annotations

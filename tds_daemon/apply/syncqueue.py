@@ -1,20 +1,11 @@
 """The life of a sync item in ``tds_sync_queue``: claim, complete, fail, dead-letter, recover.
 
-pending ──claim──▶ processing ──▶ completed
-   ▲                  │  └──transient──▶ failed ──(next_attempt_at)──▶ pending
-   └──recovery sweep──┘  └──permanent / attempts used up──▶ dead_letter
-   ▲                                                              │
-   └──────────────healer: retry policy (tds_daemon.care.healing)───────┘
-
-PostgreSQL, not the broker, is what guarantees every item ends applied: the sweep re-dispatches
-pending items whose message was lost, processing items whose lease ran out (a killed worker), and
-failed items whose retry time has come.
-
-An item never tried takes a shorter way: it is locked, applied and completed in one transaction
-(``lock_fresh``, then ``complete_many(..., fresh=True)``), pending → completed, with no claim written
-before. A worker killed there leaves it pending, untouched; the sweep sends it again, marked
-``redispatched``, and a marked item goes the claiming way, where every attempt is counted and an item
-that kills its worker every time is at last dead-lettered (``worker_lost``).
+PostgreSQL, not the broker, guarantees every item ends applied: the recovery sweep sends again pending
+items whose message was lost, processing items whose lease ran out (a killed worker) and failed items
+whose retry is due. An item never tried is locked, applied and completed in one transaction
+(``lock_fresh``, then ``complete_many(..., fresh=True)``); one the sweep sent again is marked
+``redispatched`` and goes the claiming way, where every attempt counts and an item that kills its worker
+every time ends ``worker_lost``. The states, drawn: docs/ARCHITECTURE.md, "Applying items".
 """
 
 from __future__ import annotations

@@ -1,23 +1,10 @@
 """The one way rows are written: a batched upsert guarded by the Zoho version (newer wins).
 
-Webhooks (a batch of one), list pages (200) and detail reads all come through ``apply``, so
-duplicates and out-of-order deliveries can never regress a row, whatever brought them.
-
-Version: Zoho's last-modified time where the object carries it, else the time the object reached us
-(arrival order). A write with an older version is ``stale``; an equal version changes the row only
-if the content differs (else ``unchanged``); an object without a last-modified time whose content is
-what the row holds is ``unchanged`` too, however late it arrives. A delete sets ``deleted_at`` and
-never removes a row; a deleted row comes back only with a strictly newer version.
-
-Whole objects and list rows: a webhook or a single-object read is the whole object (``whole``): it
-replaces ``raw`` and the row's ``detail_state`` becomes 'current'. A list row is a summary: it is
-merged over the stored ``raw`` (its fields win, every other field stays), so nothing only the whole
-object carries is ever lost; when it is newer than the row, the row's detail is 'stale' (or still
-'missing' if it never had any) until the detail backfill reads the whole object again.
-
-Text PostgreSQL cannot store (a NUL character, a lone surrogate: intake refuses them in webhooks, but a pull
-takes what Zoho serves) is stored with U+FFFD in its place, logged with where it was, and found by the
-``replaced_text`` data check, so that such an object is stored once rather than refused at every read.
+Webhooks (a batch of one), list pages (200) and detail reads all come through ``apply``, so duplicates and
+out-of-order deliveries never regress a row. A whole object replaces ``raw`` and makes the detail current;
+a list row is merged over the stored ``raw`` and, when newer, leaves the detail stale. A delete sets
+``deleted_at``. Text PostgreSQL cannot store is stored with U+FFFD in its place, logged, and found by the
+``replaced_text`` data check. The version and outcome rules: docs/ARCHITECTURE.md, "The upsert".
 """
 
 from __future__ import annotations

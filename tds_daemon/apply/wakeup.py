@@ -1,20 +1,11 @@
 """Wake-up calls: an idle consumer waits for a notification instead of polling Redis every 100 ms.
 
-Dramatiq's Redis consumer finds new messages by polling (one ``EVALSHA`` per queue per poll). With 15
-queues in each worker process, polling every ``actors.worker.POLL_MS`` keeps an idle daemon busy, and
-the held workers too while intake is saturated (docs/PERFORMANCE.md). Polling
-less often would make a lone webhook wait longer to be applied. So:
-
-- every sender (all brokers are built by ``tds_daemon.apply.broker.make_broker``) publishes the queue's name
-  on ``<namespace>:wakeup`` after each enqueue;
-- each worker process subscribes to it on one thread and sets a per-queue event;
-- a consumer with nothing in hand, whose last fetch found nothing, waits on its queue's event for at
-  most ``IDLE_WAIT_S`` before it fetches again.
-
-A message is always enqueued before its notification is published, and a consumer clears its event
-before it fetches, so a notification can only be missed for a message that fetch finds. While the
-subscription is down (Redis unreachable, the thread starting or restarting) consumers do not wait:
-they poll as before.
+Every sender (all brokers come from ``tds_daemon.apply.broker.make_broker``) publishes the queue's name on
+``<namespace>:wakeup`` after each enqueue; each worker process subscribes on one thread; a consumer with
+nothing in hand whose last fetch found nothing waits for its queue's call, at most ``IDLE_WAIT_S``. A
+message is enqueued before its call and a consumer clears its call before it fetches, so no call is missed
+for a message that fetch would not find. While the subscription is down, consumers poll as before. What
+polling cost: docs/PERFORMANCE.md, "Figures behind choices in the code".
 """
 
 from __future__ import annotations

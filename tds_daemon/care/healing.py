@@ -1,34 +1,12 @@
 """Healing: sending lost work again, retrying dead letters by policy, queue alerts, and the healer's report.
 
-Two callers share this module (the API never imports actors):
-
-- every worker's recovery thread (``actors.middleware.recovery``) calls ``redispatch`` every few
-  seconds: pending items not sent or not applied for ``workers.redispatch_after_s``, processing items
-  whose lease ran out, failed items whose retry is due, queued sync runs whose message was lost;
-- the healer (``run``: the healer actor every 15 minutes, ``POST /api/tds/auto-healing/run``) does the
-  same and more, and stores a report in ``tds_healer_runs``:
-
-  1. **lost messages**: a pending item (or queued sync run) sent before the run began whose message
-     is no longer in Redis (flushed, restarted empty) is marked unsent, so it is sent at once instead
-     of after ``workers.redispatch_after_s``. Dramatiq's Redis broker keeps every message, queued or
-     being processed, in the hash ``<namespace>:<queue>.msgs`` until it is acknowledged: an id that is
-     in neither that hash nor in a state past pending has no message. Sending one twice is harmless:
-     an item already claimed or completed makes its second message a no-op.
-  2. the sweep as the workers do it (``syncqueue.recover``), until nothing is left, and sync runs
-     left 'running' by a worker that died (no heartbeat for ``sync.ABANDONED_AFTER_S``) are failed;
-  3. **dead letters** whose last failure is older than ``healer.dead_letter_retry_after_s`` and that
-     have had fewer than ``healer.max_attempts_total`` attempts, oldest first, at most
-     ``healer.dead_letter_batch`` per run: back to pending and sent after commit;
-  4. **alerts** ``queue_depth`` (pending items) and ``dead_letters`` at ``monitoring.*_warning`` /
-     ``monitoring.*_critical`` (strictly more than), resolved when back at or under the warning level;
-     ``budget_spent`` resolved once scheduled work may spend Zoho calls again (a new day);
-  5. **retention** (``tds_daemon.care.retention``): completed items, their inbox events, finished runs and
-     resolved alerts older than ``healer.retain_days`` are deleted; so are image files no live row of
-     ``zoho.item_images`` names any more (``tds_daemon.pull.images.prune_files``).
-
-If Redis is down the items stay pending in PostgreSQL with ``dispatched_at`` NULL (the next sweep
-sends them) and the report counts them under ``dispatch_failed``. A database failure ends the run
-(raised to the caller): nothing half-done is lost, every step is its own transaction.
+Two callers: every worker's recovery thread (``actors.middleware.recovery``) calls ``redispatch`` every few
+seconds (items not applied in time, expired leases, due retries, sync runs whose message was lost); the
+healer (``run``: every 15 minutes, or ``POST /api/tds/auto-healing/run``) does the same and more (messages
+lost from Redis, abandoned runs, dead letters, queue alerts, retention) and stores a report in
+``tds_healer_runs``. Every step is its own transaction: a database failure ends the run and loses
+nothing; with Redis down the items stay pending for the next sweep. The steps: docs/ARCHITECTURE.md,
+"Healing".
 """
 
 from __future__ import annotations

@@ -1,27 +1,9 @@
 """The overall health of a TDS, as ``GET /api/tds/monitoring/health`` answers it.
 
-Inputs: the sync queue's counts by status (and by entity), the success rate of the last 24 hours,
-the open alerts, whether Redis answers, and the thresholds ``monitoring.*`` (the previous system's:
-pending > 1,000 warning, > 5,000 critical; dead letters > 50 warning, > 100 critical; the healer
-raises its queue-depth alerts from the same keys).
-
-The overall status is the worst that applies, in this order:
-
-- **critical**: pending items > ``monitoring.pending_critical``, or dead letters >
-  ``monitoring.dead_letter_critical``, or an open critical alert, or Redis does not answer (events
-  are stored but none is applied until it does);
-- **warning**: pending > ``monitoring.pending_warning``, or dead letters > ``monitoring.dead_letter_warning``,
-  or an open warning alert;
-- **degraded**: the success rate of the last 24 hours is below 95 % over at least
-  ``monitoring.success_rate_min_items`` finished items (fewer say too little: one bad webhook of six is
-  no trend), or items are failing and being retried (status ``failed``);
-- **healthy**: none of these.
-
-Success rate (24 h) = completed / (completed + dead_letter + failed), counting items completed, or
-failed last, within the last 24 hours; ``None`` when no item finished in that time (which degrades
-nothing). Acknowledging an alert does not change the status: only its condition clearing does.
-Every reason that applies is listed in ``reasons``, worst first. PostgreSQL not answering is no
-status at all: the API answers 503 (the counts live there).
+The worst status that applies (``critical``, ``warning``, ``degraded``, else ``healthy``) with every reason,
+worst first, from the sync queue's counts, the success rate of the last 24 hours, the open alerts, whether
+Redis answers, and the ``monitoring.*`` thresholds. PostgreSQL not answering is no status at all: the API
+answers 503. The rules: docs/OPERATIONS.md, "Day to day".
 """
 
 from __future__ import annotations

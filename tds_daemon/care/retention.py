@@ -1,19 +1,10 @@
 """Retention: what the healer deletes so that the bookkeeping tables stop growing.
 
-Every accepted webhook leaves an inbox event and a sync item for ever, and every scrape of
-``/metrics`` counts the queue by state: a year of webhooks would make both slow. So each healer run
-deletes, older than ``healer.retain_days``:
-
-- completed sync items and their inbox events (a re-delivery of such an old event is then accepted
-  again, and the newer-wins upsert finds it stale or unchanged: nothing regresses);
-- finished sync runs (not the cursors, which live in ``tds_sync_cursors``), healer runs and resolved
-  alerts;
-- events older than ``events.retain_days`` that every configured subscriber has had (or that went to its
-  dead letters, which keep their events).
-
-Dead letters, pending, processing and failed items are never deleted: they are work not done. At most
-``BATCH`` rows of each kind go per run, each kind in its own short transaction, so a first run on a
-large backlog catches up over a few runs instead of holding locks for minutes.
+Each healer run deletes, older than ``healer.retain_days``: completed sync items and their inbox events,
+finished sync runs, healer runs and resolved alerts; and events older than ``events.retain_days`` that every
+subscriber has had. Dead letters and unfinished items are never deleted. At most ``BATCH`` rows of each
+kind go per run, each kind in its own short transaction, so a large backlog is caught up over a few runs
+without long locks. A re-delivery of a deleted event is accepted again and found stale or unchanged.
 """
 
 from __future__ import annotations

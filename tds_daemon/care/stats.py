@@ -1,23 +1,11 @@
 """Statistics: how closely the local copy matches Zoho, per entity and overall; repair where it drifts.
 
-A stats run (the stats actor daily, or on ``POST /api/tds/stats/run``) pages through each entity's
-Zoho list with the shared, rate-limited ``ZohoClient`` — the pages carry the fields, so there is never
-a per-object read — and compares:
-
-- **presence**: every id Zoho lists against the live local rows (``deleted_at IS NULL``);
-- **fields**: for a sample of up to ``stats.sample_size`` of Zoho's objects (reservoir-sampled, seeded
-  by the run start so a run can be reproduced), the local row's ``zoho_last_modified`` and every typed
-  column whose Zoho field the list object carries. A local row *newer* than Zoho's list object matches
-  (a webhook got there after the page was read); an older one, or a differing column, does not.
-
-``matched`` = ids present locally × the share of the present sampled objects whose fields match;
-``match_pct`` = matched / max(zoho_count, local_count) (100 when both are empty); the overall match is
-the same ratio summed over the entities compared. Below ``stats.match_threshold``: a ``stats_mismatch``
-alert for the entity and a repair — a full sync run queued as the scheduler queues them (none if one is
-already waiting); at or above: that alert is resolved. An entity whose Zoho pull fails is reported with
-its error, not counted (and its alert left as it was).
-
-Each run is stored in ``tds_stats_runs``.
+A stats run (daily, or ``POST /api/tds/stats/run``) pages through each entity's Zoho list (never a read
+per object) and compares presence (every listed id against the live rows) and, for a seeded sample of
+``stats.sample_size`` objects, the version and typed columns. Below ``stats.match_threshold`` an entity
+gets a ``stats_mismatch`` alert and a full sync (none if one is already waiting); at or above, the alert
+is resolved. Each run is stored in ``tds_stats_runs``. How ``match_pct`` is computed: docs/OPERATIONS.md,
+"Day to day".
 """
 
 from __future__ import annotations

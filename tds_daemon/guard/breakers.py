@@ -1,42 +1,12 @@
 """Circuit breakers shared by every process of every TDS on one Redis: one per entity, one per Zoho app.
 
-Names come from the entity registry: ``entity:<name>`` for each entity type, ``zoho:<app>`` for
-each Zoho app the specs use (``zoho:books``, ``zoho:inventory``). The model is resilience4j's
-time-based breaker; pybreaker's per-process state is not enough, since one worker process seeing
-Zoho fail must stop the others too. Every transition happens inside a Lua script, so two processes
-can never both move a breaker, and only the process whose call made a transition is told about it
-(it logs the one line and raises or resolves the ``breaker_open`` alert).
-
-States and transitions (``breakers.*`` settings):
-
-- **closed**: every call is allowed. Each result lands in a per-second bucket; once the buckets of
-  the last ``window_s`` seconds hold at least ``min_calls`` results and the failures among them are
-  ``failure_rate`` percent or more, the breaker opens.
-- **open**: no call is allowed until ``open_s`` after it opened; results arriving meanwhile (calls
-  allowed before it opened) are ignored. The first caller after that moves it to half-open and is
-  the first trial.
-- **half-open**: ``half_open_calls`` trial permits are given out, no more. The breaker decides on the
-  trials' failure rate against ``failure_rate`` as resilience4j does, but as soon as the outcome is
-  certain rather than after the last trial: with 3 trials at 50 %, two failures re-open it (for
-  another ``open_s``) and two successes close it (with an empty window). A caller that took a permit
-  and made no call gives it back (``release``); permits not answered within ``open_s`` (their callers
-  died) are given out again.
-
-What counts is the caller's decision: the Zoho client counts HTTP answers and transport errors
-(``tds_daemon.pull.zoho.client``), the apply core counts applies (``tds_daemon.apply.items``), syncs count page
-fetches against their entity (``tds_daemon.pull.pulls``). A breaker that cannot reach Redis fails open: it
-allows the call and logs at INFO (at most once per ``_FAIL_OPEN_LOG_S`` per breaker); a Redis blip never
-stops the daemon.
-
-An app's breaker guards one Zoho endpoint for one organization: its state is kept under a key of
-the app's base URL and ``zoho.organization_id`` (``Breakers.from_config``), so a process configured
-for another URL or organization (a one-off ``tds sync`` with a mistyped URL) moves a breaker of its
-own and never the daemon's. The names (``zoho:books``) stay what operators see in the API, metrics,
-alerts and ``tds status``: each process shows the breakers of the endpoint it is configured for.
-
-Keys and the scripts that move them: ``tds_daemon.guard.breaker_lua``.
-
-Every time is the Redis server's clock (``TIME``), so processes on different hosts agree.
+Names come from the entity registry: ``entity:<name>`` and ``zoho:<app>``; an app's state is kept under
+its base URL and ``zoho.organization_id`` (``Breakers.from_config``), so a process configured for another
+endpoint never moves the daemon's. The model is resilience4j's time-based breaker (closed, open,
+half-open; ``breakers.*``); every transition happens in one Lua script (``tds_daemon.guard.breaker_lua``)
+on the Redis server's clock, and only the process whose call made it logs it and raises or resolves
+``breaker_open``. Callers decide what counts. A breaker that cannot reach Redis fails open: a Redis blip
+never stops the daemon. The states in full: docs/ARCHITECTURE.md, "Circuit breakers".
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Intake pressure: whether an API process takes webhooks as fast as it can, and telling the workers.
 
-Zoho does not send a missed webhook again and expects its answer within seconds (docs/ZOHO.md: store,
-answer, apply later). At saturation the API's group commits wait mostly on PostgreSQL's WAL flushes and
-on the CPU, and the workers' own transactions compete for both (docs/PERFORMANCE.md). So while an API
-process is saturated it says so in Redis (``<namespace>:intake:saturated``, a key that expires by
-itself), and the workers hold back the messages of new items for a bounded time
-(``workers.intake_first_s``; ``actors/middleware/intake_first.py``): taking webhooks comes first,
-applying catches up as soon as the burst is over.
-
-Saturated means: in every window of the last ``SUSTAIN_S``, on average at least half of the process's
-request threads were inside the webhook handler at once, and requests kept being answered (at least
-as many as that half), i.e. the requests queue for the database write. Under ordinary load the
-average stays far below half; at saturation it is well above, with many requests answered per window
-(figures in docs/PERFORMANCE.md).
-
-Why both, and why in a row: a stall (a slow WAL flush, a lock, the VM descheduled) also fills every
-thread, for as long as it lasts, and the catch-up after it fills them again for a moment. Holding the
-workers then helps nothing and delays every item received in the catch-up until the key expires, so one
-full window is not enough (docs/PERFORMANCE.md, "Stalls no longer hold the workers"). A window spent
-entirely in a stall answers nothing, which ends the run; the windows around it (its start, the catch-up)
-are two at most, fewer than the three ``SUSTAIN_S`` asks for. A burst of webhooks fills the threads and
-is answered, window after window.
+While an API process is saturated it sets ``<namespace>:intake:saturated`` in Redis (a key that expires by
+itself), and the workers hold back new items' messages for at most ``workers.intake_first_s``
+(``actors/middleware/intake_first.py``): Zoho does not send a missed webhook again, so taking them comes
+first. Saturated: in every window of the last ``SUSTAIN_S``, on average half the request threads or more
+in the webhook handler *and* at least as many requests answered. A stall fills the threads but answers
+nothing, so it breaks the run instead of holding the workers. The figures: docs/PERFORMANCE.md,
+"Figures behind choices in the code"; the setting: docs/OPERATIONS.md, "Capacity and tuning".
 """
 
 from __future__ import annotations

@@ -1,28 +1,10 @@
 """The detail backfill: the whole object of every row whose detail is missing or stale, newest first;
 then the item images still to fetch (``tds_daemon.pull.images``), from the same share of the budget.
 
-A list row is a summary (``tds_daemon.apply.upsert``): a row written from a list page waits, with its
-``detail_state`` 'missing' or 'stale', until the single-object read (one Zoho call) brings the whole
-object. The backfill makes those reads:
-
-- **recent changes before history**: rows whose detail is ``stale`` (a newer version was listed, or
-  their stock moved) before rows never read (``missing``), each newest first across every entity, a
-  batch at a time;
-- **within the budget**: its client spends the backfill's share of the day (``zoho/budget.py``), and
-  at most half of each app's requests per minute, so scheduled pulls keep their pace; when the share
-  is spent the run stops and the next one resumes;
-- **resumable**: the state is the rows themselves, committed one object at a time; a killed worker
-  leaves nothing half done, and one run at a time holds a PostgreSQL advisory lock, released by the
-  database when its connection (or its process) ends;
-- **never the same version twice**: each read records the version it was made for
-  (``detail_fetched_for``); a row is read again only once a newer version (or a stock change) arrives;
-- **yielding to webhooks**: each row is looked at again right before its read; a webhook that brought
-  the whole object first makes the read unnecessary and it is skipped.
-
-A read Zoho answers 404 marks the row deleted (the object is gone); another refusal (4xx), an object that
-cannot be stored (a field its column cannot take, a value PostgreSQL refuses) and a row whose id is not a
-Zoho id (never sent) are recorded as that version's read, logged, and not retried. Zoho unavailable,
-an open breaker or the rate limit end the run early: the rows wait for the next one.
+Stale rows before missing ones; within the backfill's share of the day's budget and half of each app's
+requests per minute; resumable (the rows are the state, one run at a time under an advisory lock); never
+the same version twice (``detail_fetched_for``); a row a webhook made whole meanwhile is skipped. How
+each answer is recorded: docs/ARCHITECTURE.md, "Pulls and the detail backfill".
 """
 
 from __future__ import annotations

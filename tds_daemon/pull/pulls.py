@@ -1,25 +1,11 @@
 """Pulling from Zoho: full, incremental and stock sync of one entity, recorded as a sync run.
 
-- **full**: every page (200 objects) of the entity's list, several pages in flight at once within
-  the shared rate limit; each page is one batched newer-wins upsert through ``upsert.apply``, the
-  same code webhooks use. Afterwards, live rows that Zoho no longer lists are confirmed gone with a
-  read of each (offset pagination can skip an object that moved while we paged) and get
-  ``deleted_at``.
-- **incremental**: newest first, stopping below the cursor (minus an overlap, so objects sharing the
-  cursor's timestamp are not missed); entities without a last-modified time are listed in full.
-- **stock**: the item list again, but only the stock columns of known rows are refreshed; or, for a run of
-  chosen items, the whole object of each (``tds_daemon.pull.stockitems``).
-
-The cursor moves only when a run succeeds; a failed run is recorded with its error and changes no
-cursor, so the next run covers what it missed.
-
-Circuit breakers (``tds_daemon.guard.breakers``): a run whose entity's breaker is open, or whose Zoho app's
-breaker refuses its first request, sends nothing and is recorded ``skipped`` with the breaker and
-when it may be tried again; so is a run whose first request the day's budget refuses. Each page (or
-read) fetched counts as a success against the entity's breaker, and a fetch that failed for Zoho's
-unavailability after the client's retries as a failure; the app's breaker is the client's business
-(every HTTP attempt). Rate limiting, the budget, an open breaker and other Zoho errors (4xx, auth)
-count neither way.
+Full: every page, several in flight within the shared rate limit, each one batched newer-wins upsert;
+rows Zoho no longer lists are confirmed gone with a read each. Incremental: newest first down to the
+cursor, less an overlap. Stock: the item list's stock columns, or chosen items' whole objects
+(``tds_daemon.pull.stockitems``). The cursor moves only when a run succeeds; a run that a breaker or the
+budget refuses before its first request is recorded ``skipped``. What each fetch tells the breakers:
+docs/ARCHITECTURE.md, "Pulls and the detail backfill".
 """
 
 from __future__ import annotations

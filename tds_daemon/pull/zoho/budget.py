@@ -1,39 +1,11 @@
 """The daily budget of Zoho calls, counted in Redis by every process of every TDS sharing it.
 
-Zoho caps calls per organization per day, for every integration of the company together. TDS spends
-at most ``zoho.daily_budget`` of them a day, and decides before each call:
-
-- **scheduled** work (scheduled and API-started pulls, statistics) may spend up to the budget;
-- **backfill** work (detail reads, images) spends only what scheduled work will not need today: it
-  leaves a reserve of the scheduled calls still expected (yesterday's scheduled calls, or half the
-  budget on a first day), so scheduled jobs have first claim;
-- **manual** work (``tds sync`` in a terminal) is counted and always allowed: an operator asked.
-
-Zoho's own figure wins when it is lower: every answer's ``X-Rate-Limit-Remaining`` (calls left today
-for the whole organization) is kept until its ``X-Rate-Limit-Reset``, counted down by each call TDS
-makes meanwhile, and background work stops when it would reach zero (or the reserve).
-
-Keys (``<ns>`` is ``redis.namespace``; the day is the calendar day in ``scheduler.timezone``):
-
-- ``<ns>:zoho:calls:<YYYY-MM-DD>``: a hash, ``total`` and one field per purpose; kept three days;
-- ``<ns>:zoho:remaining``: Zoho's last ``X-Rate-Limit-Remaining``, expiring at its reset.
-
-Redis decides each grant (atomically, for every process); PostgreSQL keeps what a Redis restart or
-``FLUSHDB`` would lose, so that a flush at 15:00 does not give the daemon a second day's budget:
-
-- every granted call is also added to ``tds_zoho_calls`` (day, purpose), and the day's figures read back;
-  where PostgreSQL's figure is the larger, Redis is raised to it (the larger always wins);
-- when the day's hash is missing (a flush, a restart, a new day), it is seeded from PostgreSQL (today's
-  and yesterday's figures) before the call is granted;
-- Zoho saying nothing is left today (``X-Rate-Limit-Remaining: 0``, or a 429 with code 45) is recorded in
-  ``tds_zoho_quota_stops`` until Zoho's reset as well, and seeded back with the counts: background work
-  stays stopped until then, whatever happens to Redis;
-- ``state()`` reports the larger of the two figures.
-
-PostgreSQL unreachable does not change a grant: Redis decides alone, the calls not yet saved are kept in
-this process and added at its next successful save (PostgreSQL is not asked again for ``DB_RETRY_S``,
-so that an outage does not slow every call). A process that ends during the outage loses those few;
-Redis still has them, and a flush during the outage loses them altogether.
+Each call is granted or refused before it is sent, by purpose: scheduled work up to ``zoho.daily_budget``,
+backfill work only from what scheduled work will not need today, manual work always (counted); Zoho's
+own ``X-Rate-Limit-Remaining`` wins when it is lower. Redis decides each grant atomically; PostgreSQL
+(``tds_zoho_calls``, ``tds_zoho_quota_stops``) keeps the day's counts and Zoho's quota stops, so a Redis
+flush or restart never gives the daemon a second day's budget, and an unreachable PostgreSQL never stops
+a grant. Keys, seeding and outages: docs/ARCHITECTURE.md, "The daily budget of Zoho calls".
 """
 
 from __future__ import annotations

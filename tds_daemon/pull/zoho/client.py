@@ -1,31 +1,12 @@
 """The Zoho API client: one shared rate limiter, one shared token, classified errors, pagination.
 
-Every request: waits for a slot of the shared limiter, carries ``Authorization: Zoho-oauthtoken``
-and ``organization_id``, has connect/read timeouts, and is answered by Zoho's envelope — a non-zero
-``code`` is an error even under HTTP 200. Timeouts and 5xx are retried with exponential backoff and
-jitter; a 429 is waited out (``Retry-After``, else the next minute) without counting as a failure, at
-most ``MAX_LIMITED`` times a call; a 401 discards the shared token and refreshes it once, then fails clearly.
-A 429 with code 45 (the organization's daily quota is spent) is never waited out: it stops every process's
-background calls until Zoho's reset (``budget.py`` records it in Redis and PostgreSQL) and raises
-``ZohoQuotaSpent``, which says when that is.
-
-Each app has a circuit breaker shared by every process configured for the same base URL and organization
-(``zoho:books``, ``zoho:inventory``; see ``tds_daemon.guard.breakers``), asked before every attempt: while it
-is open no request is sent and ``ZohoBreakerOpen`` says until when, and retries stop as soon as it
-opens. What each attempt tells it: a timeout, a connection error or a 5xx is a failure; any other answer
-(2xx, and 4xx other than 429: a bad request, a 404, a refused token) is a success, because Zoho answered
-and the breaker is about Zoho's availability, not about our requests; a 429 is neither (our own pace,
-docs/ZOHO.md), and neither is an attempt that never reached Zoho (the rate limiter's wait ran out, the token
-could not be had): a half-open trial permit it held is given back. A call that finds the breaker
-half-open with every trial permit out waits up to one request's time for their verdict rather than
-failing at once.
-
-Zoho's calls are scarce: each attempt is counted against the day's budget before it is sent
-(``budget.py``: background work is refused with ``ZohoBudgetSpent`` when its share is spent, and the
-``X-Rate-Limit-*`` headers of every answer keep Zoho's own count), and holds one of the
-``zoho.max_concurrency`` slots shared by every process while it is in flight (``slots.py``). Zoho does not
-count a call it answers 429: the retry after the wait spends the unit the refused attempt was granted, so a
-logical call costs one unit however many 429s it waits out.
+Every attempt waits for the shared limiter, is counted against the day's budget (``budget.py``), holds one
+of the shared concurrency slots (``slots.py``), asks the app's circuit breaker, and has connect and read
+timeouts; Zoho's envelope is checked (a non-zero ``code`` is an error even under HTTP 200). Timeouts and
+5xx are retried with backoff, a 429 is waited out at most ``MAX_LIMITED`` times, a 401 refreshes the
+token once, and code 45 (the daily quota spent) stops background calls until Zoho's reset
+(``ZohoQuotaSpent``). What each answer tells the breaker and the budget: docs/ARCHITECTURE.md,
+"The Zoho client".
 """
 
 from __future__ import annotations
