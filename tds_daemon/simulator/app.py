@@ -1,34 +1,10 @@
 """The Falcon app: Zoho's accounts server, Books v3 and Inventory v1, and the control API.
 
-Zoho's side, in the order a request meets it (``Gate``):
-
-1. ``down`` fault: 503 for OAuth and API alike (``refuse`` is handled by the server, before HTTP);
-2. ``Authorization: Zoho-oauthtoken <token>``: missing → 401 code 14, unknown or expired → 401 code 57;
-3. ``organization_id`` query parameter (not for ``/organizations``): missing → 400 code 6042,
-   not the simulated organization → 400 code 6041;
-4. the limits (``limits.py``): per minute per app → 429 code 44, per day per organization → 429
-   code 45, requests of the organization in flight → 429 code 1070 (its own message), each with
-   ``Retry-After``. A request let through is in flight from here until its answer is made;
-5. ``latency_ms`` fault (API only, every answer, after the checks so that it counts as in flight);
-6. ``error_rate`` fault: 500 ``{"code": 1000, "message": "Internal error"}`` or 503 (HTML);
-7. the resource: list ``GET /<app>/<list path>``, get ``GET /<app>/<list path>/<id>``, or an item's
-   image ``GET /inventory/v1/items/<id>/image`` (``ItemImage``): the image's bytes with
-   ``Content-Type: image/png`` or ``image/jpeg``; an unknown item or an item without an image →
-   404 in Zoho's not-found shape (code 1002); the ``image_fault`` fault answers instead, for an
-   item that exists (``images.py``). Each image read is one call against the limits, like any other.
-
-Every answer from step 4 on (429s, injected errors, the resource's answers and errors) carries
-Zoho's ``X-Rate-Limit-Limit`` (the daily limit; ``1000000`` when it is off), ``X-Rate-Limit-Remaining``
-(the limit less today's calls of the organization, this one included, never below 0) and
-``X-Rate-Limit-Reset`` (whole seconds to midnight in the organization's time zone).
-
-List parameters: ``page`` (1-based), ``per_page`` (default and max 200), ``sort_column``
-(``last_modified_time``, ``created_time`` or any field of the rows; default ``created_time``),
-``sort_order`` (``A``/``D``, default ``D``), the entity's ``list_params`` (``contact_type``), and
-``last_modified_time``: objects modified at or after it (any Zoho timestamp form; an unencoded
-``+`` is tolerated). Whether real Zoho honours a ``last_modified_time`` filter on list endpoints is
-*unconfirmed* (docs/ZOHO.md): a client must also work without it, newest first with a stored cursor.
-Sorting by ``last_modified_time`` is documented for contacts (Books' "List Contacts").
+Every request to Zoho's side passes ``Gate`` first, in the order Zoho checks: the ``down`` fault, the token
+(401), the organization (400), the limits (429, ``limits.py``), the ``latency_ms`` and ``error_rate``
+faults, then the resource (a list, a get, or an item's image). From the limits on, every answer carries
+Zoho's ``X-Rate-Limit-Limit``, ``-Remaining`` and ``-Reset``. Codes, list parameters and the
+unconfirmed parts: docs/ARCHITECTURE.md, "The Zoho simulator".
 """
 
 from __future__ import annotations

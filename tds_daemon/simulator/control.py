@@ -1,45 +1,7 @@
-"""The control API under ``/_sim/`` (JSON in, JSON out; no authentication: bind it privately).
-
-=========================================  ==================================================================
-``GET  /_sim/info``                        base URLs, credentials accepted, counts (also the readiness probe)
-``POST /_sim/reset``                       ``{seed, scale, counts, last_modified_everywhere}``: new data,
-                                           fresh stats, limit windows, daily counts, concurrency high-water
-                                           marks and refusal counts (tokens and faults stay)
-``GET  /_sim/stats``                       requests per app and status, 429s, max requests in any 60 s,
-                                           ``max_concurrent`` and ``concurrency_limited`` per app and in
-                                           total, ``daily_used``, item image reads
-                                           (``entities.product.image``, ``images``), ...
-``GET  /_sim/faults``                      current faults and limits, and ``daily_used`` (today's count)
-``POST /_sim/faults``                      ``{error_rate, latency_ms, down, token_ttl_s, rate_limit,
-                                           daily_limit, max_concurrency, refresh_limit, fire_webhooks,
-                                           expire_tokens, daily_used, image_fault,
-                                           image_oversize_bytes}``; ``daily_used: N`` sets the
-                                           organization's count of today's calls to N (other
-                                           integrations spending the same daily quota);
-                                           ``image_fault``: null, ``not_found``, ``not_an_image``,
-                                           ``oversized`` or ``html`` (item image reads only)
-``GET  /_sim/objects/{entity}``            ``{count, objects: [{id, last_modified_time}], deleted: [ids]}``
-``POST /_sim/objects/{entity}``            create (fields optional, generated otherwise) → the object
-``GET  /_sim/objects/{entity}/{id}``       the full object
-``PATCH /_sim/objects/{entity}/{id}``      change fields; last-modified time moves to now
-``DELETE /_sim/objects/{entity}/{id}``     delete (gone from list and get, listed in ``deleted``)
-``/_sim/objects/product/{id}/image``       an item's image. ``GET``: its current bytes with their
-                                           ``Content-Type``, ``X-Image-SHA256`` (hex) and
-                                           ``X-Image-Document-Id`` (not a Zoho call: not counted).
-                                           ``PUT {format: png|jpg}`` (default png): a new image (new
-                                           ``image_id``/``image_document_id``/``image_name``/
-                                           ``image_type``, new bytes) as a change: last-modified time
-                                           moves, webhook as for PATCH; → ``{object, webhook, image}``.
-                                           ``DELETE``: the item loses its image (the four fields
-                                           become ``""``), as a change. 404 when it has none
-``POST /_sim/webhooks/fire``               ``{url, token, entity, id, event, format, secret, timeout}`` →
-                                           ``{url, status, body}`` as TDS answered (502 with ``error``
-                                           when it did not answer)
-=========================================  ==================================================================
-
-``{entity}`` is a registry name (``product``, ``customer``, ...) or one of its aliases. Creating,
-changing and deleting answer ``{"object": ..., "webhook": <fire result or null>}``; the webhook is
-posted when ``fire_webhooks`` is set (``POST /_sim/faults``).
+"""The control API under ``/_sim/`` (JSON in, JSON out; no authentication: bind it privately): the truth for
+tests (info, stats, objects), a fresh data set (reset), faults and limits, objects created, changed and
+deleted as Zoho would see them (optionally announced to TDS as webhooks), and webhooks fired on demand.
+Every route and its body: docs/ARCHITECTURE.md, "The Zoho simulator".
 """
 
 from __future__ import annotations

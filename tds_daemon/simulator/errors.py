@@ -1,25 +1,8 @@
 """Zoho's error answers, as data: HTTP status, Zoho ``code``, ``message``.
 
-Sources (looked up, not guessed, where marked):
-
-- confirmed, Zoho Books v3 "Errors" page: HTTP 401 = invalid AuthToken, 404, 405, 429 = rate limit
-  exceeded, 500 = internal error; ``{"code": 1002, "message": "Invoice does not exist."}`` and
-  ``{"code": 1000, "message": "Internal error"}``.
-- confirmed live by a third-party Zoho Invoice client (same platform as Books): no Authorization
-  header → 401 code 14 ("The request could not be authenticated ..."); a dead token → 401
-  ``{"code": 57, "message": "You are not authorized to perform this operation"}``.
-- two independent third-party write-ups of the Books/Inventory introduction page: per-minute
-  limit → code 44, daily limit → code 45, concurrency → code 1070 (HTTP 429), as the simulator
-  answers them (the concurrency message is its own; *unconfirmed*: a client must not tell the
-  refusals apart by code, TDS's does not). Whether Zoho sends
-  ``Retry-After`` is *unconfirmed*; the simulator always does.
-- Zoho's Deluge docs: a foreign organization → ``{"code": 6041, "message": "This user is not
-  associated with the CompanyID/CompanyName:<id>."}``. *Unconfirmed*: its HTTP status (400 here),
-  the code for a missing ``organization_id`` (the message is the one reported by Airbyte users,
-  the code 6042 is a placeholder) and code 2 for a malformed parameter (widely reported message
-  "Invalid value passed for organization_id").
-- *Unconfirmed*: 404 with code 1002 for every entity's unknown id (documented for invoices only),
-  code 5 "Invalid URL Passed" for an unknown path, code 37 for a wrong method.
+Each comes from Zoho's Books "Errors" page, a third-party client that saw it live, third-party
+write-ups, or is *unconfirmed* (a placeholder no client should rely on). Which is which, answer by
+answer: docs/ARCHITECTURE.md, "The Zoho simulator"; what TDS relies on: docs/ZOHO.md.
 """
 
 from __future__ import annotations

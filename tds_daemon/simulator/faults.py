@@ -1,24 +1,9 @@
 """Faults and run-time knobs, settable at start (CLI) and at run time (``POST /_sim/faults``).
 
-- ``error_rate``: fraction of API calls answered 500 (Zoho's ``{"code": 1000, "message":
-  "Internal error"}``) or 503 (an HTML page, as a front door answers), half each.
-- ``latency_ms``: added to every API answer.
-- ``down``: ``""`` (up), ``"503"`` (every OAuth and API request answered 503) or ``"refuse"`` (the
-  connection is reset without an answer; the listening socket stays open, so the control API keeps
-  working: a client sees a reset/disconnect rather than ECONNREFUSED).
-- ``token_ttl_s``: lifetime of access tokens issued from now on (``expires_in``).
-- ``rate_limit`` / ``daily_limit`` / ``max_concurrency`` / ``refresh_limit``: the limits (0 = off;
-  ``limits.py``), and ``daily_used``: today's count of the organization's calls, set to stand for
-  other integrations' calls. These live in the limiter and settings, not here.
-- ``fire_webhooks``: ``{"url", "token", "format", "secret"}`` or null: objects created, modified or
-  deleted through the control API are then posted to TDS as webhooks.
-- ``image_fault``: null (off) or how item image reads (``GET /inventory/v1/items/{id}/image``, and
-  nothing else) answer bad: ``"not_found"`` (404, Zoho's not-found JSON), ``"not_an_image"`` (200,
-  ``image/png``, an HTML error page), ``"oversized"`` (200, ``image/png``, a PNG header padded to
-  ``image_oversize_bytes``, default 5 MiB) or ``"html"`` (200, ``text/html``). See ``images.py``.
-
-``expire_tokens: true`` in a ``POST /_sim/faults`` is an action, not a state: every access token
-issued so far stops working.
+Injected errors (``error_rate``), ``latency_ms``, ``down`` (503, or connections reset), the lifetime of new
+tokens, webhooks fired on changes (``fire_webhooks``), bad item image answers (``image_fault``), and
+``expire_tokens``, an action: every token issued so far stops working. The limits live in ``limits.py``.
+Each fault's values: docs/ARCHITECTURE.md, "The Zoho simulator".
 """
 
 from __future__ import annotations

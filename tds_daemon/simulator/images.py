@@ -1,23 +1,10 @@
 """Item images: the image fields of Zoho's items and the real PNG / JPEG bytes behind them.
 
-Fields. A Zoho item says whether it has an image and which with ``image_id``, ``image_document_id``
-(19-digit string ids; here the two are equal), ``image_name`` (``olive-oil-1l.png``) and
-``image_type`` (``png`` or ``jpg``). An item without an image carries the same four keys as empty
-strings, as Zoho's item objects and list rows do (published list answers show ``"image_name": "",
-"image_type": "", "image_document_id": ""``; ``image_id: ""`` is the simulator's own, for symmetry).
-The fields are in list rows too (not detail-only). About 60 % of generated items have an image,
-drawn from a random stream of their own (seed and serial), so adding images moved no other value;
-every 20th item shows one shared placeholder image (same id, same bytes: identical images for
-deduplication tests).
-
-Bytes (``image_bytes``) are a function of the seed, the image's document id and its type only: the
-same id gives the same bytes, a new id new bytes. A PNG is a 24×24 RGB mosaic with some noise
-(zlib and struct), ~1.5 KB; a JPEG is a 32×32 baseline JFIF, 4:4:4, whose 8×8 blocks are each one
-colour, so that only DC coefficients are coded (a complete baseline encoder in a few lines, with
-Huffman tables of its own in the file), ~0.3 KB. Both carry a comment naming seed and document.
-
-Faulty answers (``image_fault``, ``faults.py``) are made here too: ``not_found``, ``not_an_image``,
-``oversized``, ``html``.
+About 60 % of generated items have an image (``image_id``, ``image_document_id``, ``image_name``,
+``image_type``; empty strings when none, in list rows too), every 20th a shared placeholder. The bytes are
+a function of the seed, the document id and the type only: a small PNG mosaic, or a baseline JPEG coded
+with DC coefficients only. Faulty answers (``image_fault``) are made here too. Details:
+docs/ARCHITECTURE.md, "The Zoho simulator".
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Zoho's API limits: a minute window per app, and a daily count and a concurrency cap per organization.
 
-- Minute (``rate_limit``): a sliding 60-second window per app per organization (Books and Inventory
-  counted separately, docs/ZOHO.md) over the requests let through; past it, HTTP 429 code 44 with a
-  ``Retry-After`` (seconds until the oldest request in the window leaves it). Whether Zoho's window
-  is sliding or a fixed clock minute, and whether it sends ``Retry-After``, is *unconfirmed*: a
-  sliding window is the stricter reading, so a client that passes here passes there.
-- Day (``daily_limit``): one count per organization, Books and Inventory together (Zoho's cap covers
-  every app and every integration; ``set_used`` stands in for the others' calls), back to 0 at
-  midnight in the organization's time zone (``ORG_TZ``). Past it, 429 code 45 with ``Retry-After``
-  until that midnight. The count runs even when the limit is off, for the ``X-Rate-Limit-*`` headers.
-- Concurrency (``max_concurrency``): requests of the organization in flight at once, all apps
-  together, from ``admit`` until ``release``; one more is answered 429 code 1070 (its own message)
-  with ``Retry-After: 1``.
-
-Counted: API requests that passed the token and organization checks (whether Zoho counts refused
-ones too is *unconfirmed*). Every such arrival enters the minute's ``arrived`` log, let through or
-not, so the stats can prove a client never sent more than the limit in any 60 seconds
-(``max_window``), not only that it was never refused (``max_window_accepted``). A refused request
-is not counted in the window, the day or the requests in flight.
+A sliding 60 s window per app (429 code 44), one daily count per organization for both apps (429 code 45;
+back to 0 at the organization's midnight, counted even when off, for the ``X-Rate-Limit-*`` headers), and
+the organization's requests in flight (429 code 1070), each with ``Retry-After``. Every arrival past the
+token and organization checks enters the minute's log, let through or not, so the stats prove a client
+never *sent* more than the limit in any 60 s (``max_window``). Where Zoho's behaviour is unconfirmed, the
+stricter reading: docs/ARCHITECTURE.md, "The Zoho simulator".
 """
 
 from __future__ import annotations
