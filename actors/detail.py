@@ -23,7 +23,7 @@ def detail_backfill(origin: str = "scheduler") -> None:
     redis = redis_client(rt.config)
     client = ZohoClient(rt.config, redis, alerts=rt.engine, purpose="backfill")
     try:
-        report = detail.Backfill(rt.config, rt.engine, client).run(deadline_s=DEADLINE_S)
+        report = detail.Backfill(rt.config, rt.engine, client).run(deadline_s=DEADLINE_S, stop=rt.stopping)
         if report.stopped != "already_running":  # the running one records its own report
             detail.record(redis, rt.config.redis.namespace, origin, report)
     except exc.SQLAlchemyError as e:  # each object is its own transaction: the next run resumes

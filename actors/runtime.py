@@ -5,7 +5,8 @@ Set once per worker process by ``actors.worker`` before any message is consumed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
@@ -20,6 +21,7 @@ class Runtime:
     engine: Engine
     dispatcher: Dispatcher
     breakers: Breakers | None = None  # the entity breakers the actors consult (None: no breakers)
+    stopping: threading.Event = field(default_factory=threading.Event)  # set when the process is asked to stop
 
 
 _current: Runtime | None = None

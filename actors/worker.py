@@ -72,6 +72,7 @@ def run(config: Config) -> int:
              len(broker.get_declared_queues()), nice)
     _say_ready()
     stop.wait()
+    runtime.get().stopping.set()  # long actors (the detail backfill) end at their next object
     log.info("worker stopping: in-flight messages have %ds to finish", config.supervisor.drain_timeout_s)
     worker.stop(timeout=config.supervisor.drain_timeout_s * 1000)
     broker.close()

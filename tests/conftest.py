@@ -71,7 +71,10 @@ def session_dir():
 @pytest.fixture(scope="session")
 def base_env(pg_url, redis_url, redis_namespace, session_dir):
     """Environment for every TDS process the tests start; recovery is fast so faults heal quickly."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TDS_") and k != "NOTIFY_SOCKET"}
+    # Nothing of the runner's own: no TDS setting, no systemd socket, no terminal size (a test that wants
+    # one sets COLUMNS itself).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TDS_") and k not in ("NOTIFY_SOCKET", "COLUMNS", "LINES")}
     env.update({
         "TDS_DATABASE_URL": pg_url,
         "TDS_REDIS_URL": redis_url,

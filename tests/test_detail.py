@@ -164,6 +164,23 @@ def test_the_backfill_completes_after_its_worker_is_killed(sim, pull_env, engine
     assert 'tds_detail_backlog{entity="sales_order"} 0.0' in daemon.http.get("/metrics").text
 
 
+def test_a_stop_does_not_wait_for_the_backfill(sim, pull_env, engine, processes):
+    sim.reset(counts={"customer": 200})
+    sim.faults(latency_ms=100)  # about 10 s of reads: far longer than a stop may take
+    daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_REQUESTS_PER_MINUTE": "2000",
+                                      "TDS_SUPERVISOR_DRAIN_TIMEOUT_S": "60"})
+    r = daemon.http.post("/api/tds/sync/customer", params={"full": 1}, headers=ADMIN)
+    assert r.status_code == 202, r.text
+    wait_until(lambda: 0 < waiting(engine) < 190, 60, interval=0.05, message="the backfill under way")
+    os.killpg(daemon.proc.pid, signal.SIGTERM)
+    # Well inside the drain timeout (60 s): the backfill ends at its next object instead of holding the stop.
+    wait_until(lambda: daemon.proc.poll() is not None, 20, message="tds run stopped")
+    assert daemon.proc.returncode == 0, daemon.output()
+    assert "stopped=shutdown" in daemon.output(None)
+    left = waiting(engine)
+    assert 0 < left < 200, "some rows whole, the rest left for the next run"
+
+
 def test_the_backlog_shows_in_status_the_api_and_metrics(sim, tds, pull_env, processes):
     sim.reset(counts={"product": 50, "branch": 3})
     assert tds.sync("product", "full")["status"] == "succeeded"

@@ -114,7 +114,7 @@ class Report:
     requests: int = 0
     images_stored: int = 0  # item images fetched and stored (tds_daemon.pull.images)
     images_failed: int = 0  # image answers recorded as not storable (404, not an image, too large)
-    stopped: str = "done"  # done | deadline | limit | budget | zoho_unavailable | already_running
+    stopped: str = "done"  # done | deadline | limit | budget | zoho_unavailable | already_running | shutdown
     error: str | None = None
     per_entity: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -140,12 +140,15 @@ class _Stop(Exception):
 class Backfill:
     def __init__(self, config, engine: Engine, client: ZohoClient):
         self.config, self.engine, self.client = config, engine, client
+        self.stop: threading.Event | None = None
         self.schema = config.database.entity_schema
 
     def run(self, *, names: list[str] | None = None, deadline_s: float | None = None, limit: int | None = None,
-            progress: Callable[[Report], None] | None = None) -> Report:
-        """Read whole objects until none is waiting, the deadline or ``limit`` reads, or the budget ends it."""
+            progress: Callable[[Report], None] | None = None, stop: threading.Event | None = None) -> Report:
+        """Read whole objects until none is waiting, the deadline or ``limit`` reads, or the budget ends it;
+        ``stop`` set (the process is stopping) ends it before the next object, so a stop never waits for it."""
         report = Report()
+        self.stop = stop
         specs = [s for s in entities.ENTITIES if not s.lists_whole and (names is None or s.name in names)]
         requests_before = self.client.requests
         with self.engine.connect() as lock_conn:
@@ -194,8 +197,14 @@ class Backfill:
 
     def _drain(self, name: str, report: Report, deadline_s, limit, next_batch, one, progress) -> bool:
         """Run ``one`` over batches from ``next_batch(n)`` (THREADS at a time) until a batch is empty: True.
-        False when ``limit`` reads in all, ``deadline_s`` or Zoho (``_Stop``) ended it, said in the report."""
+        False when ``limit`` reads in all, ``deadline_s``, Zoho (``_Stop``) or a stop ended it, said in the report."""
         started = time.monotonic()
+
+        def unless_stopping(x) -> None:
+            if self.stop is not None and self.stop.is_set():
+                raise _Stop("shutdown")
+            one(x)
+
         with ThreadPoolExecutor(THREADS, thread_name_prefix=name) as pool:
             while True:
                 spent = report.read + report.gone + report.refused + report.images_stored + report.images_failed
@@ -210,7 +219,7 @@ class Backfill:
                 if not batch:
                     return True
                 try:
-                    for _ in pool.map(one, batch):
+                    for _ in pool.map(unless_stopping, batch):
                         if progress:
                             progress(report)
                 except _Stop as stop:
