@@ -21,7 +21,7 @@ TIME_LIMIT_MS = 15 * 60 * 1000
 def detail_backfill(origin: str = "scheduler") -> None:
     rt = runtime.get()
     redis = redis_client(rt.config)
-    client = ZohoClient(rt.config, redis, alerts=rt.engine, purpose="backfill")
+    client = ZohoClient(rt.config, redis, alerts=rt.engine, purpose="backfill", stop=rt.stopping)
     try:
         report = detail.Backfill(rt.config, rt.engine, client).run(deadline_s=DEADLINE_S, stop=rt.stopping)
         if report.stopped != "already_running":  # the running one records its own report

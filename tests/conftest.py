@@ -218,3 +218,16 @@ def tds(pull_env):
     t = Tds(pull_env)
     yield t
     t.close()
+
+
+# --- the quick suite ------------------------------------------------------------------------------------
+
+PROCESS_FIXTURES = {"processes", "module_processes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks ``daemon`` every test that starts processes (a daemon, an API, the simulator, a browser's site)
+    through the process fixtures, directly or through another fixture: ``make test-quick`` leaves them out."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.daemon)

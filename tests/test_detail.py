@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 from sqlalchemy import text
 from support import WEBHOOK_TOKEN, start_daemon, wait_until
@@ -165,20 +166,28 @@ def test_the_backfill_completes_after_its_worker_is_killed(sim, pull_env, engine
 
 
 def test_a_stop_does_not_wait_for_the_backfill(sim, pull_env, engine, processes):
-    sim.reset(counts={"customer": 200})
-    sim.faults(latency_ms=100)  # about 10 s of reads: far longer than a stop may take
-    daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_REQUESTS_PER_MINUTE": "2000",
-                                      "TDS_SUPERVISOR_DRAIN_TIMEOUT_S": "60"})
+    sim.reset(counts={"customer": 120})
+    # The backfill's share of the default pace (50 calls a minute) runs out after 50 reads: the rest wait up
+    # to a minute for the rate limit, longer than a stop may take.
+    daemon = start_daemon(processes, {**pull_env, "TDS_SUPERVISOR_DRAIN_TIMEOUT_S": "60"})
     r = daemon.http.post("/api/tds/sync/customer", params={"full": 1}, headers=ADMIN)
     assert r.status_code == 202, r.text
-    wait_until(lambda: 0 < waiting(engine) < 190, 60, interval=0.05, message="the backfill under way")
+    seen: dict = {}
+
+    def held_by_the_rate_limit() -> bool:  # reads stopped for a while, with rows still waiting
+        n = waiting(engine)
+        if n != seen.get("n"):
+            seen.update(n=n, since=time.monotonic())
+            return False
+        return 0 < n < 120 and time.monotonic() - seen["since"] > 1.5
+
+    wait_until(held_by_the_rate_limit, 60, interval=0.1, message="the backfill held by the rate limit")
     os.killpg(daemon.proc.pid, signal.SIGTERM)
-    # Well inside the drain timeout (60 s): the backfill ends at its next object instead of holding the stop.
+    # Well inside the drain timeout (60 s): the backfill ends at once instead of holding the stop.
     wait_until(lambda: daemon.proc.poll() is not None, 20, message="tds run stopped")
     assert daemon.proc.returncode == 0, daemon.output()
-    assert "stopped=shutdown" in daemon.output(None)
-    left = waiting(engine)
-    assert 0 < left < 200, "some rows whole, the rest left for the next run"
+    assert "stopped=shutdown" in daemon.output(None) and "still running; killing it" not in daemon.output(None)
+    assert 0 < waiting(engine) < 120, "some rows whole, the rest left for the next run"
 
 
 def test_the_backlog_shows_in_status_the_api_and_metrics(sim, tds, pull_env, processes):

@@ -30,7 +30,7 @@ from tds_daemon.oneline import first_line
 from tds_daemon.pull import images
 from tds_daemon.pull.zoho import ZohoClient, ZohoError
 from tds_daemon.pull.zoho.budget import Budget
-from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoUnavailable
+from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoStopped, ZohoUnavailable
 from tds_daemon.store.schema import entity_table
 
 log = logging.getLogger(__name__)
@@ -249,6 +249,8 @@ class Backfill:
             return
         try:
             body = self.client.get_object(c.spec, c.zoho_id)
+        except ZohoStopped:
+            raise _Stop("shutdown") from None
         except ZohoBudgetSpent as e:
             raise _Stop("budget", str(e)) from None
         except (ZohoUnavailable, ZohoBreakerOpen) as e:

@@ -33,7 +33,7 @@ from tds_daemon import entities, zohovalues
 from tds_daemon.apply import events
 from tds_daemon.pull.zoho import ZohoClient, ZohoError
 from tds_daemon.pull.zoho.client import object_path
-from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoUnavailable
+from tds_daemon.pull.zoho.errors import ZohoBreakerOpen, ZohoBudgetSpent, ZohoStopped, ZohoUnavailable
 from tds_daemon.store.schema import entity_table, images_table
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
 
 
 class Stop(Exception):
-    """Zoho cannot be asked now (budget spent, unavailable, breaker open): the rest waits for the next run."""
+    """Zoho cannot be asked now (budget spent, unavailable, breaker open, TDS stopping): the rest waits for the
+    next run."""
 
     def __init__(self, reason: str, error: str):
         super().__init__(error)
@@ -147,6 +148,8 @@ def fetch_one(config, engine: Engine, client: ZohoClient, item_id: str, image_id
     try:
         content_type, data = client.get_bytes(ITEM.app, object_path(ITEM, item_id) + "/image",
                                              config.images.max_bytes)
+    except ZohoStopped:
+        raise Stop("shutdown", "this TDS is stopping") from None
     except ZohoBudgetSpent as e:
         raise Stop("budget", str(e)) from None
     except (ZohoUnavailable, ZohoBreakerOpen) as e:

@@ -70,13 +70,14 @@ class Page:
 class ZohoClient:
     def __init__(self, config, redis_client: redis.Redis, *, http: httpx.Client | None = None,
                  limit_wait_s: float = 120.0, breakers: Breakers | None = None, alerts=None,
-                 purpose: str = "scheduled", engine: Engine | None = None):
+                 purpose: str = "scheduled", engine: Engine | None = None, stop: threading.Event | None = None):
         z = config.zoho
         self.base = {"books": config.zoho_books_url.rstrip("/"), "inventory": config.zoho_inventory_url.rstrip("/")}
         self.organization_id = z.organization_id
         self.max_attempts = z.max_attempts
         self.trial_wait_s = z.timeout_s + 5.0  # a trial's verdict comes within one request's time
         self.limit_wait_s = limit_wait_s
+        self.stop = stop  # set when the process stops: a call waiting for the rate limit gives up (ZohoStopped)
         self.http = http or httpx.Client(timeout=httpx.Timeout(z.timeout_s, connect=min(10.0, z.timeout_s)),
                                          headers={"Accept": "application/json", "User-Agent": "tds"})
         # What this client's calls are for decides how much of the day's budget they may spend (budget.py);
@@ -138,7 +139,7 @@ class ZohoClient:
                                       f"{last}", breaker=breaker.name, retry_at=decision.retry_at, app=app)
             verdict: bool | None = None  # what this attempt tells the breaker: None = nothing
             try:
-                self.limiter.acquire(app, self.limit_wait_s)
+                self.limiter.acquire(app, self.limit_wait_s, self.stop)
                 token = self.tokens.token()
                 if not paid:
                     self._spend(app, path)

@@ -31,6 +31,12 @@ class ZohoUnavailable(ZohoError):
     transient = True
 
 
+class ZohoStopped(ZohoError):
+    """The process is stopping: a call still waiting for its turn was not sent."""
+
+    transient = True
+
+
 class ZohoAuthError(ZohoError):
     """OAuth credentials refused, or a fresh token still refused: an operator must fix the config."""
 

@@ -14,12 +14,13 @@ a window of exactly 60 s measured here could hold 101 arrivals there.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import redis
 
-from tds_daemon.pull.zoho.errors import ZohoRateLimited
+from tds_daemon.pull.zoho.errors import ZohoRateLimited, ZohoStopped
 
 # KEYS[1] the app's sorted set; ARGV[1] limit, ARGV[2] window in microseconds, ARGV[3] a unique member.
 # Returns 0 when granted, else the microseconds until the oldest request leaves the window.
@@ -57,8 +58,9 @@ class RateLimiter:
                                 args=[self.per_minute, int((WINDOW_S + MARGIN_S) * 1e6), uuid.uuid4().hex])
         return int(wait_us) / 1e6
 
-    def acquire(self, app: str, timeout: float) -> None:
-        """Block until a request may go; ZohoRateLimited if that takes longer than ``timeout``."""
+    def acquire(self, app: str, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until a request may go; ZohoRateLimited if that takes longer than ``timeout``, ZohoStopped
+        as soon as ``stop`` is set (the process is stopping: a wait of up to a minute must not hold it)."""
         deadline = time.monotonic() + timeout
         while True:
             wait = self.try_acquire(app)
@@ -67,7 +69,10 @@ class RateLimiter:
             if time.monotonic() + wait > deadline:
                 raise ZohoRateLimited(f"{self.per_minute} requests/minute to Zoho {app} used up; next slot in "
                                       f"{wait:.0f}s", retry_after=wait, app=app)
-            time.sleep(min(wait, 5.0))
+            if stop is None:
+                time.sleep(min(wait, 5.0))
+            elif stop.wait(min(wait, 5.0)):
+                raise ZohoStopped("this TDS is stopping; the request was not sent", app=app)
 
     def in_window(self, app: str) -> int:
         return int(self.client.zcard(self.key(app)))
