@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DEV_CONFIG ?= ops/dev.toml
 
-.PHONY: run test install lint bench clean
+# Test files run in parallel, a file to a process (its module-scoped daemons stay in one place); most of a test's
+# time is spent waiting for processes, so more processes than cores pay.
+TEST_WORKERS ?= 4
+
+.PHONY: run test test-quick install lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +24,12 @@ run: install
 test: install
 	bash ops/dev/test-deps.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# What needs no process of its own (no daemon, API, worker, simulator or browser): in under a minute.
+test-quick: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not daemon" -n 2 -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -81,8 +81,10 @@ def base_env(pg_url, redis_url, redis_namespace, session_dir):
         "TDS_REDIS_NAMESPACE": redis_namespace,
         "TDS_API_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "TDS_API_ADMIN_TOKEN": ADMIN_TOKEN,
-        "TDS_API_PROCESSES": "2",
-        "TDS_WORKERS_PROCESSES": "2",
+        # One of each: a process less to start and feed per daemon; the tests of what several processes do
+        # (a worker killed while another goes on, reloads, aggregated metrics) ask for two (TWO_OF_EACH).
+        "TDS_API_PROCESSES": "1",
+        "TDS_WORKERS_PROCESSES": "1",
         "TDS_WORKERS_THREADS": "4",
         "TDS_WORKERS_LEASE_S": "5",
         "TDS_WORKERS_REDISPATCH_AFTER_S": "5",

@@ -8,7 +8,7 @@ import signal
 import time
 
 from sqlalchemy import text
-from support import WEBHOOK_TOKEN, start_daemon, wait_until
+from support import TWO_OF_EACH, WEBHOOK_TOKEN, start_daemon, wait_until
 from support.pull import cli
 from support.sim import ADMIN
 
@@ -132,7 +132,7 @@ def test_the_backfill_completes_after_its_worker_is_killed(sim, pull_env, engine
     sim.reset(counts={"sales_order": 120, "customer": 80})
     sim.faults(latency_ms=60)
     # The backfill takes half of each app's minute: lift the pace so the test is about the kill.
-    daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_REQUESTS_PER_MINUTE": "2000"})
+    daemon = start_daemon(processes, {**pull_env, **TWO_OF_EACH, "TDS_ZOHO_REQUESTS_PER_MINUTE": "2000"})
     # A full pull through the daemon: when it ends, the backfill starts on its rows by itself.
     r = daemon.http.post("/api/tds/sync/sales_order", params={"full": 1}, headers=ADMIN)
     assert r.status_code == 202, r.text

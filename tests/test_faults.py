@@ -17,14 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import support
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from support import (
+    TWO_OF_EACH,
     WEBHOOK_TOKEN,
     all_applied,
     free_port,
     queue_counts,
-    start_daemon,
     start_private_redis,
     wait_until,
 )
@@ -32,6 +33,12 @@ from support.tcp_proxy import TcpProxy
 from support.zoho_objects import default_payload, make_object, new_id
 
 from tds_daemon import entities
+
+
+def start_daemon(procs, env, **overrides):
+    """A daemon of two API and two worker processes: this module's tests are about several of them."""
+    return support.start_daemon(procs, {**env, **TWO_OF_EACH}, **overrides)
+
 
 # Generous next to the configured 5 s lease / 5 s redispatch / 0.5 s sweep, far below the test limit.
 RECOVERY_TIMEOUT = 45

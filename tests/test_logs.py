@@ -6,7 +6,7 @@ import logging
 import re
 
 import httpx
-from support import ADMIN_TOKEN, start_daemon, wait_until
+from support import ADMIN_TOKEN, TWO_OF_EACH, start_daemon, wait_until
 from support.zoho_objects import default_payload, make_object
 
 from tds_daemon import logs
@@ -40,7 +40,7 @@ def test_summaries_are_key_value_pairs_and_the_role_is_named():
 
 
 def test_the_daemon_names_every_process_by_its_role(processes, migrated, clean_db):
-    d = start_daemon(processes, migrated, TDS_SCHEDULER_ENABLED="true", **OFF)
+    d = start_daemon(processes, {**migrated, **TWO_OF_EACH}, TDS_SCHEDULER_ENABLED="true", **OFF)
     obj = make_object("product")
     assert d.post("items", default_payload("product", obj)).status_code == 202
     r = d.http.post("/api/tds/auto-healing/run", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})

@@ -12,19 +12,26 @@ import threading
 
 import httpx
 import pytest
+import support
 from sqlalchemy import text
 from support import (
     ADMIN_TOKEN,
+    TWO_OF_EACH,
     WEBHOOK_TOKEN,
     all_applied,
     applies_blocked,
     holds_for,
     queue_counts,
-    start_daemon,
     wait_until,
 )
 from support.notify_listener import NotifyListener
 from support.zoho_objects import default_payload, make_object
+
+
+def start_daemon(procs, env, **overrides):
+    """A daemon of two API and two worker processes: this module's tests are about several of them."""
+    return support.start_daemon(procs, {**env, **TWO_OF_EACH}, **overrides)
+
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -5,10 +5,10 @@ database helpers (re-exported here), and the Zoho side in modules of their own (
 from conftest."""
 
 from support.db import all_applied, applies_blocked, queue_counts, truncate
-from support.env import ADMIN_TOKEN, PG_ADMIN_URL, REDIS_BASE, REDIS_DB, ROOT, TDS, WEBHOOK_TOKEN
+from support.env import ADMIN_TOKEN, PG_ADMIN_URL, REDIS_BASE, REDIS_DB, ROOT, TDS, TWO_OF_EACH, WEBHOOK_TOKEN
 from support.processes import Api, Daemon, Processes, free_port, start_api, start_daemon, start_private_redis
 from support.waiting import holds_for, wait_until
 
 __all__ = ["ADMIN_TOKEN", "PG_ADMIN_URL", "REDIS_BASE", "REDIS_DB", "ROOT", "TDS", "WEBHOOK_TOKEN", "Api",
            "Daemon", "Processes", "all_applied", "applies_blocked", "free_port", "holds_for", "queue_counts",
-           "start_api", "start_daemon", "start_private_redis", "truncate", "wait_until"]
+           "TWO_OF_EACH", "start_api", "start_daemon", "start_private_redis", "truncate", "wait_until"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import exc, text
 
 
 def truncate(engine) -> None:
@@ -12,8 +12,17 @@ def truncate(engine) -> None:
                         "tds_healer_runs", "tds_stats_runs", "tds_events", "tds_event_subscribers",
                         "tds_event_dead_letters", "tds_zoho_calls", "tds_zoho_quota_stops"]
                        + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
-    with engine.begin() as c:
-        c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    # A module's daemon may still be writing (a backfill, a sweep): PostgreSQL may pick the TRUNCATE as a
+    # deadlock's victim, and then it is simply tried again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as c:
+                c.execute(text("SET LOCAL lock_timeout = '10s'"))
+                c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            return
+        except exc.OperationalError as e:
+            if attempt == 4 or getattr(e.orig, "pgcode", None) not in ("40P01", "55P03"):
+                raise
 
 
 def queue_counts(engine) -> dict[str, int]:

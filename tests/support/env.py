@@ -13,3 +13,6 @@ REDIS_DB = int(os.environ.get("TDS_TEST_REDIS_DB", "11"))
 WEBHOOK_TOKEN = "test-webhook-token"
 ADMIN_TOKEN = "test-admin-token"
 TDS = [sys.executable, "-m", "tds"]
+
+# The settings of a daemon whose test is about several processes (the suite's default is one of each).
+TWO_OF_EACH = {"TDS_API_PROCESSES": "2", "TDS_WORKERS_PROCESSES": "2"}

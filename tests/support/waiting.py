@@ -5,11 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+SLOWEST_POLL_S = 0.5  # a wait without an interval of its own polls ever less often, down to this
 
-def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05,
+
+def wait_until(condition: Callable[[], object], timeout: float, interval: float | None = None,
                message: str = "condition") -> object:
-    """Poll ``condition`` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until it returns something truthy; fail the test at the deadline.
+
+    Without ``interval`` it polls every 0.05 s at first and less often the longer it waits (up to every
+    SLOWEST_POLL_S), so a long wait does not keep a core busy asking; a condition that holds only for a
+    moment passes its own ``interval``."""
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = interval or 0.05
     last_error: Exception | None = None
     while True:
         try:
@@ -21,7 +29,9 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}"
                                  + (f" (last error: {last_error!r})" if last_error else ""))
-        time.sleep(interval)
+        time.sleep(delay)
+        if interval is None and time.monotonic() - started > 1.0:
+            delay = min(SLOWEST_POLL_S, delay * 1.5)
 
 
 def holds_for(condition: Callable[[], object], seconds: float, interval: float = 0.05) -> bool:
