@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DEV_CONFIG ?= ops/dev.toml
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean coverage
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# The whole suite under coverage.py, every process it starts measured too ([tool.coverage.*] in
+# pyproject.toml); slower than `make test`. PYTEST_ARGS go to pytest. Report: summary here, htmlcov/.
+coverage: install
+	bash ops/dev/test-deps.sh
+	rm -rf .coverage .coverage.* coverage.json htmlcov
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/coverage combine -q && $(BIN)/coverage json -q -o coverage.json && \
+	$(BIN)/coverage html -q --omit='*/tds_daemon/simulator/*' && \
+	$(BIN)/python ops/dev/coverage_summary.py coverage.json && exit $$status
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -29,4 +39,4 @@ bench: install
 	$(BIN)/python ops/bench/ingest
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.json htmlcov
