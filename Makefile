@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 DEV_CONFIG ?= ops/dev.toml
 
-.PHONY: run test install lint bench clean coverage
+.PHONY: run test install lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,13 @@ test: install
 	$(BIN)/pytest
 
 # The whole suite under coverage.py, every process it starts measured too ([tool.coverage.*] in
-# pyproject.toml); slower than `make test`. PYTEST_ARGS go to pytest. Report: summary here, htmlcov/.
+# pyproject.toml); slower than `make test`. Test files in parallel as `make test` runs them when it sets
+# TEST_WORKERS; PYTEST_ARGS go to pytest. Report: the summary here, the files in htmlcov/.
+.PHONY: coverage
 coverage: install
 	bash ops/dev/test-deps.sh
 	rm -rf .coverage .coverage.* coverage.json htmlcov
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/coverage run -m pytest $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS); status=$$?; \
 	$(BIN)/coverage combine -q && $(BIN)/coverage json -q -o coverage.json && \
 	$(BIN)/coverage html -q --omit='*/tds_daemon/simulator/*' && \
 	$(BIN)/python ops/dev/coverage_summary.py coverage.json && exit $$status
