@@ -31,6 +31,18 @@ test-quick: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not daemon" -n 2 -q
 
+# The whole suite under coverage.py, every process it starts measured too ([tool.coverage.*] in
+# pyproject.toml); slower than `make test`. Test files in parallel as `make test` runs them when it sets
+# TEST_WORKERS; PYTEST_ARGS go to pytest. Report: the summary here, the files in htmlcov/.
+.PHONY: coverage
+coverage: install
+	bash ops/dev/test-deps.sh
+	rm -rf .coverage .coverage.* coverage.json htmlcov
+	$(BIN)/coverage run -m pytest $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/coverage combine -q && $(BIN)/coverage json -q -o coverage.json && \
+	$(BIN)/coverage html -q --omit='*/tds_daemon/simulator/*' && \
+	$(BIN)/python ops/dev/coverage_summary.py coverage.json && exit $$status
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -38,4 +50,4 @@ bench: install
 	$(BIN)/python ops/bench/ingest
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis .coverage .coverage.* coverage.json htmlcov
