@@ -313,9 +313,10 @@ def test_a_batch_is_one_breaker_call_and_on_a_half_open_trial_one_result_per_ite
         assert dispatcher.send_batch(PRODUCT, ids)
         wait_completed(db, ids)
         # One permit, three trial results: closed, as three single-item messages would have closed it.
-        # (Closed by the second result: the third counts as a call of the closed breaker.)
-        before = breaker.status()
-        assert before.state == "closed", before
+        # (Closed by the second result: the third counts as a call of the closed breaker.) The results are
+        # recorded just after the items' commit: wait for the third.
+        before = wait_until(lambda: (s := breaker.status()).state == "closed" and s.calls == 1 and s, 10,
+                            message="the batch's three results recorded")
 
         ids = store(db, "product", [make_object("product") for _ in range(5)])
         assert dispatcher.send_batch(PRODUCT, ids)
