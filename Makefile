@@ -24,7 +24,7 @@ run: install
 test: install
 	bash ops/dev/test-deps.sh
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # What needs no process of its own (no daemon, API, worker, simulator or browser): in under a minute.
 test-quick: install
@@ -38,7 +38,7 @@ test-quick: install
 coverage: install
 	bash ops/dev/test-deps.sh
 	rm -rf .coverage .coverage.* coverage.json htmlcov
-	$(BIN)/coverage run -m pytest $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/coverage run -m pytest $(if $(TEST_WORKERS),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS); status=$$?; \
 	$(BIN)/coverage combine -q && $(BIN)/coverage json -q -o coverage.json && \
 	$(BIN)/coverage html -q --omit='*/tds_daemon/simulator/*' && \
 	$(BIN)/python ops/dev/coverage_summary.py coverage.json && exit $$status
