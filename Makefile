@@ -10,10 +10,11 @@ TEST_WORKERS ?= 4
 
 .PHONY: run test test-quick install lint bench clean
 
+# uv installs what pip would, in a quarter of the time (a fresh clone's `make test` installs first).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
