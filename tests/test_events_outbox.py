@@ -5,14 +5,18 @@ Real PostgreSQL; rows written through the one upsert, as webhooks and pulls writ
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy import event as sa_event
 from support.zoho_objects import make_object
 
 from tds_daemon import entities, zohovalues
 from tds_daemon.apply import events, upsert
+from tds_daemon.publish import feed
 from tds_daemon.store.schema import events as events_table
 
 SCHEMA = "zoho"
@@ -106,28 +110,64 @@ def test_each_commit_notifies_listeners_with_the_newest_id(clean_db):
         raw.invalidate()  # autocommit and LISTEN must not go back to the pool the other tests share
 
 
-def test_ids_are_committed_in_increasing_order(clean_db):
-    """A transaction that wrote its event first but commits last must not commit a smaller id after a larger
-    one is visible: the reader's cursor would step over it."""
-    first_written = threading.Event()
-    release = threading.Event()
+def test_a_reader_following_the_cursor_gets_every_event_once_in_order_under_concurrent_writers(clean_db):
+    """Writers commit side by side, some slowly (a pause between their events' insert and their commit, so
+    that greater ids often become visible first), some rolling back, while a reader follows the cursor as
+    ``GET /api/tds/events`` and ``tds events tail`` do: it gets every committed event once, in id order."""
+    engine = create_engine(clean_db.url, pool_size=10, max_overflow=0)
+    rng = random.Random(28)
 
-    slow_obj, fast_obj = make_object("product"), make_object("product")
+    @sa_event.listens_for(engine, "commit")
+    def slow_commit(_conn):  # runs after the outbox's own commit hook has inserted the events
+        time.sleep(rng.choice((0, 0, 0, 0.002, 0.01, 0.03)))
 
-    def slow():
-        with clean_db.begin() as conn:
-            upsert.apply(conn, PRODUCT, SCHEMA, [upsert.Change(slow_obj, dt.datetime.now(dt.UTC))], source="webhook")
-            first_written.set()
-            release.wait(10)
+    writers_done = threading.Event()
+    errors: list[BaseException] = []
 
-    t = threading.Thread(target=slow)
-    t.start()
-    assert first_written.wait(10)
-    write(clean_db, [fast_obj])
-    release.set()
-    t.join(10)
-    # The slow transaction's event got its id at its commit, after the other's.
-    assert [e["zoho_id"] for e in stored(clean_db)] == [fast_obj["item_id"], slow_obj["item_id"]]
+    def writer(n: int) -> None:
+        try:
+            for i in range(40):
+                try:
+                    with engine.begin() as conn:
+                        for j in range(1 + i % 3):
+                            events.add(conn, events.ENTITY_SYNCED, {"n": n, "i": i, "j": j}, entity="product",
+                                       zoho_id=f"{n}-{i}-{j}")
+                        if i % 10 == 7:
+                            raise RuntimeError("rolled back")
+                except RuntimeError:
+                    pass
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    seen: list[int] = []
+
+    def reader() -> None:
+        cursor, last_round = 0, False
+        while True:
+            with clean_db.connect() as conn:
+                page, cursor = feed.read(conn, cursor, 25)
+            seen.extend(e["id"] for e in page)
+            if not page:
+                if last_round:
+                    return
+                last_round = writers_done.is_set()  # one more read after the writers are done
+                time.sleep(0.001)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    follow = threading.Thread(target=reader)
+    follow.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    writers_done.set()
+    follow.join(60)
+    engine.dispose()
+    assert not errors and not follow.is_alive()
+    committed = [e["id"] for e in stored(clean_db)]
+    assert len(committed) == 8 * sum(1 + i % 3 for i in range(40) if i % 10 != 7), "none rolled back, all committed"
+    assert seen == committed, (f"{len(set(committed) - set(seen))} skipped, {len(seen) - len(set(seen))} "
+                               "twice, or out of order")
 
 
 def test_the_api_reads_events_by_cursor_with_filters(clean_db, api):

@@ -2,11 +2,11 @@
 transaction as the change, so that no change is ever without its event and no event without its change.
 
 Code that changes rows calls ``add`` on the connection of its transaction; the events gathered there are
-inserted when that transaction commits (an engine ``commit`` hook), and dropped when it rolls back. The
-insert takes one transaction-scoped advisory lock first, held only for the insert and the commit that
-follows, so that event ids are committed in increasing order: a consumer that reads ``after=<id>`` never
-misses an event committed later with a smaller id. The same commit sends ``NOTIFY tds_events`` with the
-newest id, for consumers that listen.
+inserted when that transaction commits (an engine ``commit`` hook), and dropped when it rolls back. Writers
+never wait for each other, so an id may become visible after a greater one; readers stop at what is final
+(``tds_daemon.publish.feed.horizon``), so that a cursor never passes an event committed later with a
+smaller id. Listeners of ``NOTIFY tds_events`` are woken after the commit, by a notice sent outside the
+applying transaction (``tds_daemon.apply.notice``).
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import Pool
 
 from tds_daemon import jsoncodec, subscribers
+from tds_daemon.apply import notice
 from tds_daemon.store.db import driver_cursor
 
 ENTITY_SYNCED, SYNC_COMPLETED = TYPES = subscribers.EVENT_TYPES
-CHANNEL = "tds_events"
+CHANNEL = notice.CHANNEL
 ACTIONS = ("created", "updated", "deleted")
 SOURCES = ("webhook", "pull")
 
 _PENDING = "tds_events_pending"
-# pg_advisory_xact_lock key of the outbox ("tdsevt" in ASCII): one writer of events at a time, until commit.
-_LOCK = 0x746473657674
 _INSERT = "INSERT INTO tds_events (type, entity, zoho_id, payload) VALUES %s RETURNING id"
 
 
@@ -68,9 +67,8 @@ def _write(conn: Connection) -> None:
     # Straight through the driver: the transaction is committing, and SQLAlchemy's own execute would
     # begin another. An error here fails the commit, so the changes are not committed either.
     with driver_cursor(conn, _INSERT) as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         ids = psycopg2.extras.execute_values(cur, _INSERT, pending, page_size=len(pending), fetch=True)
-        cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(max(i for (i,) in ids))))
+    notice.send(conn.engine, max(i for (i,) in ids))
 
 
 @event.listens_for(Engine, "rollback")

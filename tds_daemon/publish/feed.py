@@ -1,21 +1,36 @@
 """Reading the outbox by cursor: what ``GET /api/tds/events`` and ``tds events tail`` answer.
 
 An event as a consumer sees it is the Standard Webhooks payload (``type``, ``timestamp``, ``data``) with
-its ``id``. Ids only grow and are committed in order (``tds_daemon.apply.events``), so a consumer that
-keeps the last id it has and asks for what comes after never misses or repeats one.
+its ``id``. Ids only grow, but writers commit side by side, so an id may become visible after a greater
+one: every read stops at the ``horizon``, below which nothing more can appear, so that a consumer that keeps
+the last id it has and asks for what comes after never misses or repeats one.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
 from tds_daemon.store.schema import events
 
+log = logging.getLogger(__name__)
+
 MAX_LIMIT = 1000
+HORIZON_WAIT_S = 10.0  # writers insert their events as they commit: milliseconds, unless the database is stuck
+
+_LAST_ID = text("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('tds_events', 'id')::regclass), 0)")
+# The transactions (other than this one) inserting into the outbox: a lock every INSERT holds to its end.
+_WRITERS = text("""
+    SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks
+    WHERE locktype = 'relation' AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND relation = 'tds_events'::regclass AND (:all OR virtualtransaction = ANY(:among))
+""")
 
 
 def as_json(row) -> dict[str, Any]:
@@ -32,6 +47,28 @@ def matching(types: Iterable[str] | None = None, entities: Iterable[str] | None 
     return where
 
 
+def horizon(conn: Connection, wait_s: float = HORIZON_WAIT_S) -> int | None:
+    """The id up to which the outbox is final: every event with an id up to it is visible now or never will
+    be. Waits for the writers in flight when it was asked (not for those that come after); None if one of
+    them is still in flight after ``wait_s``. ``conn`` must read committed data (each statement its snapshot).
+
+    Why it holds: an INSERT locks the table (RowExclusiveLock, until its transaction ends) before it takes
+    ids, so any id the sequence had handed out when it was read belongs to a transaction that had ended by
+    then or shows in pg_locks just after. Writers take no lock of their own for this."""
+    last = conn.execute(_LAST_ID).scalar_one()
+    writers = conn.execute(_WRITERS, {"all": True, "among": []}).scalar_one()
+    deadline, pause = time.monotonic() + wait_s, 0.0005
+    while writers:
+        if time.monotonic() > deadline:
+            log.warning("events: a transaction writing events has not ended after %.0f s: newer events wait "
+                        "until it does", wait_s)
+            return None
+        time.sleep(pause)
+        pause = min(2 * pause, 0.02)
+        writers = conn.execute(_WRITERS, {"all": False, "among": writers}).scalar_one()
+    return last
+
+
 def rows(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
          entities: Iterable[str] | None = None, upto: int | None = None) -> list:
     """Up to ``limit`` outbox rows with an id above ``after`` (and at most ``upto``) that pass the filter,
@@ -43,9 +80,12 @@ def rows(conn: Connection, after: int, limit: int, *, types: Iterable[str] | Non
 
 def read(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
          entities: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Up to ``limit`` events with an id above ``after``, oldest first, and the cursor to ask with next
-    (the last id returned, or ``after`` when there is none yet)."""
-    found = rows(conn, after, limit, types=types, entities=entities)
+    """Up to ``limit`` events with an id above ``after`` and up to the ``horizon``, oldest first, and the
+    cursor to ask with next (the last id returned, or ``after`` when there is none yet)."""
+    upto = horizon(conn)
+    if upto is None or upto <= after:
+        return [], after
+    found = rows(conn, after, limit, types=types, entities=entities, upto=upto)
     return [as_json(r) for r in found], found[-1].id if found else after
 
 

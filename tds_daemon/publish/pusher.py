@@ -82,10 +82,12 @@ class Pusher:
     # -- new events
     def _push(self, cursor: int) -> float:
         with self.engine.connect() as conn:
-            # The newest id first: every event up to it is committed (ids commit in order), so a batch
-            # shorter than BATCH holds every event up to it that this subscriber takes, and the cursor may
-            # pass the rest. Read the other way round, an event committed in between would be passed over.
-            newest = feed.newest(conn)
+            # The horizon first: every event up to it is visible, so a batch shorter than BATCH holds every
+            # event up to it that this subscriber takes, and the cursor may pass the rest. Read the other way
+            # round, an event committed in between would be passed over.
+            newest = feed.horizon(conn)
+            if newest is None or newest <= cursor:
+                return 1.0
             batch = feed.rows(conn, cursor, BATCH, types=self.sub.types, entities=self.sub.entities, upto=newest)
         scanned = newest if len(batch) < BATCH else batch[-1].id
         done = cursor
