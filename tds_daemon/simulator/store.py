@@ -8,6 +8,7 @@ removed (as in Zoho, whose list APIs never mention them) and kept aside as tombs
 
 from __future__ import annotations
 
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -16,6 +17,24 @@ from tds_daemon.entities import EntitySpec
 from tds_daemon.simulator.data import Factory
 from tds_daemon.simulator.zohotime import epoch, from_epoch
 from tds_daemon.zohovalues import InvalidValue
+
+# (seed, volumes, last_modified_everywhere) → the pickled factory and objects it generated: a reset to data
+# generated before (the tests reset before each test) copies it instead of generating it again.
+_GENERATED: dict[tuple, bytes] = {}
+_GENERATED_MAX = 4
+
+
+def _generate(seed: int, volumes: dict[str, int], last_modified_everywhere: bool) -> tuple[Factory, dict]:
+    """A factory for ``seed`` and the objects it generates for ``volumes``, as new objects every time."""
+    key = (seed, tuple(sorted(volumes.items())), last_modified_everywhere)
+    blob = _GENERATED.get(key)
+    if blob is None:
+        factory = Factory(seed, last_modified_everywhere=last_modified_everywhere)
+        blob = pickle.dumps((factory, factory.generate(volumes)), protocol=pickle.HIGHEST_PROTOCOL)
+        while len(_GENERATED) >= _GENERATED_MAX:
+            _GENERATED.pop(next(iter(_GENERATED)))
+        _GENERATED[key] = blob
+    return pickle.loads(blob)
 
 
 @dataclass(frozen=True)
@@ -40,8 +59,7 @@ class Store:
         self.load(seed, volumes, last_modified_everywhere=last_modified_everywhere)
 
     def load(self, seed: int, volumes: dict[str, int], *, last_modified_everywhere: bool = False) -> None:
-        factory = Factory(seed, last_modified_everywhere=last_modified_everywhere)
-        generated = factory.generate(volumes)
+        factory, generated = _generate(seed, volumes, last_modified_everywhere)
         with self.lock:
             self.factory, self.seed, self._seq = factory, seed, 0
             self.objects: dict[str, dict[str, dict]] = {e.name: {} for e in entities.ENTITIES}
