@@ -143,15 +143,15 @@ def test_a_reader_following_the_cursor_gets_every_event_once_in_order_under_conc
 
     def reader() -> None:
         cursor, last_round = 0, False
-        while True:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             with clean_db.connect() as conn:
                 page, cursor = feed.read(conn, cursor, 25)
             seen.extend(e["id"] for e in page)
             if not page:
                 if last_round:
                     return
-                last_round = writers_done.is_set()  # one more read after the writers are done
-                time.sleep(0.001)
+                last_round = writers_done.wait(0.001)  # one more read after the writers are done
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
     follow = threading.Thread(target=reader)
@@ -206,3 +206,40 @@ def test_retention_deletes_old_events_but_keeps_dead_letters(clean_db):
                        "VALUES ('http://consumer.example/hook', 1, 9, now(), 'HTTP 500')"))
     assert retention.prune(clean_db, 30, events_days=7)["events"] == 1
     assert [e["id"] for e in stored(clean_db)] == [1, 3]
+
+
+def test_a_reader_holds_back_behind_a_writer_still_in_flight_and_goes_on_when_it_ends(clean_db):
+    """A transaction that has inserted its event but not committed: the horizon does not pass it (None after
+    the wait), a read returns nothing and keeps the cursor; once it commits, the event is read."""
+    write(clean_db, [make_object("product")])
+    first = stored(clean_db)[-1]["id"]
+    with clean_db.connect() as c:
+        assert feed.horizon(c) == first
+    conn = clean_db.connect()
+    try:
+        tx = conn.begin()
+        conn.exec_driver_sql("INSERT INTO tds_events (type, payload) VALUES ('tds.zoho.entity.synced', '{}')")
+        with clean_db.connect() as c:
+            assert feed.horizon(c, wait_s=0.2) is None
+            assert feed.read(c, first, 10) == ([], first)
+        tx.commit()
+    finally:
+        conn.close()
+    with clean_db.connect() as c:
+        page, cursor = feed.read(c, first, 10)
+    assert [e["id"] for e in page] == [cursor] and cursor > first
+
+
+def test_listeners_cannot_be_woken_while_postgresql_is_away_and_the_commit_is_not_held_up(caplog):
+    """The notifier's own connection fails: ``send`` still returns at once, and the failure is one warning."""
+    from support import free_port, wait_until
+
+    from tds_daemon.apply import notice
+
+    engine = create_engine(f"postgresql+psycopg2://root@127.0.0.1:{free_port()}/nothing",
+                           connect_args={"connect_timeout": 2})
+    started = time.monotonic()
+    notice.send(engine, 1)
+    assert time.monotonic() - started < 0.5
+    wait_until(lambda: "could not wake listeners" in caplog.text, 10, message="the notifier's warning")
+    engine.dispose()
