@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "tds_events"
 IDLE_S = 30.0  # a notifier with nothing to send for this long closes its connection and ends
-RETRY_S = 5.0  # after a failed NOTIFY, the next try (on a new connection)
+RETRY_S = 5.0  # after a failed NOTIFY, the earliest next one (on a new connection)
 
 _notifiers: dict[Engine, _Notifier] = {}
 _guard = threading.Lock()
@@ -75,13 +75,12 @@ class _Notifier:
                         raw.autocommit = True
                     with raw.cursor() as cur:
                         cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(newest)))
-                except Exception as e:  # listeners poll meanwhile
-                    log.warning("events: could not wake listeners: %s; trying again in %.0f s", described(e),
-                                RETRY_S)
+                except Exception as e:  # this notice is dropped: listeners find its events at their next poll
+                    log.warning("events: could not wake listeners: %s; the next commit tries again, in %.0f s at "
+                                "the earliest", described(e), RETRY_S)
                     _close(raw)
                     raw = None
                     time.sleep(RETRY_S)
-                    self.offer(newest)  # still to be told
         finally:
             _close(raw)
         with _guard:
