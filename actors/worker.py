@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 
 import dramatiq
 from dramatiq.middleware import TimeLimit
@@ -22,6 +21,7 @@ from tds_daemon.apply.dispatch import Dispatcher
 from tds_daemon.config import Config
 from tds_daemon.guard.breakers import Breakers, redis_for_breakers
 from tds_daemon.store.db import make_engine
+from tds_daemon.wake import Wake
 
 log = logging.getLogger(__name__)
 # How long an idle consumer waits between polls of Redis: bounds the receipt→applied latency.
@@ -61,7 +61,7 @@ def build(config: Config) -> tuple[dramatiq.Broker, dramatiq.Worker]:
 
 
 def run(config: Config) -> int:
-    stop = threading.Event()
+    stop = Wake()  # set by the signal handler: a threading.Event there can deadlock the process
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     # Before any thread starts, so that every thread of the process inherits it.

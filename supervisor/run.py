@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable
 
@@ -28,6 +27,7 @@ from supervisor.publishing import Publishing
 from supervisor.sdnotify import Notifier
 from supervisor.tree import Tree
 from tds_daemon.config import Config
+from tds_daemon.wake import Wake
 
 log = logging.getLogger(__name__)
 TICK_S = 0.2
@@ -48,7 +48,7 @@ class Supervisor:
         self.ready = False
         self.stop_requests = 0
         self.reload_requested = False
-        self._wake = threading.Event()
+        self._wake = Wake()  # raised by signal handlers (threading.Event would deadlock there)
         self._last_ping = 0.0
         self._status = ""
         self._engine = None

@@ -17,6 +17,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from tds_daemon.simulator.app import create_app
 from tds_daemon.simulator.sim import APPS, Simulator
+from tds_daemon.wake import Wake
 
 CONTROL_PREFIX = "/_sim/"
 
@@ -87,7 +88,7 @@ def serve(sim: Simulator, host: str, port: int) -> int:
     bound_host, bound_port = server.server_address[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     print(banner(sim, f"http://{shown}:{bound_port}"), flush=True)
-    stop = threading.Event()
+    stop = Wake()  # set by the signal handler: a threading.Event there can deadlock the process
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="tds-simulator",

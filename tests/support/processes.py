@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +84,35 @@ class Processes:
             pass
 
     def stop_all(self) -> None:
+        """Stops every process started here, then kills any child of theirs that outlived its parent (it runs
+        in a group of its own): left running, it would consume the next test's messages."""
         for _, proc in reversed(self.procs):
             self.stop(proc)
+        orphans = orphans_of({proc.pid for _, proc in self.procs})
+        for pid in orphans:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if orphans:
+            warnings.warn(f"killed {len(orphans)} process(es) that outlived their tds run: {orphans}", stacklevel=1)
+
+
+def orphans_of(parents: set[int]) -> list[int]:
+    """Living processes whose supervisor (``TDS_PARENT_PID``) is one of ``parents``, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        parent = next((kv[15:] for kv in environ if kv.startswith(b"TDS_PARENT_PID=")), None)
+        if parent and parent.isdigit() and int(parent) in parents:
+            found.append(int(entry))
+    return found
 
 
 class Daemon:
