@@ -24,7 +24,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from tds_daemon import jsoncodec, metrics
+from tds_daemon import jsoncodec, metrics, tls
 from tds_daemon.oneline import described
 from tds_daemon.publish import feed, signing
 from tds_daemon.store.schema import event_dead_letters, event_subscribers, events
@@ -58,7 +58,7 @@ class Pusher:
         """``before_post`` runs before each POST and raises to stop the step there (the runner's check that
         this process still holds the subscriber's lock); what was delivered until then is recorded."""
         self.engine, self.sub, self.before_post = engine, subscriber, before_post
-        self.http = http or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+        self.http = http or httpx.Client(timeout=TIMEOUT, follow_redirects=False, verify=tls.context())
         self.give_up_s, self.clock, self.rng = give_up_s, clock, rng
         self.delivered = metrics.events_delivered.labels(subscriber.label)
         self.failed = metrics.events_failed.labels(subscriber.label)

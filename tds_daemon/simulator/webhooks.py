@@ -23,6 +23,7 @@ import urllib.parse
 
 import httpx
 
+from tds_daemon import tls
 from tds_daemon.entities import EntitySpec
 from tds_daemon.simulator.faults import FORMATS
 
@@ -60,7 +61,7 @@ def fire(url: str, token: str | None, spec: EntitySpec, obj: dict, event: str = 
     where = target(url, spec)
     try:  # merged, so that a ?token= in a configured URL survives
         full = httpx.URL(where).copy_merge_params({"event": event})
-        r = httpx.post(full, content=content, headers=headers, timeout=timeout)
+        r = httpx.post(full, content=content, headers=headers, timeout=timeout, verify=tls.context())
     except httpx.HTTPError as e:
         return {"url": where, "status": None, "error": f"{type(e).__name__}: {e}"}
     try:

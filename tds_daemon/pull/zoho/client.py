@@ -23,7 +23,7 @@ import httpx
 import redis
 from sqlalchemy.engine import Engine
 
-from tds_daemon import jsoncodec, zohovalues
+from tds_daemon import jsoncodec, tls, zohovalues
 from tds_daemon.entities import EntitySpec
 from tds_daemon.guard.breakers import HALF_OPEN, Breaker, Breakers, Decision, clock
 from tds_daemon.metrics import zoho_requests
@@ -79,7 +79,8 @@ class ZohoClient:
         self.limit_wait_s = limit_wait_s
         self.stop = stop  # set when the process stops: a call waiting for the rate limit gives up (ZohoStopped)
         self.http = http or httpx.Client(timeout=httpx.Timeout(z.timeout_s, connect=min(10.0, z.timeout_s)),
-                                         headers={"Accept": "application/json", "User-Agent": "tds"})
+                                         headers={"Accept": "application/json", "User-Agent": "tds"},
+                                         verify=tls.context())
         # What this client's calls are for decides how much of the day's budget they may spend (budget.py);
         # background reads take at most half of each app's minute, so that scheduled pulls keep their pace.
         self.purpose = purpose
