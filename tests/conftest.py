@@ -12,7 +12,6 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
@@ -28,6 +27,7 @@ from support import (
     free_port,
     start_daemon,
     truncate,
+    web,
 )
 
 
@@ -37,6 +37,8 @@ def pg_url():
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
+        # A scratch database need not outlive a crash of PostgreSQL: commits do not wait for the disk.
+        c.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     yield url
     with admin.connect() as c:
@@ -153,7 +155,7 @@ def sim_base(module_processes):
     module_processes.start("simulator", [*TDS, "simulator", "--port", str(port), "--seed", str(SEED),
                                          "--scale", str(SCALE), "--rate-limit", "0", "--refresh-limit", "0"],
                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                           ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
+                           ready=lambda: web.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
     return base
 
 

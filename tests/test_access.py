@@ -11,9 +11,8 @@ from urllib.parse import urlencode
 
 import falcon
 import falcon.testing
-import httpx
 import pytest
-from support import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until
+from support import ADMIN_TOKEN, TDS, WEBHOOK_TOKEN, free_port, wait_until, web
 
 from tds_daemon.api.app import create_app
 from tds_daemon.api.auth import Access, access_of
@@ -174,7 +173,7 @@ def live(module_processes, migrated):
     env = {**migrated, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1"}
     proc = module_processes.start(
         "tds-api", [*TDS, "api"], env=env,
-        ready=lambda: httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=2).status_code == 200)
+        ready=lambda: web.get(f"http://127.0.0.1:{port}/health/live", timeout=2).status_code == 200)
     return port, proc, module_processes
 
 
@@ -203,7 +202,7 @@ def raw(port: int):
 
 def test_no_spelling_opens_a_door_on_a_live_api(live, app):
     port, proc, procs = live
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, follow_redirects=False) as http:
+    with web.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, follow_redirects=False) as http:
         r = http.post("/dashboard/login", data={"token": ADMIN_TOKEN}, headers={"X-Forwarded-For": "192.0.2.11"})
         assert r.status_code == 303, r.text
         cookie = r.cookies[COOKIE]
@@ -222,7 +221,7 @@ def test_login_refuses_a_large_body_before_reading_it(client):
 def test_wrong_tokens_are_rate_limited_per_address(live):
     port, proc, procs = live
     base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, timeout=10, follow_redirects=False) as http:
+    with web.Client(base_url=base, timeout=10, follow_redirects=False) as http:
         for _ in range(FAILURES_PER_MINUTE):
             r = http.post("/dashboard/login", data={"token": "guess"}, headers={"X-Forwarded-For": "198.51.100.7"})
             assert r.status_code == 401

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis as redis_lib
 from sqlalchemy import create_engine, text
-from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
+from support import ADMIN_TOKEN, free_port, start_daemon, wait_until, web
 from support.pull import Tds
 from support.sim import ORG, Sim
 from support.zoho_objects import default_payload, make_object
@@ -280,7 +280,7 @@ def client_with(answer, rds, ns, **env) -> ZohoClient:
             return httpx.Response(200, json={"access_token": "t", "expires_in": 3600, "api_domain": "x"})
         return answer(request)
 
-    http = httpx.Client(transport=httpx.MockTransport(handler), timeout=5)
+    http = web.Client(transport=httpx.MockTransport(handler), timeout=5)
     return ZohoClient(daemon_config(ns, **env), rds, http=http)
 
 

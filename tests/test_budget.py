@@ -12,10 +12,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from support import TDS, start_daemon, wait_until
+from support import TDS, start_daemon, wait_until, web
 from support.pull import cli
 from support.sim import ADMIN, ALL
 from support.tcp_proxy import TcpProxy
@@ -136,7 +135,7 @@ def test_a_killed_process_holds_its_slot_only_until_the_lease_ends(pull_env):
 
 def test_metrics_name_the_budget(sim, pull_env, processes):
     daemon = start_daemon(processes, {**pull_env, "TDS_ZOHO_DAILY_BUDGET": "777"})
-    text_ = httpx.get(f"{daemon.base_url}/metrics", timeout=10).text
+    text_ = web.get(f"{daemon.base_url}/metrics", timeout=10).text
     assert "tds_zoho_calls_today 0.0" in text_ and "tds_zoho_budget_remaining 777.0" in text_
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import shutil
 import time
 
-import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from sqlalchemy import text
-from support import ADMIN_TOKEN, WEBHOOK_TOKEN, start_daemon, wait_until
+from support import ADMIN_TOKEN, WEBHOOK_TOKEN, start_daemon, wait_until, web
 from support.pull import cli
 from support.zoho_objects import default_payload, make_object, new_id
 
@@ -106,11 +105,11 @@ def test_a_wrong_token_is_refused_and_the_right_one_opens_a_session(browser, sit
 
     # The session opens the JSON API too, but a POST needs the page's CSRF token; Bearer still works.
     jar = {"tds_session": cookie["value"]}
-    assert httpx.get(f"{site.base_url}/api/tds/alerts", cookies=jar).status_code == 200
-    refused = httpx.post(f"{site.base_url}/api/tds/stats/run", cookies=jar)
+    assert web.get(f"{site.base_url}/api/tds/alerts", cookies=jar).status_code == 200
+    refused = web.post(f"{site.base_url}/api/tds/stats/run", cookies=jar)
     assert refused.status_code == 403 and refused.json()["error"] == "csrf_token_invalid"
-    assert httpx.post(f"{site.base_url}/api/tds/stats/run", headers=ADMIN).status_code == 202
-    forged = httpx.get(f"{site.base_url}/api/tds/alerts", cookies={"tds_session": cookie["value"][:-2] + "00"})
+    assert web.post(f"{site.base_url}/api/tds/stats/run", headers=ADMIN).status_code == 202
+    forged = web.get(f"{site.base_url}/api/tds/alerts", cookies={"tds_session": cookie["value"][:-2] + "00"})
     assert forged.status_code == 401
 
 

@@ -12,11 +12,10 @@ import json
 import signal
 import socket
 
-import httpx
 import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook
-from support import all_applied, start_daemon, wait_until
+from support import all_applied, start_daemon, wait_until, web
 from support.subscriber import Subscriber as Consumer
 from support.zoho_objects import default_payload, make_object
 
@@ -59,7 +58,7 @@ def subscriber_toml(url: str, name: str | None, extra: str = "") -> str:
 
 
 def metric(daemon, name: str, subscriber: str) -> float:
-    for line in httpx.get(f"{daemon.base_url}/metrics", timeout=5).text.splitlines():
+    for line in web.get(f"{daemon.base_url}/metrics", timeout=5).text.splitlines():
         if line.startswith(f'{name}{{subscriber="{subscriber}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
@@ -116,7 +115,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_and_a_dead_one_slows_noth
         assert metric(daemon, "tds_events_delivered_total", "erp") >= len(ids)
         assert metric(daemon, "tds_events_delivered_total", hole.origin) == 0
         assert f"events: push to {hole.origin} failed" in daemon.output(tail=None)
-        scraped = httpx.get(f"{daemon.base_url}/metrics", timeout=5).text
+        scraped = web.get(f"{daemon.base_url}/metrics", timeout=5).text
         assert f'tds_events_lag_seconds{{subscriber="{hole.origin}"}}' in scraped
 
         # A reload that swaps the silent subscriber for a new one starts pushing to it.

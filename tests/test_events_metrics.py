@@ -8,10 +8,9 @@ import base64
 import datetime as dt
 
 import falcon.testing
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
-from support import TDS, free_port
+from support import TDS, free_port, web
 from support.zoho_objects import make_object
 
 from tds_daemon import entities
@@ -64,8 +63,8 @@ def test_lag_and_dead_letters_of_each_configured_subscriber(env, engine, process
     base = f"http://127.0.0.1:{port}"
     processes.start("tds-api", [*TDS, "api"], env={**env, "TDS_CONFIG": config_file(tmp_path),
                                                    "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1"},
-                    ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
-    body = httpx.get(f"{base}/metrics", timeout=10).text
+                    ready=lambda: web.get(f"{base}/health/live", timeout=2).status_code == 200)
+    body = web.get(f"{base}/metrics", timeout=10).text
 
     lag = gauges(body, "tds_events_lag_seconds")
     assert set(lag) == {"erp", "http://127.0.0.1:9", "invoices", "fresh"}, lag

@@ -15,7 +15,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 import support
 from sqlalchemy import text
@@ -28,6 +27,7 @@ from support import (
     queue_counts,
     start_private_redis,
     wait_until,
+    web,
 )
 from support.tcp_proxy import TcpProxy
 from support.zoho_objects import default_payload, make_object, new_id
@@ -216,7 +216,7 @@ def test_worker_killed_mid_burst_every_accepted_event_is_applied(processes, clea
     def send(entity_obj) -> int:
         entity, obj = entity_obj
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=daemon.base_url, timeout=30)
+            local.client = web.Client(base_url=daemon.base_url, timeout=30)
         r = local.client.post(f"/api/tds/webhooks/{entity}", json=default_payload(entity, obj),
                               headers={"X-TDS-Webhook-Token": WEBHOOK_TOKEN})
         with done_lock:

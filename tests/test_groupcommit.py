@@ -13,11 +13,10 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 import redis
 from sqlalchemy import exc, text
-from support import TDS, WEBHOOK_TOKEN, free_port, wait_until
+from support import TDS, WEBHOOK_TOKEN, free_port, wait_until, web
 
 from tds_daemon import entities
 from tds_daemon.api.app import intake_engine
@@ -204,14 +203,14 @@ def test_a_stopping_api_process_sends_what_its_outbox_holds(processes, migrated,
            "TDS_API_SEND_INTERVAL_MS": "1000"}
     base = f"http://127.0.0.1:{port}"
     api = processes.start("tds-api", [*TDS, "api"], env=env,
-                          ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
+                          ready=lambda: web.get(f"{base}/health/live", timeout=2).status_code == 200)
     client = redis.Redis.from_url(migrated["TDS_REDIS_URL"])
     msgs = f"{ns}:{PRODUCT.queue}.msgs"
     try:
         headers = {"X-TDS-Webhook-Token": WEBHOOK_TOKEN, "Content-Type": "application/json"}
         for zoho_id in ("1", "2"):
             body = {"item": {"item_id": zoho_id, "name": "Widget", "last_modified_time": "2026-11-25T10:00:00+0000"}}
-            assert httpx.post(f"{base}/api/tds/webhooks/items", json=body, headers=headers,
+            assert web.post(f"{base}/api/tds/webhooks/items", json=body, headers=headers,
                               timeout=10).status_code == 202
         assert processes.stop(api) == 0
         sent = sorted(i for v in client.hvals(msgs) for i in json.loads(v)["args"][0])

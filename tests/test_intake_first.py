@@ -11,11 +11,10 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 import redis
 from dramatiq import Message
-from support import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until
+from support import WEBHOOK_TOKEN, all_applied, holds_for, start_daemon, wait_until, web
 from support.zoho_objects import default_payload, make_object
 
 from actors.middleware.intake_first import POLL_S, IntakeFirst
@@ -201,7 +200,7 @@ def test_a_saturated_api_says_so(daemon, clean_db, hold_env):
     stop = threading.Event()
 
     def hammer():
-        with httpx.Client(base_url=daemon.base_url, timeout=10,
+        with web.Client(base_url=daemon.base_url, timeout=10,
                           headers={"X-TDS-Webhook-Token": WEBHOOK_TOKEN}) as http:
             while not stop.is_set():
                 http.post("/api/tds/webhooks/items", json=default_payload("product", make_object("product")))

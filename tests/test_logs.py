@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-import httpx
-from support import ADMIN_TOKEN, TWO_OF_EACH, start_daemon, wait_until
+from support import ADMIN_TOKEN, TWO_OF_EACH, start_daemon, wait_until, web
 from support.zoho_objects import default_payload, make_object
 
 from tds_daemon import logs
@@ -67,6 +66,6 @@ def test_the_daemon_names_every_process_by_its_role(processes, migrated, clean_d
     healer = next(line for line in out.splitlines() if " healer run " in line and " (api): " in line)
     assert re.search(r" api-\d\[\d+\] ", healer) and "{" not in healer and "redispatched " in healer, healer
     assert "HTTP Request:" not in out  # httpx's per-request lines
-    with httpx.Client() as client:  # nothing is left out of the line format
+    with web.Client() as client:  # nothing is left out of the line format
         assert client.get(f"{d.base_url}/health/live").status_code == 200
     assert all(LINE.match(line) or not line[:4].isdigit() for line in d.output(tail=None).splitlines())

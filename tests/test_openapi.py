@@ -8,10 +8,9 @@ import os
 from collections import Counter
 
 import falcon.inspect
-import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
-from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port
+from support import ADMIN_TOKEN, ROOT, TDS, WEBHOOK_TOKEN, free_port, web
 
 from tds_daemon.api import openapi
 from tds_daemon.api.app import create_app
@@ -86,13 +85,13 @@ def live_api(module_processes, migrated):
     base = f"http://127.0.0.1:{port}"
     env = {**migrated, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "2"}
     proc = module_processes.start("tds-api", [*TDS, "api"], env=env,
-                                  ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
+                                  ready=lambda: web.get(f"{base}/health/live", timeout=2).status_code == 200)
     return base, proc
 
 
 def test_served_without_auth(live_api):
     base, _ = live_api
-    r = httpx.get(f"{base}/openapi.json", timeout=10)
+    r = web.get(f"{base}/openapi.json", timeout=10)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     assert r.json() == json.loads(openapi.dumps())
 

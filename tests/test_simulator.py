@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from support import TDS, free_port
+from support import TDS, free_port, web
 
 from tds_daemon import entities
 from tds_daemon.simulator.zohotime import ORG_TZ
@@ -44,7 +44,7 @@ def start_simulator(procs, *args: str) -> str:
     base = f"http://127.0.0.1:{port}"
     procs.start("simulator", [*TDS, "simulator", "--port", str(port), *args],
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                ready=lambda: httpx.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
+                ready=lambda: web.get(f"{base}/_sim/info", timeout=2).status_code == 200, timeout=30)
     return base
 
 
@@ -53,7 +53,7 @@ class Sim:
 
     def __init__(self, base: str):
         self.base = base
-        self.http = httpx.Client(base_url=base, timeout=10)
+        self.http = web.Client(base_url=base, timeout=10)
         self.token = self.grant().json()["access_token"]
 
     def grant(self, **overrides) -> httpx.Response:
@@ -110,7 +110,7 @@ def sim_api(default_sim_base):
 
 @pytest.fixture
 def limited(limited_base):
-    httpx.post(f"{limited_base}/_sim/reset", json={}).raise_for_status()  # fresh limit windows and refresh counts
+    web.post(f"{limited_base}/_sim/reset", json={}).raise_for_status()  # fresh limit windows and refresh counts
     s = Sim(limited_base)
     yield s
     s.http.close()
@@ -496,7 +496,7 @@ def test_sigterm_stops_cleanly(processes):
     assert processes.stop(proc, signal.SIGTERM, timeout=10) == 0
     assert "tds simulator stopped" in processes.output(proc)
     with pytest.raises(httpx.TransportError):
-        httpx.get(f"{base}/_sim/info", timeout=2)
+        web.get(f"{base}/_sim/info", timeout=2)
 
 
 # --- item images ---

@@ -5,10 +5,9 @@ repair, the rows are back, and the next run (queued through ``POST /api/tds/stat
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from sqlalchemy import text
-from support import ADMIN_TOKEN, free_port, start_daemon, wait_until
+from support import ADMIN_TOKEN, free_port, start_daemon, wait_until, web
 from support.making import made_by
 
 from tds_daemon.apply.broker import make_broker
@@ -27,7 +26,7 @@ NO_FAULTS = {"error_rate": 0, "latency_ms": 0, "down": "", "rate_limit": 0, "dai
 @pytest.fixture
 def stats_env(pull_env, sim_base):
     """``pull_env`` with fresh simulator data: a small seed of its own (``COUNTS``)."""
-    with httpx.Client(base_url=sim_base, timeout=30) as sim:
+    with web.Client(base_url=sim_base, timeout=30) as sim:
         assert sim.post("/_sim/faults", json=NO_FAULTS).status_code == 200
         assert sim.post("/_sim/reset", json={"seed": SEED, "scale": 0.01, "counts": COUNTS}).json()["counts"][
             "product"] == COUNTS["product"]

@@ -7,13 +7,12 @@ import os
 import signal
 import time
 
-import httpx
 import pytest
-from support import TDS, free_port, start_daemon, wait_until
+from support import TDS, free_port, start_daemon, wait_until, web
 
 pytestmark = pytest.mark.timeout(120)
 
-FLOOD_S = 3.0
+FLOOD_S = 2.0
 
 
 def burst(pid: int) -> None:
@@ -65,7 +64,7 @@ def test_the_daemon_stops_on_a_burst_of_stop_signals_and_leaves_no_child(process
 def test_the_simulator_stops_on_a_burst_of_stop_signals(processes):
     port = free_port()
     proc = processes.start("simulator", [*TDS, "simulator", "--port", str(port)],
-                           ready=lambda: httpx.get(f"http://127.0.0.1:{port}/_sim/info", timeout=2).status_code == 200)
+                           ready=lambda: web.get(f"http://127.0.0.1:{port}/_sim/info", timeout=2).status_code == 200)
     burst(proc.pid)
     assert exited(proc, 30) in STOPPED, processes.output(proc)
     assert "tds simulator stopped" in processes.output(proc)

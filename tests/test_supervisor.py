@@ -23,6 +23,7 @@ from support import (
     holds_for,
     queue_counts,
     wait_until,
+    web,
 )
 from support.notify_listener import NotifyListener
 from support.zoho_objects import default_payload, make_object
@@ -79,7 +80,7 @@ def product() -> dict:
 
 
 def metric(daemon, name: str, **labels: str) -> float:
-    lines = httpx.get(f"{daemon.base_url}/metrics", timeout=5).text.splitlines()
+    lines = web.get(f"{daemon.base_url}/metrics", timeout=5).text.splitlines()
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in lines:
         if line.startswith(f"{name}{{{want}}}") or (not labels and line.startswith(name + " ")):
@@ -91,7 +92,7 @@ def test_ready_status_watchdog_then_stopping_and_no_child_left(processes, clean_
     daemon = start_daemon(processes, migrated, NOTIFY_SOCKET=listener.path, WATCHDOG_USEC="2000000")
     wait_until(lambda: listener.count("READY", "1"), 30, message="READY=1")
     # READY came only once the API answered and every worker consumed.
-    assert httpx.get(f"{daemon.base_url}/health/live", timeout=5).status_code == 200
+    assert web.get(f"{daemon.base_url}/health/live", timeout=5).status_code == 200
     statuses = listener.statuses()
     assert statuses[0] == "starting"
     wait_until(lambda: any(s.startswith("running: api on") for s in listener.statuses()), 10,
@@ -182,7 +183,7 @@ class Traffic:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                r = httpx.post(f"{self.base_url}/api/tds/webhooks/items", json=product(),
+                r = web.post(f"{self.base_url}/api/tds/webhooks/items", json=product(),
                                headers={"X-TDS-Webhook-Token": WEBHOOK_TOKEN, "Connection": "close"}, timeout=10)
                 self.answers.append(r.status_code)
             except httpx.HTTPError as e:
@@ -266,7 +267,7 @@ def test_drain_finishes_in_flight_messages_and_loses_nothing(processes, clean_db
 
         def api_gone() -> bool:
             try:
-                httpx.get(f"{daemon.base_url}/health/live", timeout=1)
+                web.get(f"{daemon.base_url}/health/live", timeout=1)
                 return False
             except httpx.HTTPError:
                 return True
@@ -295,7 +296,7 @@ def test_two_daemons_one_scheduler_leader_and_failover(processes, clean_db, migr
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def leader_pid(daemon) -> int | None:
-        leader = httpx.get(f"{daemon.base_url}/api/tds/monitoring/scheduler/jobs", headers=admin,
+        leader = web.get(f"{daemon.base_url}/api/tds/monitoring/scheduler/jobs", headers=admin,
                            timeout=5).json()["leader"]
         return int(leader.split(":")[1]) if leader else None
 

@@ -14,9 +14,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import redis as redis_lib
 
+from support import web
 from support.env import ROOT, TDS, WEBHOOK_TOKEN
 from support.waiting import wait_until
 
@@ -120,7 +120,7 @@ class Daemon:
 
     def __init__(self, proc, base_url: str, env: dict[str, str], procs: Processes):
         self.proc, self.base_url, self.env, self.procs = proc, base_url, env, procs
-        self.http = httpx.Client(base_url=base_url, timeout=10)
+        self.http = web.Client(base_url=base_url, timeout=10)
 
     def post(self, entity: str, body, *, token: str | None = WEBHOOK_TOKEN, headers=None, params=None,
              content_type="application/json"):
@@ -149,7 +149,7 @@ def start_daemon(procs: Processes, env: dict[str, str], **overrides: str) -> Dae
     env = {**env, "TDS_API_BIND": f"127.0.0.1:{port}", **overrides}
     base = f"http://127.0.0.1:{port}"
     proc = procs.start("tds-run", [*TDS, "run"], env=env,
-                       ready=lambda: httpx.get(f"{base}/health/ready", timeout=2).status_code == 200, timeout=60)
+                       ready=lambda: web.get(f"{base}/health/ready", timeout=2).status_code == 200, timeout=60)
     return Daemon(proc, base, env, procs)
 
 
@@ -158,7 +158,7 @@ class Api:
 
     def __init__(self, base: str, proc, procs: Processes):
         self.base, self.proc, self.procs = base, proc, procs
-        self.http = httpx.Client(base_url=base, timeout=20)
+        self.http = web.Client(base_url=base, timeout=20)
 
     def output(self) -> str:
         return self.procs.output(self.proc, None)
@@ -170,7 +170,7 @@ def start_api(procs: Processes, env: dict[str, str], **overrides: str) -> Api:
     base = f"http://127.0.0.1:{port}"
     env = {**env, "TDS_API_BIND": f"127.0.0.1:{port}", "TDS_API_PROCESSES": "1", **overrides}
     proc = procs.start("tds-api", [*TDS, "api"], env=env,
-                       ready=lambda: httpx.get(f"{base}/health/live", timeout=2).status_code == 200)
+                       ready=lambda: web.get(f"{base}/health/live", timeout=2).status_code == 200)
     return Api(base, proc, procs)
 
 

@@ -3,8 +3,7 @@ how TDS is pointed at it. The ``sim_base`` and ``sim`` fixtures (conftest) start
 
 from __future__ import annotations
 
-import httpx
-
+from support import web
 from support.env import ADMIN_TOKEN
 from tds_daemon import entities
 
@@ -28,7 +27,7 @@ class Sim:
 
     def __init__(self, base: str):
         self.base = base
-        self.http = httpx.Client(base_url=base, timeout=30)
+        self.http = web.Client(base_url=base, timeout=30)
 
     def control(self, method: str, path: str, body=None) -> dict:
         r = self.http.request(method, f"/_sim/{path}", json=body)
