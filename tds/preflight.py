@@ -66,20 +66,20 @@ def require_schema(config: Config) -> None:
     """Return if the database answers with the schema this TDS needs, else raise a Failure saying what to do."""
     from sqlalchemy import exc
 
+    from tds_daemon.store import revisions
     from tds_daemon.store.db import make_engine
-    from tds_daemon.store.migrate import current_revision, head_revision, known
 
     engine = make_engine(config, pool_size=1, application_name="tds-check")
     try:
         with engine.connect() as conn:
-            current = current_revision(conn)
+            current = revisions.current(conn)
     except exc.OperationalError as e:
         raise Failure(f"cannot connect to PostgreSQL at {mask_url(config.database.url)}: "
                       f"{first_line(e.orig)} ({origin(config, 'database.url')})") from None
     finally:
         engine.dispose()
-    head = head_revision()
-    if not known(current):
+    head = revisions.head()
+    if not revisions.known(current):
         raise Failure(f"database schema is at {current}, newer than this TDS ({head}): install the TDS that "
                       "migrated it, or downgrade with it (docs/OPERATIONS.md)")
     if current != head:

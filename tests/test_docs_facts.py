@@ -10,7 +10,7 @@ from support import ROOT
 
 from tds_daemon.api.app import create_app
 from tds_daemon.config import load
-from tds_daemon.store.migrate import head_revision
+from tds_daemon.store.revisions import head as head_revision
 
 PUBLIC = {("POST", "/api/tds/webhooks/{}"), ("GET", "/api/tds/webhooks/health")}  # not the admin API
 

@@ -221,7 +221,7 @@ def test_a_reader_holds_back_behind_a_writer_still_in_flight_and_goes_on_when_it
         conn.exec_driver_sql("INSERT INTO tds_events (type, payload) VALUES ('tds.zoho.entity.synced', '{}')")
         with clean_db.connect() as c:
             assert feed.horizon(c, wait_s=0.2) is None
-            assert feed.read(c, first, 10) == ([], first)
+            assert feed.read(c, first, 10, wait_s=0.2) == ([], first)
         tx.commit()
     finally:
         conn.close()

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, text
 from support import ROOT, TDS, free_port
 
 from tds_daemon import entities
-from tds_daemon.store import schema
+from tds_daemon.store import migrate, revisions, schema
 
 
 @contextmanager
@@ -35,6 +35,19 @@ def test_migrate_is_idempotent(migrated):
     again = subprocess.run([*TDS, "migrate"], env=migrated, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "already at" in again.stdout
+
+
+def test_the_revisions_read_without_alembic_are_alembics(engine):
+    """What every command checks at start (revisions) is what Alembic itself reads, scripts and database."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate._alembic_config())
+    assert revisions.head() == script.get_current_head()
+    assert revisions.parents() == {r.revision: r.down_revision for r in script.walk_revisions()}
+    with engine.connect() as conn:
+        at = MigrationContext.configure(conn, opts={"version_table": revisions.VERSION_TABLE}).get_current_revision()
+        assert revisions.current(conn) == at == revisions.head()
+    assert revisions.known(None) and revisions.known("0001") and not revisions.known("9999")
 
 
 def test_migrated_database_matches_the_schema_and_the_registry(engine):

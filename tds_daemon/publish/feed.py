@@ -79,10 +79,11 @@ def rows(conn: Connection, after: int, limit: int, *, types: Iterable[str] | Non
 
 
 def read(conn: Connection, after: int, limit: int, *, types: Iterable[str] | None = None,
-         entities: Iterable[str] | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Up to ``limit`` events with an id above ``after`` and up to the ``horizon``, oldest first, and the
-    cursor to ask with next (the last id returned, or ``after`` when there is none yet)."""
-    upto = horizon(conn)
+         entities: Iterable[str] | None = None, wait_s: float = HORIZON_WAIT_S) -> tuple[list[dict[str, Any]], int]:
+    """Up to ``limit`` events with an id above ``after`` and up to the ``horizon`` (waited for up to
+    ``wait_s``), oldest first, and the cursor to ask with next (the last id returned, or ``after`` when there
+    is none yet)."""
+    upto = horizon(conn, wait_s)
     if upto is None or upto <= after:
         return [], after
     found = rows(conn, after, limit, types=types, entities=entities, upto=upto)

@@ -6,13 +6,12 @@ import os
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import exc
 
 from tds_daemon.config import Config
 from tds_daemon.oneline import first_line
 from tds_daemon.redaction import mask_url
+from tds_daemon.store import revisions
 from tds_daemon.store.db import DatabaseUnavailable, make_engine
 
 _HERE = os.path.join(os.path.dirname(__file__), "migrations")
@@ -41,15 +40,6 @@ class SchemaNewer(Exception):
     """The database holds a revision this TDS does not know: a newer TDS migrated it."""
 
 
-def known(revision: str | None) -> bool:
-    if revision is None:
-        return True
-    try:
-        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
-    except Exception:  # alembic raises its own errors for an unknown revision id
-        return False
-
-
 def upgrade(config: Config) -> tuple[str | None, str]:
     """Upgrade to head; returns (revision before, revision after)."""
     engine, conn = _connect(config)
@@ -57,26 +47,17 @@ def upgrade(config: Config) -> tuple[str | None, str]:
         with conn:
             # One migrator at a time: two daemons starting together must not race.
             conn.exec_driver_sql("SELECT pg_advisory_lock(7415007)")
-            before = current_revision(conn)
-            if not known(before):
-                raise SchemaNewer(f"database schema is at {before}, newer than this TDS ({head_revision()}): "
+            before = revisions.current(conn)
+            if not revisions.known(before):
+                raise SchemaNewer(f"database schema is at {before}, newer than this TDS ({revisions.head()}): "
                                   "install the TDS that migrated it, or downgrade with it (docs/OPERATIONS.md)")
             cfg = _alembic_config(config)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
             conn.commit()
-            after = current_revision(conn)
+            after = revisions.current(conn)
             conn.exec_driver_sql("SELECT pg_advisory_unlock(7415007)")
             conn.commit()
         return before, after
     finally:
         engine.dispose()
-
-
-def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
-
-
-def current_revision(conn) -> str | None:
-    return MigrationContext.configure(conn, opts={"version_table": "tds_alembic_version"}
-                                      ).get_current_revision()

@@ -6,19 +6,31 @@ from sqlalchemy import exc, text
 
 
 def truncate(engine) -> None:
+    """Every table of TDS's as after migrating, its ids starting at 1 again. Only the tables that hold rows
+    are truncated: a TRUNCATE makes new files for the table and its indexes, even when it is empty."""
     from tds_daemon import entities
 
-    tables = ", ".join(["tds_sync_queue", "tds_inbox_events", "tds_sync_runs", "tds_sync_cursors", "tds_alerts",
-                        "tds_healer_runs", "tds_stats_runs", "tds_events", "tds_event_subscribers",
-                        "tds_event_dead_letters", "tds_zoho_calls", "tds_zoho_quota_stops"]
-                       + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"])
-    # A module's daemon may still be writing (a backfill, a sweep): PostgreSQL may pick the TRUNCATE as a
-    # deadlock's victim, and then it is simply tried again.
+    tables = ["tds_sync_queue", "tds_inbox_events", "tds_inbox_duplicates", "tds_sync_runs", "tds_sync_cursors",
+              "tds_alerts", "tds_healer_runs", "tds_stats_runs", "tds_events", "tds_event_subscribers",
+              "tds_event_dead_letters", "tds_zoho_calls", "tds_zoho_quota_stops"] \
+        + [f"zoho.{e.table}" for e in entities.ENTITIES] + ["zoho.item_images"]
+    filled = " UNION ALL ".join(f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM {t})" for t in tables)
+    # A module's daemon may still be writing (a backfill, a sweep): PostgreSQL may pick this as a deadlock's
+    # victim, and then it is simply tried again.
     for attempt in range(5):
         try:
             with engine.begin() as c:
                 c.execute(text("SET LOCAL lock_timeout = '10s'"))
-                c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                c.execute(text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
+                names = c.execute(text(filled)).scalars().all()
+                if names:
+                    c.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+                # Ids from 1 again, as TRUNCATE ... RESTART IDENTITY would, for every table (an emptied
+                # one may have used some): setval writes no new file.
+                c.execute(text("SELECT setval(s.oid, 1, false) FROM pg_class s JOIN pg_depend d "
+                               "ON d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.deptype IN ('a', 'i') "
+                               "WHERE s.relkind = 'S' AND d.refobjid = ANY(CAST(:tables AS regclass[]))"),
+                          {"tables": tables})
             return
         except exc.OperationalError as e:
             if attempt == 4 or getattr(e.orig, "pgcode", None) not in ("40P01", "55P03"):
