@@ -32,10 +32,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-# What needs no process of its own (no daemon, API, worker, simulator or browser): in under a minute.
+# What needs no process of its own (no daemon, API, worker, simulator or browser): in under a minute. Its
+# tests mostly wait on the commands they run: as many test processes as `make test`.
 test-quick: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -m "not daemon" -n 2 -q
+	$(BIN)/pytest -m "not daemon" -n $(TEST_WORKERS) -q
 
 # The whole suite under coverage.py, every process it starts measured too ([tool.coverage.*] in
 # pyproject.toml); slower than `make test`. Test files in parallel as `make test` runs them when it sets
