@@ -307,11 +307,14 @@ def test_two_daemons_one_scheduler_leader_and_failover(processes, clean_db, migr
     # The follower stays a follower while the leader renews (two lease periods).
     assert holds_for(lambda: leader_pid(follower) == leader.proc.pid, 10, interval=0.5), "the follower took over"
 
+    orphans = descendants(leader.proc.pid)
     leader.proc.send_signal(signal.SIGKILL)  # dies without releasing its lease
     leader.proc.wait(timeout=10)
     took_over = wait_until(lambda: leader_pid(follower) == follower.proc.pid, 5 + 5,
                            message="the follower to take over within the lease time")
     assert took_over
+    # Its API and workers stop too (they are told when their parent dies): none goes on unsupervised.
+    wait_until(lambda: not [p for p in orphans if alive(p)], 40, message="the killed daemon's processes gone")
 
 
 def test_a_second_stop_signal_forces_without_waiting(processes, clean_db, migrated):
