@@ -30,7 +30,8 @@ def exited(proc, timeout: float) -> int:
     return proc.returncode
 
 
-# Once Python finalizes, the default handlers are back and a signal still flooding in ends the process.
+# Stopped either way: cleanly, or by a signal of the flood that finds the default handler back (once Python
+# finalizes) or that ends it while it is still stopping. What must not happen is that it never ends.
 STOPPED = (0, -signal.SIGTERM)
 
 
@@ -40,7 +41,6 @@ def test_a_worker_stops_on_a_burst_of_stop_signals(processes, migrated, tmp_path
                            ready=ready.exists, timeout=60)
     burst(proc.pid)
     assert exited(proc, 30) in STOPPED, processes.output(proc)
-    assert "worker stopping" in processes.output(proc)
 
 
 def test_the_daemon_stops_on_a_burst_of_stop_signals_and_leaves_no_child(processes, migrated):
@@ -49,7 +49,6 @@ def test_the_daemon_stops_on_a_burst_of_stop_signals_and_leaves_no_child(process
     assert children
     burst(daemon.proc.pid)
     exited(daemon.proc, 30)
-    assert "stopped" in daemon.output(), daemon.output()
 
     def gone(pid: int) -> bool:
         try:
@@ -67,4 +66,3 @@ def test_the_simulator_stops_on_a_burst_of_stop_signals(processes):
                            ready=lambda: web.get(f"http://127.0.0.1:{port}/_sim/info", timeout=2).status_code == 200)
     burst(proc.pid)
     assert exited(proc, 30) in STOPPED, processes.output(proc)
-    assert "tds simulator stopped" in processes.output(proc)
